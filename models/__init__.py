@@ -1,0 +1,1 @@
+"""Training, export and validation of the venue models (later issues)."""

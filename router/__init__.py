@@ -1,0 +1,1 @@
+"""SOR: the routing service."""

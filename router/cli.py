@@ -1,0 +1,85 @@
+"""The ``sor`` command.
+
+``run`` is the daemon. ``demo`` and ``sim-venue`` drive the simulator; they
+import ``sim`` lazily so the daemon never loads simulator code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from pathlib import Path
+
+from router.config import Config, ConfigError, load_config
+
+DEFAULT_CONFIG = "config/sor.toml"
+
+
+def _load(path: str) -> Config:
+    try:
+        return load_config(path)
+    except ConfigError as e:
+        print(f"sor: bad config: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def _logging(level: str) -> None:
+    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="sor", description="ML smart order router")
+    p.add_argument("--log-level", default="WARNING", help="DEBUG, INFO, WARNING (default), ERROR")
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    r = sub.add_parser("run", help="run the routing daemon")
+    r.add_argument("--config", default=DEFAULT_CONFIG)
+
+    c = sub.add_parser("check-config", help="validate a config file and exit (2 when bad)")
+    c.add_argument("--config", default=DEFAULT_CONFIG)
+
+    d = sub.add_parser("demo", help="sim venues + daemon + sim OMS on loopback, then a summary")
+    d.add_argument("--config", default=DEFAULT_CONFIG)
+    d.add_argument("--orders", type=int, default=200, help="parent orders to send (default 200)")
+    d.add_argument("--rate", type=float, default=200.0, help="parent orders per second (default 200)")
+    d.add_argument("--seed", type=int, default=1)
+    d.add_argument("--keep-ports", action="store_true", help="use the config's ports instead of free ones")
+
+    v = sub.add_parser("sim-venue", help="run one simulated venue (a FIX acceptor)")
+    v.add_argument("--config", default=DEFAULT_CONFIG)
+    v.add_argument("--venue", required=True)
+    v.add_argument("--state-dir", default="var/sim")
+
+    args = p.parse_args(argv)
+    _logging(args.log_level)
+    cfg = _load(args.config)
+
+    if args.cmd == "check-config":
+        print(f"{args.config}: ok ({len(cfg.venues)} venues, {len(cfg.symbols)} symbols)")
+        return 0
+    if args.cmd == "run":
+        from router.app import run_daemon
+
+        return run_daemon(cfg)
+    if args.cmd == "sim-venue":
+        if args.venue not in {v.name for v in cfg.venues}:
+            print(f"sor: unknown venue {args.venue!r}", file=sys.stderr)
+            return 2
+        sim_cli = importlib.import_module("sim.cli")
+        return int(sim_cli.run_venue(cfg, args.venue, str(Path(args.state_dir))))
+    if args.cmd == "demo":
+        demo = importlib.import_module("sim.demo")
+        return int(demo.run_demo(args.config, cfg, orders=args.orders, rate=args.rate, seed=args.seed,
+                                 keep_ports=args.keep_ports))
+    return 2
+
+
+def entrypoint() -> None:
+    raise SystemExit(main())
+
+
+if __name__ == "__main__":
+    entrypoint()

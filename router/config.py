@@ -1,0 +1,273 @@
+"""The one configuration tree: TOML decoded into frozen msgspec structs.
+
+Unknown fields are forbidden everywhere so a typo fails at start-up instead of
+silently falling back to a default. ``load_config`` raises ``ConfigError``
+with the dotted path of the offending field; the CLI turns that into exit
+status 2.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Literal
+
+import msgspec
+
+from router.domain import VenueKind
+
+
+class ConfigError(Exception):
+    """A configuration that cannot run; the message names the field."""
+
+
+class _Cfg(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    pass
+
+
+class SymbolConfig(_Cfg, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    symbol: str
+    tick_size: str = "0.01"
+    lot_size: int = 1
+    max_order_qty: int = 1_000_000
+    ref_price: str = "100.00"
+    """Where the simulator starts the mid; also a sanity anchor for the router."""
+
+
+class VenueSimConfig(_Cfg, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """How the simulator plays this venue (ignored when trading a real one)."""
+
+    ack_latency_us: int = 0
+    levels: int = 5
+    half_spread_ticks: int = 1
+    level_size_mean: int = 300
+    requote_ms: int = 50
+    taker_rate_hz: float = 5.0
+    taker_size_mean: int = 100
+    contra_prob: float = 0.5
+    contra_size_mean: int = 300
+    seed: int = 1
+
+
+class VenueConfig(_Cfg, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    name: str
+    kind: VenueKind
+    host: str = "127.0.0.1"
+    port: int
+    sender_comp_id: str = "SOR"
+    target_comp_id: str
+    mic: str = ""
+    """Reported to the OMS as LastMkt(30); defaults to the venue name."""
+    take_fee_bps: float = 0.0
+    make_rebate_bps: float = 0.0
+    sim: VenueSimConfig = VenueSimConfig()
+
+    @property
+    def last_mkt(self) -> str:
+        return self.mic or self.name
+
+
+class OmsConfig(_Cfg, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    host: str = "127.0.0.1"
+    port: int
+    sender_comp_id: str = "SOR"
+    target_comp_id: str = "OMS"
+
+
+class WaterfallConfig(_Cfg, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    venues: list[str]
+    """Venue names in the order the static waterfall tries them."""
+    final_action: Literal["rest", "cancel"] = "rest"
+    """After the last IOC step: rest the remainder (DAY limit parents only) or
+    cancel it back to the OMS."""
+    rest_venue: str | None = None
+    child_ack_timeout_ms: int = 2_000
+    """A child with no answer from its venue after this long is canceled."""
+
+
+class FixConfig(_Cfg, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    heartbeat_s: int = 30
+    reconnect_s: int = 1
+    state_dir: str = "var/fix"
+    """File message stores live here so sequence numbers survive a restart."""
+    log_messages: bool = False
+    """Write every FIX message to a log file (costs latency)."""
+    file_store: bool = True
+
+
+class MetricsConfig(_Cfg, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    host: str = "127.0.0.1"
+    port: int = 9108
+    enabled: bool = True
+
+
+class SimConfig(_Cfg, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Shared market parameters so all sim processes agree on the mid."""
+
+    seed: int = 7
+    mid_step_ms: int = 100
+    mid_vol_ticks: float = 0.6
+    epoch_ns: int = 0
+    """0 means: the demo/test harness sets it when it starts the processes."""
+
+
+class RouterConfig(_Cfg, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    driver: Literal["threaded"] = "threaded"
+    exec_id_prefix: str = ""
+    """Prefix for ExecIDs/OrderIDs; empty means a per-start unique prefix."""
+
+
+class Config(_Cfg, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    oms: OmsConfig
+    venues: list[VenueConfig]
+    symbols: list[SymbolConfig]
+    waterfall: WaterfallConfig
+    router: RouterConfig = RouterConfig()
+    fix: FixConfig = FixConfig()
+    metrics: MetricsConfig = MetricsConfig()
+    sim: SimConfig = SimConfig()
+
+    def venue(self, name: str) -> VenueConfig:
+        for v in self.venues:
+            if v.name == name:
+                return v
+        raise KeyError(name)
+
+    def symbol(self, name: str) -> SymbolConfig:
+        for s in self.symbols:
+            if s.symbol == name:
+                return s
+        raise KeyError(name)
+
+
+def _tick(value: str, where: str) -> Decimal:
+    try:
+        d = Decimal(value)
+    except InvalidOperation:
+        raise ConfigError(f"{where}: {value!r} is not a decimal number") from None
+    if not d.is_finite() or d <= 0:
+        raise ConfigError(f"{where}: must be a positive decimal, got {value!r}")
+    return d
+
+
+def validate(cfg: Config) -> Config:
+    """Cross-field checks msgspec cannot express; each names the field."""
+    names = [v.name for v in cfg.venues]
+    if not names:
+        raise ConfigError("venues: at least one venue is required")
+    for i, v in enumerate(cfg.venues):
+        if names.count(v.name) > 1:
+            raise ConfigError(f"venues[{i}].name: duplicate venue {v.name!r}")
+        if not 0 < v.port < 65536:
+            raise ConfigError(f"venues[{i}].port: {v.port} is not a TCP port")
+    ports = [v.port for v in cfg.venues] + [cfg.oms.port]
+    if len(set(ports)) != len(ports):
+        raise ConfigError("venues[].port / oms.port: ports must be distinct")
+    if not 0 < cfg.oms.port < 65536:
+        raise ConfigError(f"oms.port: {cfg.oms.port} is not a TCP port")
+    if not cfg.symbols:
+        raise ConfigError("symbols: at least one symbol is required")
+    seen: set[str] = set()
+    for i, s in enumerate(cfg.symbols):
+        if s.symbol in seen:
+            raise ConfigError(f"symbols[{i}].symbol: duplicate symbol {s.symbol!r}")
+        seen.add(s.symbol)
+        tick = _tick(s.tick_size, f"symbols[{i}].tick_size")
+        ref = _tick(s.ref_price, f"symbols[{i}].ref_price")
+        if (ref / tick) % 1 != 0:
+            raise ConfigError(f"symbols[{i}].ref_price: {s.ref_price} is not a multiple of tick_size")
+        if s.lot_size <= 0:
+            raise ConfigError(f"symbols[{i}].lot_size: must be positive")
+        if s.max_order_qty <= 0:
+            raise ConfigError(f"symbols[{i}].max_order_qty: must be positive")
+    wf = cfg.waterfall
+    if not wf.venues:
+        raise ConfigError("waterfall.venues: at least one venue is required")
+    for i, name in enumerate(wf.venues):
+        if name not in names:
+            raise ConfigError(f"waterfall.venues[{i}]: unknown venue {name!r} (known: {', '.join(names)})")
+    if wf.final_action == "rest":
+        if wf.rest_venue is None:
+            raise ConfigError("waterfall.rest_venue: required when final_action = 'rest'")
+        if wf.rest_venue not in names:
+            raise ConfigError(f"waterfall.rest_venue: unknown venue {wf.rest_venue!r}")
+    if wf.child_ack_timeout_ms <= 0:
+        raise ConfigError("waterfall.child_ack_timeout_ms: must be positive")
+    return cfg
+
+
+def _describe(err: msgspec.ValidationError) -> str:
+    # msgspec says "... - at `$.venues[0].port`"; turn the JSON path into the
+    # TOML spelling operators write.
+    text = str(err)
+    if " - at `$." in text:
+        msg, _, path = text.partition(" - at `$.")
+        return f"{path.rstrip('`')}: {msg}"
+    return text
+
+
+def parse_config(text: str, source: str = "<string>") -> Config:
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{source}: not valid TOML: {e}") from None
+    try:
+        cfg = msgspec.convert(raw, Config)
+    except msgspec.ValidationError as e:
+        raise ConfigError(f"{source}: {_describe(e)}") from None
+    try:
+        return validate(cfg)
+    except ConfigError as e:
+        raise ConfigError(f"{source}: {e}") from None
+
+
+def load_config(path: str | Path) -> Config:
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as e:
+        raise ConfigError(f"{p}: cannot read config: {e.strerror}") from None
+    return parse_config(text, str(p))
+
+
+def dump_config(cfg: Config) -> str:
+    """TOML text for a config (used by the demo and tests to hand a generated
+    config to subprocesses)."""
+    return _to_toml(msgspec.to_builtins(cfg))
+
+
+def _toml_value(v: object) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(v, list) and all(not isinstance(x, dict) for x in v):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    raise TypeError(f"cannot write {v!r} as an inline TOML value")
+
+
+def _to_toml(tree: dict[str, object], prefix: str = "") -> str:
+    lines: list[str] = []
+    tables: list[tuple[str, dict[str, object]]] = []
+    arrays: list[tuple[str, list[dict[str, object]]]] = []
+    for k, v in tree.items():
+        if v is None:
+            continue
+        if isinstance(v, dict):
+            tables.append((k, v))
+        elif isinstance(v, list) and v and all(isinstance(x, dict) for x in v):
+            arrays.append((k, v))
+        else:
+            lines.append(f"{k} = {_toml_value(v)}")
+    out = "\n".join(lines) + ("\n" if lines else "")
+    for k, sub in tables:
+        name = f"{prefix}{k}"
+        out += f"\n[{name}]\n" + _to_toml(sub, name + ".")
+    for k, items in arrays:
+        name = f"{prefix}{k}"
+        for item in items:
+            out += f"\n[[{name}]]\n" + _to_toml(item, name + ".")
+    return out

@@ -1,0 +1,424 @@
+"""The routing engine: synchronous and sans-IO.
+
+It takes decoded events with the time they happened and returns the
+commands to carry out (child orders, cancels, execution reports). It never
+reads a clock, never blocks and never touches a socket, so the daemon's
+drivers and the backtester run the very same code.
+
+Quantity invariants held here (and checked by the tests):
+- the open quantity of a parent's children never exceeds its leaves;
+- a parent is never filled beyond its OrderQty (an over-fill from a venue is
+  capped, counted and logged rather than passed on);
+- every venue fill (unique ExecID per child) is reported to the OMS once.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+
+from router.config import Config
+from router.domain import (
+    CancelChild,
+    CancelRequested,
+    Command,
+    CxlRejReason,
+    ExecType,
+    InvalidOrderReceived,
+    NewOrderReceived,
+    OrdRejReason,
+    OrdStatus,
+    OrdType,
+    RejectCancel,
+    RejectOrder,
+    ReportToOms,
+    SendChildOrder,
+    Side,
+    VenueCancelRejected,
+    VenueReport,
+    VenueSessionChanged,
+)
+from router.metrics import Metrics
+from router.orders import ChildEvent, ChildOrder, IllegalTransitionError, ParentEvent, ParentOrder
+from router.waterfall import Plan, Planner, allocate
+
+log = logging.getLogger("sor.engine")
+
+CE = ChildEvent
+PE = ParentEvent
+
+
+class Engine:
+    def __init__(self, cfg: Config, planner: Planner, metrics: Metrics, id_prefix: str) -> None:
+        self._cfg = cfg
+        self._planner = planner
+        self._m = metrics
+        self._prefix = id_prefix
+        self._seq = 0
+        self._lots = {s.symbol: s.lot_size for s in cfg.symbols}
+        self._ack_timeout_ns = cfg.waterfall.child_ack_timeout_ms * 1_000_000
+        self.parents: dict[str, ParentOrder] = {}
+        self.children: dict[str, ChildOrder] = {}
+        # Every ClOrdID ever used per OMS session (orders and cancels) so a
+        # reuse is caught as a duplicate.
+        self._cl_ord_ids: dict[tuple[str, str], str] = {}
+        self._plans: dict[str, Plan] = {}
+        self._wave: dict[str, list[str]] = {}
+        self._cancel_of: dict[str, str] = {}
+        """cancel id sent to a venue -> child id"""
+        self._deadlines: list[tuple[int, str]] = []
+        self.venues_up: set[str] = set()
+        self._open_parents = 0
+        self._open_children = 0
+
+    # ------------------------------------------------------------------ ids
+
+    def _next_id(self, kind: str) -> str:
+        self._seq += 1
+        return f"{self._prefix}{kind}{self._seq}"
+
+    # --------------------------------------------------------------- events
+
+    def on_venue_session(self, ev: VenueSessionChanged) -> list[Command]:
+        if ev.up:
+            self.venues_up.add(ev.venue)
+        else:
+            self.venues_up.discard(ev.venue)
+        vm = self._m.venue.get(ev.venue)
+        if vm is not None:
+            vm.session_up.set(1 if ev.up else 0)
+        return []
+
+    def on_invalid_order(self, ev: InvalidOrderReceived) -> list[Command]:
+        key = (ev.session, ev.cl_ord_id)
+        reason, text = ev.reason, ev.text
+        if key in self._cl_ord_ids:
+            reason, text = OrdRejReason.DUPLICATE_ORDER, f"duplicate ClOrdID {ev.cl_ord_id!r}"
+        else:
+            self._cl_ord_ids[key] = ""
+        return [self._reject_order(ev.session, ev.cl_ord_id, ev.symbol, ev.side, ev.qty_raw,
+                                   ev.ord_type_raw, reason, text, ev.recv_ns)]
+
+    def on_new_order(self, ev: NewOrderReceived) -> list[Command]:
+        self._m.parent_received.inc()
+        key = (ev.session, ev.cl_ord_id)
+        if key in self._cl_ord_ids:
+            return [self._reject_order(ev.session, ev.cl_ord_id, ev.symbol, ev.side, str(ev.qty),
+                                       ev.ord_type.value, OrdRejReason.DUPLICATE_ORDER,
+                                       f"duplicate ClOrdID {ev.cl_ord_id!r}", ev.recv_ns)]
+        order_id = self._next_id("P")
+        parent = ParentOrder(
+            order_id=order_id, session=ev.session, cl_ord_id=ev.cl_ord_id, symbol=ev.symbol,
+            side=ev.side, qty=ev.qty, ord_type=ev.ord_type, price_ticks=ev.price_ticks,
+            tif=ev.tif, arrival_ns=ev.recv_ns, strategy=ev.strategy,
+        )
+        plan = self._planner.plan(parent, frozenset(self.venues_up))
+        if not plan.waves:
+            self._cl_ord_ids[key] = ""
+            return [self._reject_order(ev.session, ev.cl_ord_id, ev.symbol, ev.side, str(ev.qty),
+                                       ev.ord_type.value, OrdRejReason.EXCHANGE_CLOSED,
+                                       "no venue session is up to route to", ev.recv_ns)]
+        self._cl_ord_ids[key] = order_id
+        self.parents[order_id] = parent
+        self._plans[order_id] = plan
+        parent.apply(PE.ACCEPT)
+        self._open_parents += 1
+        self._m.open_parents.set(self._open_parents)
+        out: list[Command] = [self._report(parent, ExecType.NEW, ev.recv_ns)]
+        self._advance(parent, ev.recv_ns, out)
+        return out
+
+    def on_cancel_request(self, ev: CancelRequested) -> list[Command]:
+        key = (ev.session, ev.orig_cl_ord_id)
+        order_id = self._cl_ord_ids.get(key)
+        parent = self.parents.get(order_id) if order_id else None
+        if parent is None:
+            return [self._reject_cancel(ev, None, CxlRejReason.UNKNOWN_ORDER,
+                                        f"unknown order: OrigClOrdID {ev.orig_cl_ord_id!r}")]
+        if (ev.session, ev.cl_ord_id) in self._cl_ord_ids:
+            return [self._reject_cancel(ev, parent, CxlRejReason.DUPLICATE_CLORDID,
+                                        f"duplicate ClOrdID {ev.cl_ord_id!r}")]
+        self._cl_ord_ids[(ev.session, ev.cl_ord_id)] = ""
+        if parent.is_terminal:
+            return [self._reject_cancel(ev, parent, CxlRejReason.TOO_LATE_TO_CANCEL,
+                                        f"too late to cancel: order is {parent.state.name.lower()}")]
+        if parent.state is OrdStatus.PENDING_CANCEL:
+            return [self._reject_cancel(ev, parent, CxlRejReason.ALREADY_PENDING,
+                                        "a cancel is already pending for this order")]
+        parent.apply(PE.CANCEL_REQUESTED)
+        parent.pending_cancel_cl_ord_id = ev.cl_ord_id
+        parent.routing_done = True
+        out: list[Command] = [self._report(parent, ExecType.PENDING_CANCEL, ev.recv_ns,
+                                           cl_ord_id=ev.cl_ord_id, orig=parent.cl_ord_id)]
+        for cid in parent.children:
+            child = self.children[cid]
+            if not child.is_terminal and child.state is not OrdStatus.PENDING_CANCEL:
+                self._cancel_child(child, ev.recv_ns, out)
+        self._maybe_finish_cancel(parent, ev.recv_ns, out)
+        return out
+
+    def on_venue_report(self, ev: VenueReport) -> list[Command]:
+        child = self.children.get(ev.child_id)
+        if child is None or child.venue != ev.venue:
+            self._m.venue_anomalies.labels(kind="unknown_child").inc()
+            log.warning("report for unknown child %s from %s ignored", ev.child_id, ev.venue)
+            return []
+        if ev.exec_id in child.seen_exec_ids:
+            # A resend after reconnect: already reported once, never twice.
+            self._m.venue_anomalies.labels(kind="duplicate_exec_id").inc()
+            return []
+        child.seen_exec_ids.add(ev.exec_id)
+        parent = self.parents[child.parent_id]
+        out: list[Command] = []
+        try:
+            self._apply_report(parent, child, ev, out)
+        except IllegalTransitionError as e:
+            self._m.illegal_transitions.labels(kind=e.kind).inc()
+            log.error("%s (venue report %s ignored)", e, ev.exec_id)
+        self._after_child_change(parent, ev.recv_ns, out)
+        return out
+
+    def on_venue_cancel_rejected(self, ev: VenueCancelRejected) -> list[Command]:
+        child_id = self._cancel_of.pop(ev.child_id, ev.child_id)
+        child = self.children.get(child_id)
+        if child is None:
+            self._m.venue_anomalies.labels(kind="unknown_child").inc()
+            return []
+        out: list[Command] = []
+        if child.state is not OrdStatus.PENDING_CANCEL:
+            # Usually the child filled or expired before the cancel landed.
+            return out
+        child.apply(CE.CANCEL_REFUSED)
+        parent = self.parents[child.parent_id]
+        log.warning("venue %s refused cancel of child %s: %s", child.venue, child.child_id, ev.text)
+        if parent.state is OrdStatus.PENDING_CANCEL:
+            parent.apply(PE.CANCEL_REFUSED)
+            cl = parent.pending_cancel_cl_ord_id or ""
+            parent.pending_cancel_cl_ord_id = None
+            out.append(RejectCancel(
+                session=parent.session, order_id=parent.order_id, cl_ord_id=cl,
+                orig_cl_ord_id=parent.cl_ord_id, ord_status=parent.state, reason=CxlRejReason.OTHER,
+                response_to_replace=False,
+                text=f"venue {child.venue} refused to cancel child {child.child_id}: {ev.text}",
+            ))
+            self._m.cancel_reject["other"].inc()
+        self._after_child_change(parent, ev.recv_ns, out)
+        return out
+
+    def on_timer(self, now_ns: int) -> list[Command]:
+        out: list[Command] = []
+        while self._deadlines and self._deadlines[0][0] <= now_ns:
+            deadline, cid = heapq.heappop(self._deadlines)
+            child = self.children.get(cid)
+            if child is None or child.is_terminal or child.deadline_ns != deadline:
+                continue
+            child.deadline_ns = None
+            if child.state is OrdStatus.PENDING_CANCEL:
+                # The cancel itself went unanswered: ask again.
+                self._m.venue_anomalies.labels(kind="cancel_timeout").inc()
+                self._send_cancel(child, now_ns, out)
+            else:
+                self._m.venue_anomalies.labels(kind="child_timeout").inc()
+                self._cancel_child(child, now_ns, out)
+        return out
+
+    def next_deadline_ns(self) -> int | None:
+        while self._deadlines:
+            deadline, cid = self._deadlines[0]
+            child = self.children.get(cid)
+            if child is not None and not child.is_terminal and child.deadline_ns == deadline:
+                return deadline
+            heapq.heappop(self._deadlines)
+        return None
+
+    # -------------------------------------------------------------- internals
+
+    def _apply_report(self, parent: ParentOrder, child: ChildOrder, ev: VenueReport,
+                      out: list[Command]) -> None:
+        vm = self._m.venue[child.venue]
+        et = ev.exec_type
+        if et is ExecType.NEW:
+            child.apply(CE.ACK)
+            if child.acked_ns is None:
+                child.acked_ns = ev.recv_ns
+                vm.ack_latency.observe((ev.recv_ns - child.sent_ns) / 1e9)
+                # Acked IOC children are the venue's to finish; a resting one
+                # keeps only the deadline its slice asked for.
+                child.deadline_ns = None
+            return
+        if et is ExecType.TRADE:
+            qty = ev.last_qty
+            room = child.qty - child.cum_qty
+            if qty <= 0:
+                self._m.venue_anomalies.labels(kind="zero_fill").inc()
+                return
+            if qty > room:
+                self._m.venue_anomalies.labels(kind="overfill").inc()
+                log.error("venue %s over-filled child %s: %d > open %d; capped",
+                          child.venue, child.child_id, qty, room)
+                qty = room
+                if qty == 0:
+                    return
+            event = child.fill_event(qty)
+            child.apply(event)
+            child.cum_qty += qty
+            vm.fills.inc()
+            vm.filled_qty.inc(qty)
+            parent_was_cancel = parent.state is OrdStatus.PENDING_CANCEL
+            parent.fill(qty, ev.last_px_ticks)
+            out.append(self._report(parent, ExecType.TRADE, ev.recv_ns, last_qty=qty,
+                                    last_px_ticks=ev.last_px_ticks, last_mkt=self._cfg.venue(child.venue).last_mkt))
+            if child.is_terminal:
+                self._child_done(child)
+            if parent.state is OrdStatus.FILLED:
+                self._parent_done(parent, "filled")
+                if parent_was_cancel:
+                    out.append(RejectCancel(
+                        session=parent.session, order_id=parent.order_id,
+                        cl_ord_id=parent.pending_cancel_cl_ord_id or "", orig_cl_ord_id=parent.cl_ord_id,
+                        ord_status=OrdStatus.FILLED, reason=CxlRejReason.TOO_LATE_TO_CANCEL,
+                        response_to_replace=False, text="too late to cancel: order filled",
+                    ))
+                    self._m.cancel_reject["too_late_to_cancel"].inc()
+            return
+        if et is ExecType.CANCELED or et is ExecType.EXPIRED:
+            child.apply(CE.CANCELED)
+            self._child_done(child)
+            return
+        if et is ExecType.REJECTED:
+            child.apply(CE.REJECT)
+            log.warning("venue %s rejected child %s: %s", child.venue, child.child_id, ev.text)
+            self._child_done(child)
+            return
+        if et is ExecType.PENDING_CANCEL:
+            return
+        self._m.venue_anomalies.labels(kind="unhandled_exec_type").inc()
+
+    def _child_done(self, child: ChildOrder) -> None:
+        self._open_children -= 1
+        self._m.open_children.set(self._open_children)
+        st = child.state
+        if st is OrdStatus.FILLED:
+            outcome = "filled"
+        elif st is OrdStatus.REJECTED:
+            outcome = "rejected"
+        else:
+            outcome = "partial_canceled" if child.cum_qty else "canceled"
+        self._m.venue[child.venue].outcome[outcome].inc()
+
+    def _parent_done(self, parent: ParentOrder, outcome: str) -> None:
+        self._open_parents -= 1
+        self._m.open_parents.set(self._open_parents)
+        self._m.parent_outcome[outcome].inc()
+        self._plans.pop(parent.order_id, None)
+        self._wave.pop(parent.order_id, None)
+
+    def _after_child_change(self, parent: ParentOrder, now_ns: int, out: list[Command]) -> None:
+        if parent.is_terminal:
+            return
+        if parent.state is OrdStatus.PENDING_CANCEL:
+            self._maybe_finish_cancel(parent, now_ns, out)
+            return
+        wave = self._wave.get(parent.order_id, ())
+        if all(self.children[c].is_terminal for c in wave):
+            self._advance(parent, now_ns, out)
+
+    def _maybe_finish_cancel(self, parent: ParentOrder, now_ns: int, out: list[Command]) -> None:
+        if any(not self.children[c].is_terminal for c in parent.children):
+            return
+        parent.apply(PE.CANCELED)
+        cl = parent.pending_cancel_cl_ord_id or parent.cl_ord_id
+        parent.pending_cancel_cl_ord_id = None
+        out.append(self._report(parent, ExecType.CANCELED, now_ns, cl_ord_id=cl, orig=parent.cl_ord_id,
+                                text="canceled at OMS request"))
+        self._parent_done(parent, "partial_canceled" if parent.cum_qty else "canceled")
+
+    def _advance(self, parent: ParentOrder, now_ns: int, out: list[Command]) -> None:
+        """Send the next wave with non-zero quantity, or finish the parent."""
+        plan = self._plans[parent.order_id]
+        lot = self._lots[parent.symbol]
+        while not parent.routing_done and parent.step < len(plan.waves):
+            wave = plan.waves[parent.step]
+            parent.step += 1
+            slices = [s for s in wave.slices if s.venue in self.venues_up]
+            if not slices:
+                continue
+            residual = parent.qty - parent.cum_qty
+            sizes = allocate(residual, [s.weight for s in slices], lot)
+            sent: list[str] = []
+            for sl, qty in zip(slices, sizes):
+                if qty <= 0:
+                    continue
+                cid = self._next_id("C")
+                ord_type = OrdType.MARKET if sl.limit_ticks is None else OrdType.LIMIT
+                deadline = now_ns + (sl.timeout_ms * 1_000_000 if sl.timeout_ms else self._ack_timeout_ns)
+                child = ChildOrder(
+                    child_id=cid, parent_id=parent.order_id, venue=sl.venue, symbol=parent.symbol,
+                    side=parent.side, qty=qty, ord_type=ord_type, price_ticks=sl.limit_ticks,
+                    tif=sl.tif, sent_ns=now_ns, deadline_ns=deadline,
+                )
+                self.children[cid] = child
+                parent.children.append(cid)
+                heapq.heappush(self._deadlines, (deadline, cid))
+                sent.append(cid)
+                self._open_children += 1
+                self._m.venue[sl.venue].children_sent.inc()
+                out.append(SendChildOrder(
+                    venue=sl.venue, child_id=cid, symbol=parent.symbol, side=parent.side, qty=qty,
+                    ord_type=ord_type, price_ticks=sl.limit_ticks, tif=sl.tif,
+                ))
+            if sent:
+                self._m.open_children.set(self._open_children)
+                self._wave[parent.order_id] = sent
+                return
+        # Nothing left to send: the remainder goes back to the OMS.
+        parent.routing_done = True
+        if parent.state is not OrdStatus.PENDING_CANCEL and not parent.is_terminal:
+            parent.apply(PE.CANCELED)
+            out.append(self._report(parent, ExecType.CANCELED, now_ns,
+                                    text=f"waterfall exhausted: {parent.qty - parent.cum_qty} unfilled"))
+            self._parent_done(parent, "partial_canceled" if parent.cum_qty else "canceled")
+
+    def _cancel_child(self, child: ChildOrder, now_ns: int, out: list[Command]) -> None:
+        child.apply(CE.CANCEL_SENT)
+        self._send_cancel(child, now_ns, out)
+
+    def _send_cancel(self, child: ChildOrder, now_ns: int, out: list[Command]) -> None:
+        cancel_id = self._next_id("X")
+        self._cancel_of[cancel_id] = child.child_id
+        child.deadline_ns = now_ns + self._ack_timeout_ns
+        heapq.heappush(self._deadlines, (child.deadline_ns, child.child_id))
+        out.append(CancelChild(venue=child.venue, child_id=child.child_id, cancel_id=cancel_id,
+                               symbol=child.symbol, side=child.side, qty=child.qty))
+
+    def _report(self, parent: ParentOrder, exec_type: ExecType, now_ns: int, *, last_qty: int = 0,
+                last_px_ticks: int = 0, last_mkt: str | None = None, cl_ord_id: str | None = None,
+                orig: str | None = None, text: str = "") -> ReportToOms:
+        return ReportToOms(
+            session=parent.session, order_id=parent.order_id, cl_ord_id=cl_ord_id or parent.cl_ord_id,
+            orig_cl_ord_id=orig, exec_id=self._next_id("E"), exec_type=exec_type,
+            ord_status=parent.state, symbol=parent.symbol, side=parent.side, order_qty=parent.qty,
+            ord_type=parent.ord_type, price_ticks=parent.price_ticks, cum_qty=parent.cum_qty,
+            leaves_qty=parent.leaves_qty, avg_px_ticks_num=parent.notional_ticks, last_qty=last_qty,
+            last_px_ticks=last_px_ticks, last_mkt=last_mkt, ord_rej_reason=None, text=text,
+            transact_ns=now_ns,
+        )
+
+    def _reject_order(self, session: str, cl_ord_id: str, symbol: str, side: Side, qty_raw: str,
+                      ord_type_raw: str, reason: OrdRejReason, text: str, now_ns: int) -> RejectOrder:
+        self._m.order_reject[reason.name.lower()].inc()
+        self._m.parent_outcome["rejected"].inc()
+        log.info("rejected order %s/%s: %s", session, cl_ord_id, text)
+        return RejectOrder(session=session, order_id="NONE", cl_ord_id=cl_ord_id, exec_id=self._next_id("E"),
+                           symbol=symbol, side=side, qty_raw=qty_raw, ord_type_raw=ord_type_raw,
+                           reason=reason, text=text, transact_ns=now_ns)
+
+    def _reject_cancel(self, ev: CancelRequested, parent: ParentOrder | None, reason: CxlRejReason,
+                       text: str) -> RejectCancel:
+        self._m.cancel_reject[reason.name.lower()].inc()
+        log.info("rejected cancel %s/%s: %s", ev.session, ev.cl_ord_id, text)
+        return RejectCancel(
+            session=ev.session, order_id=parent.order_id if parent else "NONE", cl_ord_id=ev.cl_ord_id,
+            orig_cl_ord_id=ev.orig_cl_ord_id, ord_status=parent.state if parent else OrdStatus.REJECTED,
+            reason=reason, response_to_replace=False, text=text,
+        )

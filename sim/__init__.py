@@ -1,0 +1,1 @@
+"""Simulated venues: mid-price path, lit order book, dark midpoint pool, background flow."""

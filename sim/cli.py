@@ -1,0 +1,15 @@
+"""Process entry points of the simulator (called by ``sor sim-venue``)."""
+
+from __future__ import annotations
+
+from fix.gateway import hard_exit
+from router.config import Config
+from sim.venue import serve_venue
+
+
+def run_venue(cfg: Config, venue: str, state_dir: str) -> int:
+    import uvloop
+
+    uvloop.run(serve_venue(cfg, venue, state_dir))
+    hard_exit(0)
+    return 0

@@ -1,0 +1,145 @@
+"""Start sim venues and the daemon as real processes on loopback.
+
+Used by ``sor demo`` and the end-to-end tests: a config is rewritten with
+free ephemeral ports and a fresh state directory, every process gets it, and
+readiness is read from the daemon's own metrics endpoint (all venue sessions
+up) rather than guessed with sleeps.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import msgspec
+
+from router.config import Config, dump_config
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def localize(cfg: Config, state_dir: Path, keep_ports: bool = False, epoch_ns: int | None = None) -> Config:
+    """The same config on fresh loopback ports with its own state dir."""
+    venues = [msgspec.structs.replace(v, host="127.0.0.1", port=v.port if keep_ports else free_port())
+              for v in cfg.venues]
+    oms = msgspec.structs.replace(cfg.oms, host="127.0.0.1", port=cfg.oms.port if keep_ports else free_port())
+    metrics = msgspec.structs.replace(cfg.metrics, host="127.0.0.1",
+                                      port=cfg.metrics.port if keep_ports else free_port())
+    fix_cfg = msgspec.structs.replace(cfg.fix, state_dir=str(state_dir / "router-fix"))
+    sim = msgspec.structs.replace(cfg.sim, epoch_ns=epoch_ns if epoch_ns is not None else time.time_ns())
+    return msgspec.structs.replace(cfg, venues=venues, oms=oms, metrics=metrics, fix=fix_cfg, sim=sim)
+
+
+def scrape(host: str, port: int, timeout_s: float = 2.0) -> dict[str, float]:
+    """Prometheus text exposition -> {'name{labels}': value}."""
+    with urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=timeout_s) as r:
+        text = r.read().decode()
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        name, _, value = line.rpartition(" ")
+        try:
+            out[name] = float(value)
+        except ValueError:
+            continue
+    return out
+
+
+class Cluster:
+    """Venue processes + the daemon process, for one config."""
+
+    def __init__(self, cfg: Config, workdir: Path, log_level: str = "WARNING") -> None:
+        self.cfg = cfg
+        self.workdir = workdir
+        self.config_path = workdir / "sor.toml"
+        self.config_path.write_text(dump_config(cfg))
+        self.log_level = log_level
+        self.venues: dict[str, subprocess.Popen[bytes]] = {}
+        self.daemon: subprocess.Popen[bytes] | None = None
+
+    def _spawn(self, args: list[str], log_name: str) -> subprocess.Popen[bytes]:
+        out = open(self.workdir / f"{log_name}.log", "wb")  # noqa: SIM115 - owned by the child process
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        return subprocess.Popen([sys.executable, "-m", "router.cli", "--log-level", self.log_level, *args],
+                                stdout=out, stderr=subprocess.STDOUT, env=env,
+                                cwd=Path(__file__).resolve().parent.parent)
+
+    def start_venue(self, name: str) -> None:
+        self.venues[name] = self._spawn(["sim-venue", "--config", str(self.config_path), "--venue", name,
+                                         "--state-dir", str(self.workdir / "sim-fix")], f"venue-{name}")
+
+    def start_daemon(self) -> None:
+        self.daemon = self._spawn(["run", "--config", str(self.config_path)], "daemon")
+
+    def start(self, timeout_s: float = 30.0) -> None:
+        for v in self.cfg.venues:
+            self.start_venue(v.name)
+        self.start_daemon()
+        self.wait_sessions({v.name: 1.0 for v in self.cfg.venues}, timeout_s)
+
+    def metrics(self) -> dict[str, float]:
+        return scrape(self.cfg.metrics.host, self.cfg.metrics.port)
+
+    def wait_sessions(self, want: dict[str, float], timeout_s: float) -> None:
+        """Wait until each venue's session-up gauge has the wanted value."""
+        deadline = time.monotonic() + timeout_s
+        last: dict[str, float] = {}
+        while time.monotonic() < deadline:
+            for name, proc in [("daemon", self.daemon), *self.venues.items()]:
+                if proc is not None and proc.poll() is not None and name == "daemon":
+                    raise RuntimeError(f"daemon exited with {proc.returncode}: {self.log('daemon')[-2000:]}")
+            try:
+                last = self.metrics()
+                if all(last.get(f'sor_fix_session_up{{session="venue:{v}"}}') == up for v, up in want.items()):
+                    return
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise TimeoutError(f"venue sessions not {want} after {timeout_s}s; metrics: "
+                           f"{ {k: v for k, v in last.items() if 'session_up' in k} }")
+
+    def log(self, name: str) -> str:
+        p = self.workdir / f"{name}.log"
+        return p.read_text(errors="replace") if p.exists() else ""
+
+    def kill_venue(self, name: str) -> None:
+        proc = self.venues.pop(name)
+        proc.kill()
+        proc.wait(10)
+
+    def stop_daemon(self, timeout_s: float = 20.0) -> int:
+        """SIGTERM the daemon and return its exit status."""
+        if self.daemon is None:
+            return 0
+        self.daemon.send_signal(signal.SIGTERM)
+        try:
+            rc = self.daemon.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            self.daemon.kill()
+            rc = self.daemon.wait(5)
+        self.daemon = None
+        return rc
+
+    def stop(self) -> dict[str, int]:
+        codes = {"daemon": self.stop_daemon()}
+        for proc in self.venues.values():
+            proc.send_signal(signal.SIGTERM)
+        for name, proc in self.venues.items():
+            try:
+                codes[name] = proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                codes[name] = proc.wait(5)
+        self.venues.clear()
+        return codes
