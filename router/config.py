@@ -42,6 +42,8 @@ class VenueSimConfig(_Cfg, frozen=True, kw_only=True, forbid_unknown_fields=True
     levels: int = 5
     half_spread_ticks: int = 1
     level_size_mean: int = 300
+    level_size_jitter: float = 0.5
+    """Log-space sigma of displayed sizes; 0 gives exactly level_size_mean."""
     requote_ms: int = 50
     taker_rate_hz: float = 5.0
     taker_size_mean: int = 100

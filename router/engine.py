@@ -139,6 +139,12 @@ class Engine:
             return [self._reject_cancel(ev, parent, CxlRejReason.DUPLICATE_CLORDID,
                                         f"duplicate ClOrdID {ev.cl_ord_id!r}")]
         self._cl_ord_ids[(ev.session, ev.cl_ord_id)] = ""
+        if ev.replace:
+            # Amending a parent that is spread over venues would need every
+            # child amended atomically; until that exists the honest answer
+            # is a reject that leaves the order working untouched.
+            return [self._reject_cancel(ev, parent, CxlRejReason.OTHER,
+                                        "cancel/replace is not supported: cancel and send a new order")]
         if parent.is_terminal:
             return [self._reject_cancel(ev, parent, CxlRejReason.TOO_LATE_TO_CANCEL,
                                         f"too late to cancel: order is {parent.state.name.lower()}")]
@@ -420,5 +426,5 @@ class Engine:
         return RejectCancel(
             session=ev.session, order_id=parent.order_id if parent else "NONE", cl_ord_id=ev.cl_ord_id,
             orig_cl_ord_id=ev.orig_cl_ord_id, ord_status=parent.state if parent else OrdStatus.REJECTED,
-            reason=reason, response_to_replace=False, text=text,
+            reason=reason, response_to_replace=ev.replace, text=text,
         )

@@ -9,7 +9,6 @@ from decimal import Decimal
 
 from fix.codec import (
     AVG_PX,
-    CL_ORD_ID,
     CUM_QTY,
     EXEC_ID,
     EXEC_TYPE,
@@ -17,6 +16,7 @@ from fix.codec import (
     LAST_QTY,
     LEAVES_QTY,
     ORD_STATUS,
+    ORDER_ID,
     ORDER_QTY,
 )
 from sim.oms import Received
@@ -47,12 +47,18 @@ def check_order(cl_ord_id: str, reports: list[Received], seen_exec_ids: set[str]
         where = f"order {cl_ord_id} ER #{i} ({r.get(EXEC_TYPE)}/{r.get(ORD_STATUS)})"
         if r.msg_type != "8":
             continue
-        if terminal:
-            raise InvariantError(f"{where}: report after a terminal state")
         exec_id = r.get(EXEC_ID)
         if not exec_id or exec_id in seen:
             raise InvariantError(f"{where}: ExecID {exec_id!r} missing or repeated")
         seen.add(exec_id)
+        if r.get(ORDER_ID) == "NONE":
+            # A request rejected at entry (possibly a duplicate reusing this
+            # ClOrdID): not part of this order's story, and nothing was done.
+            if r.get(ORD_STATUS) != "8" or r.get(CUM_QTY, "0") != "0" or r.get(LEAVES_QTY, "0") != "0":
+                raise InvariantError(f"{where}: an entry reject must be 39=8 with nothing done")
+            continue
+        if terminal:
+            raise InvariantError(f"{where}: report after a terminal state")
         qty = Decimal(r.get(ORDER_QTY, "0"))
         cum = Decimal(r.get(CUM_QTY, "0"))
         leaves = Decimal(r.get(LEAVES_QTY, "0"))
@@ -88,7 +94,7 @@ def check_all(reports_by_order: dict[str, list[Received]]) -> int:
     seen: set[str] = set()
     n = 0
     for cl, reps in reports_by_order.items():
-        own = [r for r in reps if r.msg_type == "8" and r.get(CL_ORD_ID) in (cl, r.get(CL_ORD_ID))]
+        own = [r for r in reps if r.msg_type == "8"]
         check_order(cl, own, seen)
         n += len(own)
     return n

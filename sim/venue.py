@@ -104,7 +104,7 @@ class _Market:
         if venue.kind is VenueKind.LIT:
             self.book = LitBook()
             self.bg = BackgroundLiquidity(self.book, rng, levels=s.levels, half_spread_ticks=s.half_spread_ticks,
-                                          size_mean=s.level_size_mean, size_jitter=0.5, lot_size=sym.lot_size)
+                                          size_mean=s.level_size_mean, size_jitter=s.level_size_jitter, lot_size=sym.lot_size)
         else:
             self.pool = DarkPool(rng, contra_prob=s.contra_prob, contra_size_mean=s.contra_size_mean)
 

@@ -1,0 +1,22 @@
+"""Shared fixtures: loopback ports and configs for tests that run real FIX."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from router.config import Config, load_config
+from sim.harness import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def port() -> int:
+    return free_port()
+
+
+@pytest.fixture(scope="session")
+def default_config() -> Config:
+    return load_config(ROOT / "config" / "sor.toml")
