@@ -23,9 +23,13 @@
 #     container's own loopback: Prometheus outside cannot scrape it. Set
 #     metrics.host = "0.0.0.0" to scrape through the published port (the
 #     HEALTHCHECK below works either way: it runs inside the container).
-#   - oms.host: quickfix 1.16 cannot bind an acceptor to one address; the OMS
-#     acceptor listens on every interface of the container whatever oms.host
-#     says. Publish 9870 only towards the OMS network.
+#   - oms.allowed_remote: quickfix 1.16 cannot bind an acceptor to one
+#     address, so the OMS acceptor listens on every interface of the
+#     container and refuses logons from peers not in this list. The default
+#     is 127.0.0.1 only, which inside a container refuses every outside OMS:
+#     list the OMS addresses as the container sees them (with Docker's NAT
+#     that is usually the bridge gateway). Publish 9870 only towards the OMS
+#     network.
 # The FIX file stores in /var/lib/sor hold the sequence numbers, which must
 # survive a restart: mount a named volume or a host directory there (an
 # anonymous volume is a new, empty one for every `docker run`).
@@ -40,6 +44,9 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_ROOT_USER_ACTION=ignore \
     PYTHONDONTWRITEBYTECODE=1
 
+# Unpinned on purpose: build-essential only compiles quickfix in this stage and
+# never reaches the runtime image.
+# hadolint ignore=DL3008
 RUN apt-get update \
  && apt-get install -y --no-install-recommends build-essential \
  && rm -rf /var/lib/apt/lists/*
@@ -86,6 +93,8 @@ RUN groupadd --gid 10001 sor \
 # Wheels only, offline (--no-index: nothing is fetched or compiled here), then
 # a smoke import of the compiled and binary dependencies. The wheels are
 # bind-mounted from the builder, so they never become a layer of this image.
+# The versions are the ones the builder resolved: pinning happens there.
+# hadolint ignore=DL3013
 RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
     pip install --no-index --find-links /wheels sor \
  && python -c "import quickfix, onnxruntime, uvloop, numpy, msgspec, prometheus_client, router.cli, fix.codec" \

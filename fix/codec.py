@@ -13,7 +13,7 @@ Wrong input is never an exception to the caller: the decoder returns a
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal, Inexact, InvalidOperation, Overflow, localcontext
 
 import msgspec
 import quickfix as fix
@@ -88,6 +88,8 @@ INCORRECT_DATA_FORMAT = 6
 UNSUPPORTED_MESSAGE_TYPE = 3
 
 AVG_PX_QUANTUM = Decimal("1e-8")
+MAX_PRICE_DIGITS = 12
+"""Prices of 10^12 and above are refused before any arithmetic on them."""
 
 
 class Malformed(msgspec.Struct, frozen=True, kw_only=True):
@@ -143,8 +145,18 @@ class Ticks:
         self._cache: dict[int, str] = {}
 
     def to_ticks(self, price: Decimal) -> int | None:
-        """Exact tick count, or None when the price is off the tick grid."""
-        q = price / self.tick
+        """Exact tick count, or None when the price is off the tick grid or
+        out of range. Division traps inexactness so a price off the grid by
+        less than the context precision is not rounded onto it."""
+        if not price.is_finite() or price.adjusted() > MAX_PRICE_DIGITS:
+            return None
+        with localcontext() as ctx:
+            ctx.traps[Inexact] = True
+            ctx.traps[Overflow] = True
+            try:
+                q = price / self.tick
+            except (Inexact, Overflow):
+                return None
         if q != q.to_integral_value():
             return None
         return int(q)
@@ -228,15 +240,17 @@ class OmsCodec:
             return invalid(OrdRejReason.UNKNOWN_SYMBOL, f"unknown symbol {symbol!r}")
         if qty_dec <= 0:
             return invalid(OrdRejReason.INCORRECT_QUANTITY, f"OrderQty must be positive, got {qty_raw}")
+        # Compared as a Decimal first: int() of "1E+2000000" would hold the
+        # GIL on this thread for minutes.
+        if qty_dec > inst.max_order_qty:
+            return invalid(OrdRejReason.ORDER_EXCEEDS_LIMIT,
+                           f"OrderQty {qty_raw} exceeds the limit of {inst.max_order_qty} for {symbol}")
         if qty_dec != qty_dec.to_integral_value():
             return invalid(OrdRejReason.INCORRECT_QUANTITY, f"OrderQty must be whole shares, got {qty_raw}")
         qty = int(qty_dec)
         if qty % inst.lot_size:
             return invalid(OrdRejReason.INCORRECT_QUANTITY,
                            f"OrderQty {qty} is not a multiple of the lot size {inst.lot_size}")
-        if qty > inst.max_order_qty:
-            return invalid(OrdRejReason.ORDER_EXCEEDS_LIMIT,
-                           f"OrderQty {qty} exceeds the limit of {inst.max_order_qty} for {symbol}")
         try:
             ord_type = OrdType(ot_raw)
         except ValueError:
@@ -259,6 +273,8 @@ class OmsCodec:
                 return self._bad(msg, session, "D", PRICE, px_raw, "not a number", INCORRECT_DATA_FORMAT)
             if px <= 0:
                 return invalid(OrdRejReason.OTHER, f"Price must be positive, got {px_raw}")
+            if px.adjusted() >= MAX_PRICE_DIGITS:
+                return invalid(OrdRejReason.OTHER, f"Price {px_raw} is out of range")
             price_ticks = self.ticks[symbol].to_ticks(px)
             if price_ticks is None:
                 return invalid(OrdRejReason.INVALID_PRICE_INCREMENT,
@@ -422,7 +438,14 @@ class VenueCodec:
         mt = msg_type(msg)
         now = self._clock_ns()
         if mt == "8":
-            exec_type = ExecType(msg.getField(EXEC_TYPE))
+            try:
+                exec_type = ExecType(msg.getField(EXEC_TYPE))
+                ord_status = OrdStatus(msg.getField(ORD_STATUS))
+            except ValueError:
+                # Restated (D), order status (I), done for day (3)...: none
+                # changes what the router owes the OMS, so they are skipped
+                # (the caller counts them).
+                return None
             # A cancel's report names the cancel in ClOrdID and our child in
             # OrigClOrdID.
             child_id = field(msg, ORIG_CL_ORD_ID) or msg.getField(CL_ORD_ID)
@@ -433,7 +456,7 @@ class VenueCodec:
                 last_px = self.ticks[msg.getField(SYMBOL)].to_ticks_nearest(msg.getField(LAST_PX))
             return VenueReport(
                 venue=venue, child_id=child_id, exec_id=msg.getField(EXEC_ID), exec_type=exec_type,
-                ord_status=OrdStatus(msg.getField(ORD_STATUS)), last_qty=last_qty, last_px_ticks=last_px,
+                ord_status=ord_status, last_qty=last_qty, last_px_ticks=last_px,
                 cum_qty=int(Decimal(field(msg, CUM_QTY) or "0")),
                 leaves_qty=int(Decimal(field(msg, LEAVES_QTY) or "0")),
                 text=field(msg, TEXT) or "", recv_ns=now,

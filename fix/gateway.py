@@ -93,7 +93,7 @@ class Gateway:
         # the same SessionID could never log on again.
         try:
             self._engine.stop()
-        except Exception:  # noqa: BLE001 - shutting down regardless
+        except Exception:
             log.exception("%s: error while stopping quickfix", self.name)
             return
         # Its threads are joined now, so it is safe to destroy; that also

@@ -25,6 +25,8 @@ class SessionSpec(msgspec.Struct, frozen=True, kw_only=True):
     port: int
     heartbeat_s: int = 30
     reconnect_s: int = 1
+    allowed_remote: tuple[str, ...] = ()
+    """Acceptors only: peer addresses allowed to log on (empty: any)."""
 
 
 def session_id(spec: SessionSpec) -> fix.SessionID:
@@ -70,7 +72,11 @@ def build_settings(specs: list[SessionSpec], state_dir: str | Path, log_messages
         sd.setString("HeartBtInt", str(spec.heartbeat_s))
         if spec.role == "acceptor":
             sd.setString("SocketAcceptPort", str(spec.port))
-            sd.setString("SocketAcceptHost", spec.host)
+            # quickfix 1.16 has no listen-address setting: the acceptor binds
+            # every interface. What it can do is refuse logons from peers
+            # not on this list (checked when the Logon arrives).
+            if spec.allowed_remote:
+                sd.setString("AllowedRemoteAddresses", ",".join(spec.allowed_remote))
         else:
             sd.setString("SocketConnectHost", spec.host)
             sd.setString("SocketConnectPort", str(spec.port))

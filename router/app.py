@@ -69,7 +69,8 @@ def instruments(cfg: Config) -> list[Instrument]:
 
 def oms_spec(cfg: Config) -> SessionSpec:
     return SessionSpec(role="acceptor", sender_comp_id=cfg.oms.sender_comp_id, target_comp_id=cfg.oms.target_comp_id,
-                       host=cfg.oms.host, port=cfg.oms.port, heartbeat_s=cfg.fix.heartbeat_s)
+                       port=cfg.oms.port, heartbeat_s=cfg.fix.heartbeat_s,
+                       allowed_remote=tuple(cfg.oms.allowed_remote))
 
 
 def venue_specs(cfg: Config) -> list[SessionSpec]:
@@ -113,8 +114,7 @@ class Router:
             self.metrics.serve(self.cfg.metrics.host, self.cfg.metrics.port)
         self.venue_gw.start()
         self.oms_gw.start()
-        log.info("router up: OMS acceptor on %s:%d, %d venue sessions", self.cfg.oms.host, self.cfg.oms.port,
-                 len(self.cfg.venues))
+        log.info("router up: OMS acceptor on port %d, %d venue sessions", self.cfg.oms.port, len(self.cfg.venues))
 
     def stop(self) -> None:
         # OMS first so no new parents arrive while venues wind down.
@@ -143,8 +143,10 @@ class Router:
         if venue is None:
             return
         ev = self.venue_codec.decode(msg, venue)
-        if ev is not None:
-            self.loop.call_soon_threadsafe(self._dispatch, ev)
+        if ev is None:
+            self.metrics.venue_anomalies.labels(kind="unused_message").inc()
+            return
+        self.loop.call_soon_threadsafe(self._dispatch, ev)
 
     def _on_venue_session(self, key: str, up: bool) -> None:
         venue = self._venue_by_key.get(key)
@@ -232,7 +234,8 @@ async def _serve(cfg: Config) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     router.start()
-    print(f"sor: routing; OMS acceptor on {cfg.oms.host}:{cfg.oms.port}, metrics on "
+    allowed = ", ".join(cfg.oms.allowed_remote) or "any address"
+    print(f"sor: routing; OMS acceptor on port {cfg.oms.port} (logons from {allowed}), metrics on "
           f"{cfg.metrics.host}:{cfg.metrics.port}", flush=True)
     await stop.wait()
     log.info("shutting down")

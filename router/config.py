@@ -8,6 +8,8 @@ status 2.
 
 from __future__ import annotations
 
+import ipaddress
+import json
 import tomllib
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -71,8 +73,11 @@ class VenueConfig(_Cfg, frozen=True, kw_only=True, forbid_unknown_fields=True):
 
 
 class OmsConfig(_Cfg, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    host: str = "127.0.0.1"
     port: int
+    """quickfix 1.16 cannot bind a chosen address: the acceptor listens on
+    every interface, and ``allowed_remote`` decides who may log on."""
+    allowed_remote: list[str] = msgspec.field(default_factory=lambda: ["127.0.0.1"])
+    """Peer IP addresses allowed to log on; an empty list allows any."""
     sender_comp_id: str = "SOR"
     target_comp_id: str = "OMS"
 
@@ -159,7 +164,7 @@ def validate(cfg: Config) -> Config:
     if not names:
         raise ConfigError("venues: at least one venue is required")
     for i, v in enumerate(cfg.venues):
-        if names.count(v.name) > 1:
+        if v.name in names[:i]:
             raise ConfigError(f"venues[{i}].name: duplicate venue {v.name!r}")
         if not 0 < v.port < 65536:
             raise ConfigError(f"venues[{i}].port: {v.port} is not a TCP port")
@@ -168,6 +173,11 @@ def validate(cfg: Config) -> Config:
         raise ConfigError("venues[].port / oms.port: ports must be distinct")
     if not 0 < cfg.oms.port < 65536:
         raise ConfigError(f"oms.port: {cfg.oms.port} is not a TCP port")
+    for i, addr in enumerate(cfg.oms.allowed_remote):
+        try:
+            ipaddress.ip_address(addr)
+        except ValueError:
+            raise ConfigError(f"oms.allowed_remote[{i}]: {addr!r} is not an IP address") from None
     if not cfg.symbols:
         raise ConfigError("symbols: at least one symbol is required")
     seen: set[str] = set()
@@ -245,7 +255,9 @@ def _toml_value(v: object) -> str:
     if isinstance(v, (int, float)):
         return repr(v)
     if isinstance(v, str):
-        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        # JSON string escapes are valid TOML basic-string escapes (control
+        # characters included), which a hand-rolled replace would miss.
+        return json.dumps(v, ensure_ascii=False)
     if isinstance(v, list) and all(not isinstance(x, dict) for x in v):
         return "[" + ", ".join(_toml_value(x) for x in v) + "]"
     raise TypeError(f"cannot write {v!r} as an inline TOML value")

@@ -153,7 +153,6 @@ class Engine:
                                         "a cancel is already pending for this order")]
         parent.apply(PE.CANCEL_REQUESTED)
         parent.pending_cancel_cl_ord_id = ev.cl_ord_id
-        parent.routing_done = True
         out: list[Command] = [self._report(parent, ExecType.PENDING_CANCEL, ev.recv_ns,
                                            cl_ord_id=ev.cl_ord_id, orig=parent.cl_ord_id)]
         for cid in parent.children:
@@ -195,6 +194,10 @@ class Engine:
             # Usually the child filled or expired before the cancel landed.
             return out
         child.apply(CE.CANCEL_REFUSED)
+        # The venue keeps the child; without an ack yet, keep watching for
+        # one, otherwise leave the child to the venue (re-canceling a child
+        # the venue just refused would only loop).
+        self._set_deadline(child, ev.recv_ns + self._ack_timeout_ns if child.acked_ns is None else None)
         parent = self.parents[child.parent_id]
         log.warning("venue %s refused cancel of child %s: %s", child.venue, child.child_id, ev.text)
         if parent.state is OrdStatus.PENDING_CANCEL:
@@ -224,7 +227,10 @@ class Engine:
                 self._m.venue_anomalies.labels(kind="cancel_timeout").inc()
                 self._send_cancel(child, now_ns, out)
             else:
-                self._m.venue_anomalies.labels(kind="child_timeout").inc()
+                if child.acked_ns is None:
+                    # No ack in time is a venue problem; an acked child
+                    # reaching its slice's expiry is routine.
+                    self._m.venue_anomalies.labels(kind="ack_timeout").inc()
                 self._cancel_child(child, now_ns, out)
         return out
 
@@ -248,9 +254,10 @@ class Engine:
             if child.acked_ns is None:
                 child.acked_ns = ev.recv_ns
                 vm.ack_latency.observe((ev.recv_ns - child.sent_ns) / 1e9)
-                # Acked IOC children are the venue's to finish; a resting one
-                # keeps only the deadline its slice asked for.
-                child.deadline_ns = None
+                # The ack watchdog is done; what remains is the slice's own
+                # expiry. A pending cancel keeps its own watchdog.
+                if child.state is not OrdStatus.PENDING_CANCEL:
+                    self._set_deadline(child, child.expire_ns)
             return
         if et is ExecType.TRADE:
             qty = ev.last_qty
@@ -357,15 +364,16 @@ class Engine:
                     continue
                 cid = self._next_id("C")
                 ord_type = OrdType.MARKET if sl.limit_ticks is None else OrdType.LIMIT
-                deadline = now_ns + (sl.timeout_ms * 1_000_000 if sl.timeout_ms else self._ack_timeout_ns)
+                expire = now_ns + sl.timeout_ms * 1_000_000 if sl.timeout_ms else None
                 child = ChildOrder(
                     child_id=cid, parent_id=parent.order_id, venue=sl.venue, symbol=parent.symbol,
                     side=parent.side, qty=qty, ord_type=ord_type, price_ticks=sl.limit_ticks,
-                    tif=sl.tif, sent_ns=now_ns, deadline_ns=deadline,
+                    tif=sl.tif, sent_ns=now_ns, expire_ns=expire,
                 )
                 self.children[cid] = child
                 parent.children.append(cid)
-                heapq.heappush(self._deadlines, (deadline, cid))
+                ack_deadline = now_ns + self._ack_timeout_ns
+                self._set_deadline(child, ack_deadline if expire is None else min(expire, ack_deadline))
                 sent.append(cid)
                 self._open_children += 1
                 self._m.venue[sl.venue].children_sent.inc()
@@ -385,6 +393,13 @@ class Engine:
                                     text=f"waterfall exhausted: {parent.qty - parent.cum_qty} unfilled"))
             self._parent_done(parent, "partial_canceled" if parent.cum_qty else "canceled")
 
+    def _set_deadline(self, child: ChildOrder, deadline: int | None) -> None:
+        # Superseded heap entries are skipped lazily: an entry only counts
+        # while it equals the child's current deadline.
+        child.deadline_ns = deadline
+        if deadline is not None:
+            heapq.heappush(self._deadlines, (deadline, child.child_id))
+
     def _cancel_child(self, child: ChildOrder, now_ns: int, out: list[Command]) -> None:
         child.apply(CE.CANCEL_SENT)
         self._send_cancel(child, now_ns, out)
@@ -392,8 +407,7 @@ class Engine:
     def _send_cancel(self, child: ChildOrder, now_ns: int, out: list[Command]) -> None:
         cancel_id = self._next_id("X")
         self._cancel_of[cancel_id] = child.child_id
-        child.deadline_ns = now_ns + self._ack_timeout_ns
-        heapq.heappush(self._deadlines, (child.deadline_ns, child.child_id))
+        self._set_deadline(child, now_ns + self._ack_timeout_ns)
         out.append(CancelChild(venue=child.venue, child_id=child.child_id, cancel_id=cancel_id,
                                symbol=child.symbol, side=child.side, qty=child.qty))
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from router.domain import TERMINAL_STATUSES, OrdStatus, OrdType, Side, TimeInForce
 
@@ -48,6 +49,7 @@ class ChildEvent(enum.Enum):
 
 PE = ParentEvent
 CE = ChildEvent
+E = TypeVar("E", ParentEvent, ChildEvent)
 
 # A parent's state is what the OMS has been told. PENDING_CANCEL is entered
 # while children are being pulled back; fills still arrive there.
@@ -96,8 +98,20 @@ CHILD_TRANSITIONS: dict[tuple[OrdStatus, ChildEvent], OrdStatus | None] = {
 }
 
 
-def _restore_state(filled: int) -> OrdStatus:
-    return S.PARTIALLY_FILLED if filled > 0 else S.NEW
+def _next(table: dict[tuple[OrdStatus, E], OrdStatus | None], kind: str, order_id: str, state: OrdStatus,
+          event: E) -> OrdStatus | None:
+    key = (state, event)
+    if key not in table:
+        raise IllegalTransitionError(kind, order_id, state, event)
+    return table[key]
+
+
+def _restore_state(filled: int, acked: bool) -> OrdStatus:
+    """The state a refused cancel returns to: what the order would be in had
+    the cancel never been sent."""
+    if filled > 0:
+        return S.PARTIALLY_FILLED
+    return S.NEW if acked else S.PENDING_NEW
 
 
 @dataclass(slots=True)
@@ -122,6 +136,7 @@ class ParentOrder:
     step: int = 0
     """Index of the next waterfall wave to send."""
     routing_done: bool = False
+    """The plan is exhausted: nothing more will be sent for this parent."""
 
     @property
     def leaves_qty(self) -> int:
@@ -132,10 +147,8 @@ class ParentOrder:
         return self.state in TERMINAL_STATUSES
 
     def apply(self, event: ParentEvent) -> OrdStatus:
-        nxt = PARENT_TRANSITIONS.get((self.state, event), _MISSING)
-        if nxt is _MISSING:
-            raise IllegalTransitionError("parent", self.order_id, self.state, event)
-        self.state = _restore_state(self.cum_qty) if nxt is None else nxt  # type: ignore[assignment]
+        nxt = _next(PARENT_TRANSITIONS, "parent", self.order_id, self.state, event)
+        self.state = _restore_state(self.cum_qty, True) if nxt is None else nxt
         return self.state
 
     def fill(self, qty: int, price_ticks: int) -> OrdStatus:
@@ -144,12 +157,11 @@ class ParentOrder:
         if qty <= 0 or qty > self.qty - self.cum_qty:
             raise ValueError(f"parent {self.order_id}: fill of {qty} with {self.qty - self.cum_qty} leaves")
         event = PE.FULL_FILL if self.cum_qty + qty == self.qty else PE.PARTIAL_FILL
-        nxt = PARENT_TRANSITIONS.get((self.state, event), _MISSING)
-        if nxt is _MISSING:
-            raise IllegalTransitionError("parent", self.order_id, self.state, event)
+        nxt = _next(PARENT_TRANSITIONS, "parent", self.order_id, self.state, event)
+        assert nxt is not None  # fills never restore a prior state
         self.cum_qty += qty
         self.notional_ticks += qty * price_ticks
-        self.state = nxt  # type: ignore[assignment]
+        self.state = nxt
         return self.state
 
 
@@ -169,6 +181,9 @@ class ChildOrder:
     cum_qty: int = 0
     acked_ns: int | None = None
     deadline_ns: int | None = None
+    """Next watchdog: the ack timeout, a cancel's answer, or ``expire_ns``."""
+    expire_ns: int | None = None
+    """When the slice's own time is up (Slice.timeout_ms); None: no limit."""
     seen_exec_ids: set[str] = field(default_factory=set)
 
     @property
@@ -181,14 +196,10 @@ class ChildOrder:
         return self.state in TERMINAL_STATUSES
 
     def apply(self, event: ChildEvent) -> OrdStatus:
-        nxt = CHILD_TRANSITIONS.get((self.state, event), _MISSING)
-        if nxt is _MISSING:
-            raise IllegalTransitionError("child", self.child_id, self.state, event)
-        self.state = _restore_state(self.cum_qty) if nxt is None else nxt  # type: ignore[assignment]
+        nxt = _next(CHILD_TRANSITIONS, "child", self.child_id, self.state, event)
+        self.state = _restore_state(self.cum_qty, self.acked_ns is not None) if nxt is None else nxt
         return self.state
 
     def fill_event(self, qty: int) -> ChildEvent:
         return CE.FULL_FILL if self.cum_qty + qty >= self.qty else CE.PARTIAL_FILL
 
-
-_MISSING = object()

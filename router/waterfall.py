@@ -98,7 +98,9 @@ def allocate(residual: int, weights: list[float], lot: int) -> list[int]:
     for i in order[:short]:
         parts[i] += 1
     out = [p * lot for p in parts]
-    # An odd lot left over (residual not a lot multiple) goes to the first
-    # slice so a parent can always be completed.
-    out[0] += residual - lots * lot
+    # An odd lot left over (residual not a lot multiple) goes to the slice
+    # with the largest weight so a parent can always be completed and a
+    # zero-weight slice never gets shares.
+    heaviest = max(range(len(weights)), key=lambda i: weights[i])
+    out[heaviest] += residual - lots * lot
     return out

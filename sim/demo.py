@@ -50,7 +50,7 @@ def run_demo(config_path: str, cfg: Config, orders: int = 200, rate: float = 200
             cluster.stop()
             return 1
         print(f"  venues connected in {time.monotonic() - t0:.1f}s")
-        oms = SimOms(local.oms.host, local.oms.port, sender_comp_id=local.oms.target_comp_id,
+        oms = SimOms("127.0.0.1", local.oms.port, sender_comp_id=local.oms.target_comp_id,
                      target_comp_id=local.oms.sender_comp_id, state_dir=work / "oms-fix")
         paths = {s.symbol: mid_path(local, s, local.sim.epoch_ns) for s in local.symbols}
         ticks = {s.symbol: Decimal(s.tick_size) for s in local.symbols}

@@ -32,7 +32,7 @@ def localize(cfg: Config, state_dir: Path, keep_ports: bool = False, epoch_ns: i
     """The same config on fresh loopback ports with its own state dir."""
     venues = [msgspec.structs.replace(v, host="127.0.0.1", port=v.port if keep_ports else free_port())
               for v in cfg.venues]
-    oms = msgspec.structs.replace(cfg.oms, host="127.0.0.1", port=cfg.oms.port if keep_ports else free_port())
+    oms = msgspec.structs.replace(cfg.oms, port=cfg.oms.port if keep_ports else free_port())
     metrics = msgspec.structs.replace(cfg.metrics, host="127.0.0.1",
                                       port=cfg.metrics.port if keep_ports else free_port())
     fix_cfg = msgspec.structs.replace(cfg.fix, state_dir=str(state_dir / "router-fix"))

@@ -104,7 +104,8 @@ class _Market:
         if venue.kind is VenueKind.LIT:
             self.book = LitBook()
             self.bg = BackgroundLiquidity(self.book, rng, levels=s.levels, half_spread_ticks=s.half_spread_ticks,
-                                          size_mean=s.level_size_mean, size_jitter=s.level_size_jitter, lot_size=sym.lot_size)
+                                          size_mean=s.level_size_mean, size_jitter=s.level_size_jitter,
+                                          lot_size=sym.lot_size)
         else:
             self.pool = DarkPool(rng, contra_prob=s.contra_prob, contra_size_mean=s.contra_size_mean)
 
@@ -127,8 +128,8 @@ class VenueServer:
         self._tag = f"{venue_name}-{wall_ns() % 10**10:x}"
         self._latency_s = s.ack_latency_us / 1e6
         spec = SessionSpec(role="acceptor", sender_comp_id=self.venue.target_comp_id,
-                           target_comp_id=self.venue.sender_comp_id, host=self.venue.host, port=self.venue.port,
-                           heartbeat_s=cfg.fix.heartbeat_s)
+                           target_comp_id=self.venue.sender_comp_id, port=self.venue.port,
+                           heartbeat_s=cfg.fix.heartbeat_s, allowed_remote=("127.0.0.1",))
         self._sid = session_id(spec)
         self._key = session_key(self._sid)
         self.app = BridgeApplication(f"sim-{venue_name}", self._on_message)
@@ -342,7 +343,7 @@ async def serve_venue(cfg: Config, venue_name: str, state_dir: str, ready: Calla
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     server.start()
-    print(f"sim venue {venue_name} ({server.venue.kind.value}) listening on {server.venue.host}:{server.venue.port}",
+    print(f"sim venue {venue_name} ({server.venue.kind.value}) listening on port {server.venue.port}",
           flush=True)
     if ready is not None:
         ready()

@@ -57,7 +57,7 @@ def cluster(default_config: Config, tmp_path_factory: pytest.TempPathFactory) ->
 @pytest.fixture(scope="module")
 def oms(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimOms]:
     cfg = cluster.cfg
-    o = SimOms(cfg.oms.host, cfg.oms.port, sender_comp_id=cfg.oms.target_comp_id,
+    o = SimOms("127.0.0.1", cfg.oms.port, sender_comp_id=cfg.oms.target_comp_id,
                target_comp_id=cfg.oms.sender_comp_id, state_dir=tmp_path_factory.mktemp("oms"))
     o.start()
     yield o

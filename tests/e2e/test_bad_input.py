@@ -68,7 +68,7 @@ def test_duplicate_cl_ord_id_leaves_the_original_alone(oms: SimOms) -> None:
     assert oms.wait_for(lambda: any(r.get(EXEC_TYPE) == "0" for r in oms.reports(cl)), T)
     oms.send_order("S6", "2", 100, price="191.00", tif="0", cl_ord_id=cl)
     assert oms.wait_for(lambda: any(r.get(ORD_STATUS) == "8" for r in oms.reports(cl)), T)
-    dup = [r for r in oms.reports(cl) if r.get(ORD_STATUS) == "8"][0]
+    dup = next(r for r in oms.reports(cl) if r.get(ORD_STATUS) == "8")
     assert (dup.get(ORD_REJ_REASON), dup.get(37)) == ("6", "NONE")
     assert dup.get(TEXT) == f"duplicate ClOrdID {cl!r}"
     # The original is still working and cancels normally.

@@ -22,7 +22,7 @@ def test_parent_filled_across_two_venues(oms: SimOms) -> None:
     assert oms.wait_done(cl, TIMEOUT_S)
     reps = oms.reports(cl)
     check_order(cl, reps)
-    assert [r.get(EXEC_TYPE) for r in reps][0] == "0"
+    assert next(r.get(EXEC_TYPE) for r in reps) == "0"
     assert _fills(reps) == [("XLT1", 100, "190.01"), ("XLT2", 100, "190.01"), ("XLT2", 50, "190.02")]
     final = reps[-1]
     assert (final.get(ORD_STATUS), final.get(CUM_QTY), final.get(LEAVES_QTY)) == ("2", "250", "0")

@@ -8,6 +8,9 @@ the asyncio loop with call_soon_threadsafe.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -109,3 +112,61 @@ def test_session_spec_is_frozen() -> None:
         spec.port = 2  # type: ignore[misc]
     assert msgspec.structs.replace(spec, port=2).port == 2
     assert MSG_SEQ_NUM == 34
+
+
+def test_peer_outside_allowed_remote_gets_nothing_through(tmp_path: Path) -> None:
+    """quickfix cannot bind one address, so the acceptor refuses peers not in
+    allowed_remote. quickfix 1.16 answers the Logon before checking the
+    address and then disconnects, so the refused peer sees a logon/logout
+    flap; what matters is that no application message of it is processed,
+    while a listed peer's orders arrive as usual."""
+    from sim.harness import free_port
+
+    for allowed, listed in ((("10.9.9.9",), False), (("127.0.0.1",), True)):
+        port = free_port()
+        cond = threading.Condition()
+        received: list[str] = []
+        refusals: list[bool] = []
+
+        def on_message(msg: Any, key: str, received: list[str] = received, cond: threading.Condition = cond) -> None:
+            with cond:
+                received.append(msg.getField(11))
+                cond.notify_all()
+
+        def on_session(key: str, up: bool, refusals: list[bool] = refusals,
+                       cond: threading.Condition = cond) -> None:
+            with cond:
+                if not up:
+                    refusals.append(up)
+                cond.notify_all()
+
+        # quickfix keeps one process-wide map of sessions: a SessionID still
+        # held by another test's acceptor would take this logon instead.
+        oms_id = f"OMS{port}"
+        app = BridgeApplication("guarded", on_message, on_session)
+        spec = SessionSpec(role="acceptor", sender_comp_id="SOR", target_comp_id=oms_id, port=port,
+                           allowed_remote=allowed)
+        gw = Gateway("guarded", [spec], app, tmp_path / str(port))
+        gw.start()
+        oms = SimOms("127.0.0.1", port, sender_comp_id=oms_id, state_dir=tmp_path / f"oms{port}")
+        try:
+            if listed:
+                oms.start(timeout_s=10)
+                oms.send_order("AAPL", "1", 100, price="190.00", cl_ord_id="listed-1")
+                with cond:
+                    assert cond.wait_for(lambda received=received: received == ["listed-1"], 10)
+            else:
+                oms.gw.start()
+                # Orders offered whenever the refused peer believes it is up.
+                with cond:
+                    deadline = time.monotonic() + 15
+                    while len(refusals) < 3 and time.monotonic() < deadline:
+                        if oms.up:
+                            with contextlib.suppress(RuntimeError):
+                                oms.send_order("AAPL", "1", 100, price="190.00")
+                        cond.wait(0.05)
+                    assert len(refusals) >= 3
+                    assert received == []
+        finally:
+            oms.stop()
+            gw.stop()

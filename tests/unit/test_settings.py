@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -115,53 +112,13 @@ def test_no_sessions_is_refused(tmp_path: Path) -> None:
     assert not (tmp_path / "empty").exists()
 
 
-_LISTEN_PROBE = textwrap.dedent("""
-    import os, socket, sys, time
-    import quickfix as fix
-    from fix.settings import SessionSpec, build_settings
-
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    settings = build_settings([SessionSpec(role="acceptor", sender_comp_id="SOR", target_comp_id="OMS",
-                                           host="127.0.0.1", port=port)], sys.argv[1])
-
-    class App(fix.Application):
-        def onCreate(self, sid): pass
-        def onLogon(self, sid): pass
-        def onLogout(self, sid): pass
-        def toAdmin(self, m, sid): pass
-        def fromAdmin(self, m, sid): pass
-        def toApp(self, m, sid): pass
-        def fromApp(self, m, sid): pass
-
-    app = App()
-    acceptor = fix.SocketAcceptor(app, fix.MemoryStoreFactory(), settings)
-    acceptor.start()
-    found = None
-    for _ in range(100):
-        with open("/proc/net/tcp") as f:
-            for line in f.read().splitlines()[1:]:
-                local, state = line.split()[1], line.split()[3]
-                addr, hexport = local.split(":")
-                if int(hexport, 16) == port and state == "0A":
-                    found = addr
-        if found:
-            break
-        time.sleep(0.05)
-    print(found, flush=True)
-    # Acceptor::stop can crash quickfix 1.16 (see fix/gateway.py): leave without it.
-    os._exit(0)
-""")
-
-
-@pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="reads the listening address from /proc/net/tcp")
-@pytest.mark.xfail(strict=True, reason="BUG: quickfix C++ 1.16 has no SocketAcceptHost setting, so the OMS "
-                                       "acceptor listens on 0.0.0.0 whatever oms.host says")
-def test_acceptor_listens_only_on_the_configured_host(tmp_path: Path) -> None:
-    out = subprocess.run([sys.executable, "-c", _LISTEN_PROBE, str(tmp_path)], cwd=ROOT, capture_output=True,
-                         text=True, timeout=60, check=True)
-    addr = out.stdout.strip().splitlines()[-1]
-    assert addr != "None", out.stderr
-    assert addr == "0100007F", f"listening on {addr} (00000000 is every interface), not 127.0.0.1"
+def test_acceptor_restricts_logons_to_allowed_remote(tmp_path: Path) -> None:
+    """quickfix 1.16 has no listen-address setting, so what the config can
+    enforce is who may log on (refusal is shown end to end in
+    tests/integration/test_bridge.py)."""
+    spec = SessionSpec(role="acceptor", sender_comp_id="SOR", target_comp_id="OMS", port=9999,
+                       allowed_remote=("127.0.0.1", "10.0.0.7"))
+    settings = build_settings([spec], tmp_path)
+    assert settings.get(session_id(spec)).getString("AllowedRemoteAddresses") == "127.0.0.1,10.0.0.7"
+    open_spec = SessionSpec(role="acceptor", sender_comp_id="SOR", target_comp_id="OMS2", port=9998)
+    assert not build_settings([open_spec], tmp_path / "b").get(session_id(open_spec)).has("AllowedRemoteAddresses")
