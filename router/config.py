@@ -257,7 +257,8 @@ def _toml_value(v: object) -> str:
     if isinstance(v, str):
         # JSON string escapes are valid TOML basic-string escapes (control
         # characters included), which a hand-rolled replace would miss.
-        return json.dumps(v, ensure_ascii=False)
+        # JSON leaves DEL raw, which TOML forbids in strings.
+        return json.dumps(v, ensure_ascii=False).replace("\x7f", "\\u007f")
     if isinstance(v, list) and all(not isinstance(x, dict) for x in v):
         return "[" + ", ".join(_toml_value(x) for x in v) + "]"
     raise TypeError(f"cannot write {v!r} as an inline TOML value")

@@ -64,8 +64,6 @@ class Engine:
         self._cl_ord_ids: dict[tuple[str, str], str] = {}
         self._plans: dict[str, Plan] = {}
         self._wave: dict[str, list[str]] = {}
-        self._cancel_of: dict[str, str] = {}
-        """cancel id sent to a venue -> child id"""
         self._deadlines: list[tuple[int, str]] = []
         self.venues_up: set[str] = set()
         self._open_parents = 0
@@ -184,8 +182,7 @@ class Engine:
         return out
 
     def on_venue_cancel_rejected(self, ev: VenueCancelRejected) -> list[Command]:
-        child_id = self._cancel_of.pop(ev.child_id, ev.child_id)
-        child = self.children.get(child_id)
+        child = self.children.get(ev.child_id)
         if child is None:
             self._m.venue_anomalies.labels(kind="unknown_child").inc()
             return []
@@ -197,7 +194,11 @@ class Engine:
         # The venue keeps the child; without an ack yet, keep watching for
         # one, otherwise leave the child to the venue (re-canceling a child
         # the venue just refused would only loop).
-        self._set_deadline(child, ev.recv_ns + self._ack_timeout_ns if child.acked_ns is None else None)
+        if child.acked_ns is None:
+            self._set_deadline(child, ev.recv_ns + self._ack_timeout_ns)
+        else:
+            expiry_ahead = child.expire_ns is not None and child.expire_ns > ev.recv_ns
+            self._set_deadline(child, child.expire_ns if expiry_ahead else None)
         parent = self.parents[child.parent_id]
         log.warning("venue %s refused cancel of child %s: %s", child.venue, child.child_id, ev.text)
         if parent.state is OrdStatus.PENDING_CANCEL:
@@ -227,9 +228,9 @@ class Engine:
                 self._m.venue_anomalies.labels(kind="cancel_timeout").inc()
                 self._send_cancel(child, now_ns, out)
             else:
-                if child.acked_ns is None:
-                    # No ack in time is a venue problem; an acked child
-                    # reaching its slice's expiry is routine.
+                if deadline != child.expire_ns:
+                    # No ack in time is a venue problem; a slice reaching
+                    # its own expiry is routine.
                     self._m.venue_anomalies.labels(kind="ack_timeout").inc()
                 self._cancel_child(child, now_ns, out)
         return out
@@ -281,6 +282,10 @@ class Engine:
             parent.fill(qty, ev.last_px_ticks)
             out.append(self._report(parent, ExecType.TRADE, ev.recv_ns, last_qty=qty,
                                     last_px_ticks=ev.last_px_ticks, last_mkt=self._cfg.venue(child.venue).last_mkt))
+            if not child.is_terminal and ev.ord_status in (OrdStatus.CANCELED, OrdStatus.EXPIRED):
+                # Some venues end an IOC in the fill itself (150=F, 39=4)
+                # instead of a separate cancel report.
+                child.apply(CE.CANCELED)
             if child.is_terminal:
                 self._child_done(child)
             if parent.state is OrdStatus.FILLED:
@@ -406,7 +411,6 @@ class Engine:
 
     def _send_cancel(self, child: ChildOrder, now_ns: int, out: list[Command]) -> None:
         cancel_id = self._next_id("X")
-        self._cancel_of[cancel_id] = child.child_id
         self._set_deadline(child, now_ns + self._ack_timeout_ns)
         out.append(CancelChild(venue=child.venue, child_id=child.child_id, cancel_id=cancel_id,
                                symbol=child.symbol, side=child.side, qty=child.qty))

@@ -168,8 +168,12 @@ def test_plan_property(up: set[str], final: str, ord_type: OrdType, tif: TimeInF
         (10, [0.2, 0.3, 0.5], 1, [2, 3, 5]),
         (1000, [3.0, 1.0], 100, [800, 200]),  # 7.5 / 2.5 lots: the tie goes to the first slice
         (1000, [1.0, 1.0, 1.0], 100, [400, 300, 300]),
-        (250, [1.0, 1.0], 100, [150, 100]),  # the odd lot goes to the first slice
+        (250, [1.0, 1.0], 100, [150, 100]),  # the odd lot goes to the heaviest slice, first on a tie
+        (250, [1.0, 3.0], 100, [100, 150]),
         (50, [1.0, 1.0], 100, [50, 0]),  # less than a lot: all odd lot
+        (50, [1.0, 2.0, 2.0], 100, [0, 50, 0]),
+        (150, [0.0, 1.0], 100, [0, 150]),
+        (50, [-1.0, 1.0], 100, [0, 50]),
         (100, [1.0, 0.0], 1, [100, 0]),
         (100, [0.0, 1.0], 1, [0, 100]),
         (100, [-5.0, 1.0, 1.0], 1, [0, 50, 50]),
@@ -194,12 +198,12 @@ def test_allocate_no_positive_weight_sends_nothing(weights: list[float]) -> None
     assert allocate(100, weights, 1) == [0] * len(weights)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: allocate() gives the odd lot to slice 0 even when its weight is <= 0")
 @pytest.mark.parametrize(("residual", "weights"), [(150, [0.0, 1.0]), (50, [0.0, 1.0]), (50, [-1.0, 1.0])])
 def test_allocate_zero_weight_slice_never_gets_shares(residual: int, weights: list[float]) -> None:
     parts = allocate(residual, weights, 100)
     assert sum(parts) == residual
     assert parts[0] == 0
+    assert parts[1] == residual
 
 
 _weights = st.lists(
@@ -225,17 +229,18 @@ def test_allocate_property(residual: int, weights: list[float], lot: int) -> Non
     # Sums exactly to the residual: never more (the parent's leaves bound).
     assert sum(parts) == residual
     odd = residual % lot
+    heaviest = weights.index(max(weights))
+    assert (parts[heaviest] - odd) % lot == 0
+    assert all(p % lot == 0 for i, p in enumerate(parts) if i != heaviest), "only the heaviest slice has an odd lot"
     lots = [p // lot for p in parts]
-    assert (parts[0] - odd) % lot == 0
-    lots[0] = (parts[0] - odd) // lot
-    assert all(p % lot == 0 for p in parts[1:]), "only the first slice carries an odd lot"
+    lots[heaviest] = (parts[heaviest] - odd) // lot
     assert sum(lots) == residual // lot
     # Largest remainder: each slice within one lot of its exact share, and
-    # slices with weight <= 0 get no whole lots.
+    # slices with weight <= 0 get nothing at all.
     total = sum(Fraction(w) for w in weights if w > 0)
-    for w, n in zip(weights, lots):
+    for w, n, part in zip(weights, lots, parts):
         if w <= 0:
-            assert n == 0
+            assert part == 0
         else:
             exact = Fraction(w) / total * (residual // lot)
             assert abs(n - exact) < 1 + Fraction(1, 10**6)
