@@ -15,6 +15,7 @@ import msgspec
 import quickfix as fix
 
 BEGIN_STRING = "FIX.4.4"
+DICTIONARY = Path(__file__).resolve().parent / "spec" / "FIX44-sor.xml"
 
 
 class SessionSpec(msgspec.Struct, frozen=True, kw_only=True):
@@ -27,6 +28,10 @@ class SessionSpec(msgspec.Struct, frozen=True, kw_only=True):
     reconnect_s: int = 1
     allowed_remote: tuple[str, ...] = ()
     """Acceptors only: peer addresses allowed to log on (empty: any)."""
+    repeating_groups: bool = False
+    """Parse with SOR's own FIX 4.4 dictionary (fix/spec/FIX44-sor.xml).
+    Needed where messages carry repeating groups (market data): without a
+    dictionary quickfix files body fields by tag and the groups are lost."""
 
 
 def session_id(spec: SessionSpec) -> fix.SessionID:
@@ -70,6 +75,14 @@ def build_settings(specs: list[SessionSpec], state_dir: str | Path, log_messages
     for spec in specs:
         sd = fix.Dictionary()
         sd.setString("HeartBtInt", str(spec.heartbeat_s))
+        if spec.repeating_groups:
+            sd.setString("UseDataDictionary", "Y")
+            sd.setString("DataDictionary", str(DICTIONARY))
+            # The dictionary describes structure; field checks stay with the
+            # edge so every reject is the router's own readable one.
+            sd.setString("ValidateFieldsOutOfOrder", "N")
+            sd.setString("ValidateFieldsHaveValues", "N")
+            sd.setString("AllowUnknownMsgFields", "Y")
         if spec.role == "acceptor":
             sd.setString("SocketAcceptPort", str(spec.port))
             # quickfix 1.16 has no listen-address setting: the acceptor binds

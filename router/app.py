@@ -9,16 +9,19 @@ loop thread owns the engine and does all sending.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import signal
 import sys
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 from fix.bridge import BridgeApplication, send
-from fix.codec import Malformed, OmsCodec, Unsupported, VenueCodec
+from fix.codec import Malformed, OmsCodec, Unsupported, VenueCodec, msg_type
 from fix.gateway import Gateway, hard_exit
+from fix.mdcodec import MdDecoder, subscription_request
 from fix.settings import SessionSpec, session_id, session_key
 from router.config import Config
 from router.domain import (
@@ -28,20 +31,26 @@ from router.domain import (
     ExecType,
     Instrument,
     InvalidOrderReceived,
+    MarketDataReceived,
     NewOrderReceived,
     RejectCancel,
     RejectOrder,
     ReportToOms,
     SendChildOrder,
     VenueCancelRejected,
+    VenueKind,
     VenueReport,
     VenueSessionChanged,
 )
 from router.engine import Engine
-from router.metrics import Metrics
+from router.marketdata import MarketData
+from router.metrics import MarketDataCollector, Metrics
 from router.waterfall import StaticWaterfall
 
 log = logging.getLogger("sor.app")
+
+LAG_PROBE_NS = 100_000_000
+"""How often the loop checks how late it runs a timer."""
 
 
 def monotonic_ns() -> int:
@@ -75,8 +84,17 @@ def oms_spec(cfg: Config) -> SessionSpec:
 
 def venue_specs(cfg: Config) -> list[SessionSpec]:
     return [SessionSpec(role="initiator", sender_comp_id=v.sender_comp_id, target_comp_id=v.target_comp_id,
-                        host=v.host, port=v.port, heartbeat_s=cfg.fix.heartbeat_s, reconnect_s=cfg.fix.reconnect_s)
+                        host=v.host, port=v.port, heartbeat_s=cfg.fix.heartbeat_s, reconnect_s=cfg.fix.reconnect_s,
+                        repeating_groups=True)
             for v in cfg.venues]
+
+
+def market_data(cfg: Config) -> MarketData:
+    """Rings for every configured (venue, symbol), allocated once here."""
+    m = cfg.marketdata
+    return MarketData([v.name for v in cfg.venues], [v.kind is VenueKind.LIT for v in cfg.venues],
+                      [s.symbol for s in cfg.symbols], depth=m.depth, book_capacity=m.book_capacity,
+                      trade_capacity=m.trade_capacity)
 
 
 class Router:
@@ -89,10 +107,20 @@ class Router:
         self.clock_ns = clock_ns
         self.metrics = metrics or Metrics([v.name for v in cfg.venues])
         prefix = cfg.router.exec_id_prefix or unique_prefix()
-        self.engine = Engine(cfg, StaticWaterfall(cfg), self.metrics, prefix)
+        self.md = market_data(cfg)
+        self.engine = Engine(cfg, StaticWaterfall(cfg), self.metrics, prefix, market=self.md)
         inst = instruments(cfg)
         self.oms_codec = OmsCodec(inst, clock_ns)
         self.venue_codec = VenueCodec(inst, clock_ns)
+        tick_sizes = {s.symbol: float(s.tick_size) for s in cfg.symbols}
+        self.md_decoder = MdDecoder(tick_sizes, clock_ns)
+        self.metrics.registry.register(MarketDataCollector(self.md, tick_sizes, clock_ns))
+        self._lit = {v.name for v in cfg.venues if v.kind is VenueKind.LIT}
+        self._md_req_ids = itertools.count(1)
+        # Market data crosses from quickfix's threads in bursts: one loop
+        # wake-up drains everything queued since the last one.
+        self._md_queue: deque[MarketDataReceived] = deque()
+        self._md_wake_pending = False
         self._venue_by_key = {session_key(session_id(s)): v.name for s, v in zip(venue_specs(cfg), cfg.venues)}
         self._venue_sid = {v.name: session_id(s) for s, v in zip(venue_specs(cfg), cfg.venues)}
         self._timer: asyncio.TimerHandle | None = None
@@ -110,8 +138,11 @@ class Router:
     # ------------------------------------------------------------ lifecycle
 
     def start(self) -> None:
+        self.metrics.model_info.labels(version="static").set(1)
         if self.cfg.metrics.enabled:
             self.metrics.serve(self.cfg.metrics.host, self.cfg.metrics.port)
+        self._lag_due_ns = self.clock_ns() + LAG_PROBE_NS
+        self.loop.call_later(LAG_PROBE_NS / 1e9, self._lag_probe)
         self.venue_gw.start()
         self.oms_gw.start()
         log.info("router up: OMS acceptor on port %d, %d venue sessions", self.cfg.oms.port, len(self.cfg.venues))
@@ -125,6 +156,9 @@ class Router:
 
     def _on_oms_message(self, msg: Any, key: str) -> None:
         ev = self.oms_codec.decode(msg, key)
+        if isinstance(ev, NewOrderReceived):
+            # recv_ns is stamped when decoding starts: the rest is the edge's checks.
+            self.metrics.stage["risk"].observe((self.clock_ns() - ev.recv_ns) / 1e9)
         if isinstance(ev, Malformed):
             self.metrics.session_reject[ev.kind].inc()
             self._send_oms(OmsCodec.encode_session_reject(ev), key)
@@ -142,6 +176,12 @@ class Router:
         venue = self._venue_by_key.get(key)
         if venue is None:
             return
+        if msg_type(msg) in ("W", "X", "Y"):
+            self._md_queue.append(self.md_decoder.decode(msg.toString(), venue))
+            if not self._md_wake_pending:
+                self._md_wake_pending = True
+                self.loop.call_soon_threadsafe(self._drain_md)
+            return
         ev = self.venue_codec.decode(msg, venue)
         if ev is None:
             self.metrics.venue_anomalies.labels(kind="unused_message").inc()
@@ -158,6 +198,7 @@ class Router:
 
     def _dispatch(self, ev: object) -> None:
         eng = self.engine
+        t_start = self.clock_ns()
         try:
             if isinstance(ev, VenueReport):
                 cmds = eng.on_venue_report(ev)
@@ -171,9 +212,11 @@ class Router:
                 cmds = eng.on_venue_cancel_rejected(ev)
             elif isinstance(ev, VenueSessionChanged):
                 cmds = eng.on_venue_session(ev)
+                self._on_venue_up_or_down(ev)
             else:
                 log.error("unknown event %r", ev)
                 return
+            t_planned = self.clock_ns()
             self._execute(cmds)
         except Exception:
             # The engine must never take the daemon down; the order that
@@ -182,10 +225,79 @@ class Router:
             log.exception("engine failed on %r", ev)
             return
         if isinstance(ev, NewOrderReceived) and any(isinstance(c, SendChildOrder) for c in cmds):
-            self.metrics.tick_to_route.observe((self.clock_ns() - ev.recv_ns) / 1e9)
+            t_sent = self.clock_ns()
+            m = self.metrics
+            m.tick_to_route.observe((t_sent - ev.recv_ns) / 1e9)
+            m.stage["queue"].observe((t_start - ev.recv_ns) / 1e9)
+            m.stage["planning"].observe((t_planned - t_start) / 1e9)
+            m.stage["send"].observe((t_sent - t_planned) / 1e9)
         elif isinstance(ev, VenueReport) and ev.exec_type is ExecType.TRADE and cmds:
             self.metrics.fill_to_report.observe((self.clock_ns() - ev.recv_ns) / 1e9)
         self._arm_timer()
+
+    def _drain_md(self) -> None:
+        # Cleared before draining: an update queued while we drain either
+        # gets drained here or schedules the next wake-up itself.
+        self._md_wake_pending = False
+        q = self._md_queue
+        while q:
+            upd = q.popleft()
+            try:
+                self._apply_md(upd)
+            except Exception:
+                self.metrics.callback_errors.labels(callback="marketdata").inc()
+                log.exception("market data update from %s failed", upd.venue)
+
+    def _apply_md(self, upd: MarketDataReceived) -> None:
+        md = self.md
+        vm = self.metrics.venue[upd.venue]
+        if upd.rejected:
+            vm.md_dropped.inc()
+            log.warning("venue %s rejected the market data subscription", upd.venue)
+            return
+        v = md.venue_index[upd.venue]
+        sym_index = md.symbol_index
+        touched: set[int] = set()
+        if upd.snapshot:
+            s = sym_index.get(upd.symbol)
+            if s is None:
+                vm.md_dropped.inc()
+                return
+            for side in (0, 1):
+                for level in range(md.depth):
+                    md.set_level(v, s, side, level, 0, 0)
+            touched.add(s)
+        for e in upd.entries:
+            s_opt = sym_index.get(e.symbol)
+            if s_opt is None or e.kind < 0 or (e.kind < 2 and e.level < 0):
+                vm.md_dropped.inc()
+                continue
+            s = s_opt
+            if e.kind == 2:
+                md.apply_trade(v, s, upd.recv_ns, e.px_ticks, e.size, e.aggressor)
+            elif e.action == "2":
+                md.delete_level(v, s, e.kind, e.level)
+                touched.add(s)
+            else:
+                md.set_level(v, s, e.kind, e.level, e.px_ticks, e.size)
+                touched.add(s)
+        for s in touched:
+            md.commit_book(v, s, upd.recv_ns)
+        vm.md_updates.inc()
+
+    def _on_venue_up_or_down(self, ev: VenueSessionChanged) -> None:
+        if ev.venue not in self._lit:
+            return
+        v = self.md.venue_index[ev.venue]
+        if ev.up:
+            # Every logon (re)subscribes: a venue forgets subscriptions when
+            # the session drops.
+            req = subscription_request(f"{ev.venue}-md-{next(self._md_req_ids)}", self.md.symbols, self.md.depth)
+            send(req, self._venue_sid[ev.venue])
+        else:
+            # A book from a dead session must not look live.
+            for s in range(len(self.md.symbols)):
+                self.md.clear_book(v, s, ev.ts_ns)
 
     def _execute(self, cmds: list[Command]) -> None:
         for c in cmds:
@@ -205,6 +317,12 @@ class Router:
         sid = self.oms_app.session_id(key)
         if sid is None or not send(msg, sid):
             log.error("message for OMS session %s could not be handed to quickfix", key)
+
+    def _lag_probe(self) -> None:
+        now = self.clock_ns()
+        self.metrics.event_loop_lag.observe(max(0, now - self._lag_due_ns) / 1e9)
+        self._lag_due_ns = now + LAG_PROBE_NS
+        self.loop.call_later(LAG_PROBE_NS / 1e9, self._lag_probe)
 
     def _arm_timer(self) -> None:
         nxt = self.engine.next_deadline_ns()

@@ -47,6 +47,8 @@ class VenueSimConfig(_Cfg, frozen=True, kw_only=True, forbid_unknown_fields=True
     level_size_jitter: float = 0.5
     """Log-space sigma of displayed sizes; 0 gives exactly level_size_mean."""
     requote_ms: int = 50
+    md_interval_ms: int = 10
+    """Lit venues publish book changes at most this often (trades at once)."""
     taker_rate_hz: float = 5.0
     taker_size_mean: int = 100
     contra_prob: float = 0.5
@@ -119,6 +121,17 @@ class SimConfig(_Cfg, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """0 means: the demo/test harness sets it when it starts the processes."""
 
 
+class MarketDataConfig(_Cfg, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    depth: int = 5
+    """Book levels kept per side (and requested from venues)."""
+    book_capacity: int = 1024
+    """Book updates kept per (venue, symbol) ring."""
+    trade_capacity: int = 4096
+    """Trades kept per (venue, symbol) ring."""
+    stale_ms: int = 2000
+    """A feed with no update for this long is stale (features and alerts)."""
+
+
 class RouterConfig(_Cfg, frozen=True, kw_only=True, forbid_unknown_fields=True):
     driver: Literal["threaded"] = "threaded"
     exec_id_prefix: str = ""
@@ -134,6 +147,7 @@ class Config(_Cfg, frozen=True, kw_only=True, forbid_unknown_fields=True):
     fix: FixConfig = FixConfig()
     metrics: MetricsConfig = MetricsConfig()
     sim: SimConfig = SimConfig()
+    marketdata: MarketDataConfig = MarketDataConfig()
 
     def venue(self, name: str) -> VenueConfig:
         for v in self.venues:
@@ -204,6 +218,12 @@ def validate(cfg: Config) -> Config:
             raise ConfigError("waterfall.rest_venue: required when final_action = 'rest'")
         if wf.rest_venue not in names:
             raise ConfigError(f"waterfall.rest_venue: unknown venue {wf.rest_venue!r}")
+    md = cfg.marketdata
+    if not 1 <= md.depth <= 20:
+        raise ConfigError(f"marketdata.depth: {md.depth} is not in 1..20")
+    for name in ("book_capacity", "trade_capacity", "stale_ms"):
+        if getattr(md, name) <= 0:
+            raise ConfigError(f"marketdata.{name}: must be positive")
     if wf.child_ack_timeout_ms <= 0:
         raise ConfigError("waterfall.child_ack_timeout_ms: must be positive")
     return cfg

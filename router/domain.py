@@ -181,6 +181,32 @@ class VenueSessionChanged(_Msg, frozen=True, kw_only=True):
     ts_ns: int
 
 
+class MdEntry(_Msg, frozen=True, kw_only=True):
+    """One market-data entry: a book level (kind 0 bid / 1 ask) or a trade
+    (kind 2). ``action`` is MDUpdateAction: 0 new, 1 change, 2 delete;
+    ``level`` is 0-based; ``aggressor`` +1 buyer, -1 seller, 0 unknown.
+    kind -1 or level -1 marks an entry the decoder could not read."""
+
+    action: str
+    kind: int
+    symbol: str
+    px_ticks: int
+    size: int
+    level: int
+    aggressor: int
+
+
+class MarketDataReceived(_Msg, frozen=True, kw_only=True):
+    """A snapshot (35=W), incremental refresh (35=X) or request reject (35=Y)."""
+
+    venue: str
+    snapshot: bool
+    symbol: str
+    entries: tuple[MdEntry, ...]
+    recv_ns: int
+    rejected: bool = False
+
+
 # ---------------------------------------------------------------------- commands
 
 

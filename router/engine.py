@@ -38,6 +38,7 @@ from router.domain import (
     VenueReport,
     VenueSessionChanged,
 )
+from router.marketdata import MarketData
 from router.metrics import Metrics
 from router.orders import ChildEvent, ChildOrder, IllegalTransitionError, ParentEvent, ParentOrder
 from router.waterfall import Plan, Planner, allocate
@@ -49,8 +50,10 @@ PE = ParentEvent
 
 
 class Engine:
-    def __init__(self, cfg: Config, planner: Planner, metrics: Metrics, id_prefix: str) -> None:
+    def __init__(self, cfg: Config, planner: Planner, metrics: Metrics, id_prefix: str,
+                 market: MarketData | None = None) -> None:
         self._cfg = cfg
+        self._market = market
         self._planner = planner
         self._m = metrics
         self._prefix = id_prefix
@@ -117,6 +120,10 @@ class Engine:
                                        ev.ord_type.value, OrdRejReason.EXCHANGE_CLOSED,
                                        "no venue session is up to route to", ev.recv_ns)]
         self._cl_ord_ids[key] = order_id
+        if self._market is not None:
+            s = self._market.symbol_index.get(parent.symbol)
+            if s is not None:
+                parent.arrival_mid2 = self._market.consolidated_mid2(s)
         self.parents[order_id] = parent
         self._plans[order_id] = plan
         parent.apply(PE.ACCEPT)
@@ -280,6 +287,10 @@ class Engine:
             vm.filled_qty.inc(qty)
             parent_was_cancel = parent.state is OrdStatus.PENDING_CANCEL
             parent.fill(qty, ev.last_px_ticks)
+            if parent.arrival_mid2 > 0:
+                # 2*px against 2*mid keeps the arithmetic in whole ticks.
+                slip = parent.side.sign * (2 * ev.last_px_ticks - parent.arrival_mid2) / parent.arrival_mid2 * 1e4
+                vm.slippage_bps.observe(slip)
             out.append(self._report(parent, ExecType.TRADE, ev.recv_ns, last_qty=qty,
                                     last_px_ticks=ev.last_px_ticks, last_mkt=self._cfg.venue(child.venue).last_mkt))
             if not child.is_terminal and ev.ord_status in (OrdStatus.CANCELED, OrdStatus.EXPIRED):
@@ -381,7 +392,9 @@ class Engine:
                 self._set_deadline(child, ack_deadline if expire is None else min(expire, ack_deadline))
                 sent.append(cid)
                 self._open_children += 1
-                self._m.venue[sl.venue].children_sent.inc()
+                vm = self._m.venue[sl.venue]
+                vm.children_sent.inc()
+                vm.child_qty_sent.inc(qty)
                 out.append(SendChildOrder(
                     venue=sl.venue, child_id=cid, symbol=parent.symbol, side=parent.side, qty=qty,
                     ord_type=ord_type, price_ticks=sl.limit_ticks, tif=sl.tif,

@@ -7,17 +7,39 @@ no label dict is built per order.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from router.domain import CxlRejReason, OrdRejReason
+
+
+class MarketDataView(Protocol):
+    """What the collector reads of router.marketdata.MarketData."""
+
+    venues: tuple[str, ...]
+    symbols: tuple[str, ...]
+    lit: Any
+    book_ts: Any
+    bid_px: Any
+    ask_px: Any
+
 
 # 5 us .. 50 ms, roughly x2 per bucket: the range a co-located router lives in.
 LATENCY_BUCKETS_S = (
     5e-6, 10e-6, 20e-6, 40e-6, 75e-6, 100e-6, 150e-6, 250e-6, 500e-6,
     1e-3, 2e-3, 5e-3, 10e-3, 20e-3, 50e-3,
 )
+
+SLIPPAGE_BUCKETS_BPS = (-50.0, -20.0, -10.0, -5.0, -2.0, -1.0, 0.0, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0)
+STAGES = ("queue", "risk", "features", "scoring", "planning", "send")
+"""queue: decode started on quickfix's thread -> picked up by the loop (so
+it contains risk); risk: the edge's checks while decoding; features/scoring: the ML planner's inputs and
+models (later issues); planning: the engine's decision; send: encoding and
+handing the messages to quickfix."""
 
 PARENT_OUTCOMES = ("filled", "canceled", "rejected", "partial_canceled")
 CHILD_OUTCOMES = ("filled", "canceled", "rejected", "partial_canceled")
@@ -29,11 +51,15 @@ class VenueMetrics:
 
     def __init__(self, m: Metrics, venue: str) -> None:
         self.children_sent = m.child_orders_sent.labels(venue=venue)
+        self.child_qty_sent = m.child_qty_sent.labels(venue=venue)
+        self.slippage_bps = m.fill_slippage_bps.labels(venue=venue)
         self.outcome = {o: m.child_orders.labels(venue=venue, outcome=o) for o in CHILD_OUTCOMES}
         self.fills = m.fills.labels(venue=venue)
         self.filled_qty = m.filled_qty.labels(venue=venue)
         self.session_up = m.session_up.labels(session=f"venue:{venue}")
         self.ack_latency = m.venue_ack_seconds.labels(venue=venue)
+        self.md_updates = m.md_updates.labels(venue=venue)
+        self.md_dropped = m.md_dropped.labels(venue=venue)
 
 
 class Metrics:
@@ -93,6 +119,33 @@ class Metrics:
             registry=r,
         )
 
+        self.child_qty_sent = Counter(
+            "sor_child_qty_sent", "Shares sent in child orders, by venue (fill rate = filled / sent)", ["venue"],
+            registry=r,
+        )
+        self.fill_slippage_bps = Histogram(
+            "sor_fill_slippage_bps", "Fill price against the parent's arrival mid, bps (positive = paid away)",
+            ["venue"], buckets=SLIPPAGE_BUCKETS_BPS, registry=r,
+        )
+        self.stage_seconds = Histogram(
+            "sor_stage_seconds", "Time in each stage of routing a parent", ["stage"], buckets=LATENCY_BUCKETS_S,
+            registry=r,
+        )
+        self.event_loop_lag = Histogram(
+            "sor_event_loop_lag_seconds",
+            "How late the loop runs a 100 ms timer (uvloop timers have 1 ms resolution)",
+            buckets=LATENCY_BUCKETS_S, registry=r,
+        )
+        self.model_fallbacks = Counter(
+            "sor_model_fallbacks", "Orders routed by the static waterfall because the model could not score",
+            ["reason"], registry=r,
+        )
+        self.model_info = Gauge("sor_model_info", "1 for the routing model version in use", ["version"], registry=r)
+        self.md_updates = Counter("sor_md_updates", "Market data messages applied, by venue", ["venue"], registry=r)
+        self.md_dropped = Counter(
+            "sor_md_dropped", "Market data entries the router could not apply, by venue", ["venue"], registry=r
+        )
+
         self.venue = {v: VenueMetrics(self, v) for v in venues}
         self.parent_outcome = {o: self.parent_orders.labels(outcome=o) for o in PARENT_OUTCOMES}
         self.order_reject = {r_.name.lower(): self.order_rejects.labels(reason=r_.name.lower()) for r_ in OrdRejReason}
@@ -100,6 +153,7 @@ class Metrics:
             r_.name.lower(): self.cancel_rejects.labels(reason=r_.name.lower()) for r_ in CxlRejReason
         }
         self.session_reject = {k: self.session_rejects.labels(reason=k) for k in SESSION_REJECT_REASONS}
+        self.stage = {s: self.stage_seconds.labels(stage=s) for s in STAGES}
         self.oms_session_up = self.session_up.labels(session="oms")
         for vm in self.venue.values():
             vm.session_up.set(0)
@@ -108,3 +162,33 @@ class Metrics:
     def serve(self, host: str, port: int) -> None:
         """Expose /metrics on a daemon thread (prometheus-client's server)."""
         start_http_server(port, addr=host, registry=self.registry)
+
+
+class MarketDataCollector(Collector):
+    """Feed staleness and each venue's mid, read from the rings at scrape
+    time: the hot path pays nothing, and a torn read of one number only
+    skews one sample of a gauge."""
+
+    def __init__(self, md: MarketDataView, tick_sizes: dict[str, float], clock_ns: Callable[[], int]) -> None:
+        self._md = md
+        self._ticks = tick_sizes
+        self._clock_ns = clock_ns
+
+    def collect(self) -> Iterable[Metric]:
+        md = self._md
+        now = self._clock_ns()
+        stale = GaugeMetricFamily("sor_md_staleness_seconds", "Time since the last book update of a feed",
+                                  labels=["venue", "symbol"])
+        mid = GaugeMetricFamily("sor_md_mid", "Mid of a venue's book as the router sees it (0: no two-sided book)",
+                                labels=["venue", "symbol"])
+        for v, venue in enumerate(md.venues):
+            if not md.lit[v]:
+                continue
+            for s, symbol in enumerate(md.symbols):
+                ts = int(md.book_ts[v, s])
+                stale.add_metric([venue, symbol], (now - ts) / 1e9 if ts else float("inf"))
+                bid, ask = int(md.bid_px[v, s, 0]), int(md.ask_px[v, s, 0])
+                both = bid > 0 and ask > 0
+                mid.add_metric([venue, symbol], (bid + ask) / 2 * self._ticks[symbol] if both else 0.0)
+        yield stale
+        yield mid

@@ -137,6 +137,8 @@ class ParentOrder:
     """Index of the next waterfall wave to send."""
     routing_done: bool = False
     """The plan is exhausted: nothing more will be sent for this parent."""
+    arrival_mid2: int = 0
+    """Consolidated bid+ask (2 x mid, ticks) when the parent arrived; 0 unknown."""
 
     @property
     def leaves_qty(self) -> int:

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 import msgspec
@@ -38,6 +39,20 @@ def localize(cfg: Config, state_dir: Path, keep_ports: bool = False, epoch_ns: i
     fix_cfg = msgspec.structs.replace(cfg.fix, state_dir=str(state_dir / "router-fix"))
     sim = msgspec.structs.replace(cfg.sim, epoch_ns=epoch_ns if epoch_ns is not None else time.time_ns())
     return msgspec.structs.replace(cfg, venues=venues, oms=oms, metrics=metrics, fix=fix_cfg, sim=sim)
+
+
+def poll_until(predicate: Callable[[], bool], timeout_s: float, interval_s: float = 0.02) -> bool:
+    """Check a condition every ``interval_s`` until it holds or the deadline
+    passes. For conditions only observable by asking (a metric over HTTP),
+    where there is nothing to block on."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if predicate():
+            return True
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return False
+        time.sleep(min(interval_s, left))
 
 
 def scrape(host: str, port: int, timeout_s: float = 2.0) -> dict[str, float]:

@@ -56,6 +56,7 @@ from router.config import Config, SymbolConfig, VenueConfig
 from router.domain import OrdType, Side, TimeInForce, VenueKind
 from sim.book import BackgroundLiquidity, Fill, LitBook, SubmitResult
 from sim.dark import DarkPool
+from sim.mdfeed import MdPublisher
 from sim.midpath import MidPath
 
 log = logging.getLogger("sor.sim.venue")
@@ -129,32 +130,66 @@ class VenueServer:
         self._latency_s = s.ack_latency_us / 1e6
         spec = SessionSpec(role="acceptor", sender_comp_id=self.venue.target_comp_id,
                            target_comp_id=self.venue.sender_comp_id, port=self.venue.port,
-                           heartbeat_s=cfg.fix.heartbeat_s, allowed_remote=("127.0.0.1",))
+                           heartbeat_s=cfg.fix.heartbeat_s, allowed_remote=("127.0.0.1",), repeating_groups=True)
         self._sid = session_id(spec)
         self._key = session_key(self._sid)
         self.app = BridgeApplication(f"sim-{venue_name}", self._on_message)
         self.gw = Gateway(f"sim-{venue_name}", [spec], self.app, state_dir, file_store=True)
         self._timer: asyncio.TimerHandle | None = None
+        self._md_timer: asyncio.TimerHandle | None = None
         self.fills_sent = 0
+        self.md = MdPublisher(self.ticks, self._send) if self.venue.kind is VenueKind.LIT else None
 
     # ------------------------------------------------------------ lifecycle
 
     def start(self) -> None:
         self._tick()
+        if self.md is not None:
+            self._md_tick()
         self.gw.start()
 
     def stop(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
+        for t in (self._timer, self._md_timer):
+            if t is not None:
+                t.cancel()
         self.gw.stop()
 
     # -------------------------------------------------- quickfix thread: copy
 
     def _on_message(self, msg: Any, key: str) -> None:
         mt = msg_type(msg)
+        if mt == "V":
+            # Symbols sit in a repeating group; the raw string keeps them.
+            parts = [p.partition("=") for p in msg.toString().split("\x01")]
+            req = {int(t): v for t, _, v in parts if t in ("262", "263")}
+            symbols = [v for t, _, v in parts if t == "55"]
+            self.loop.call_soon_threadsafe(self._on_md_request, req.get(262, ""), req.get(263, "1"), symbols)
+            return
         fields = {t: field(msg, t) for t in (CL_ORD_ID, ORIG_CL_ORD_ID, SYMBOL, SIDE, ORDER_QTY, ORD_TYPE, PRICE,
                                              TIME_IN_FORCE)}
         self.loop.call_soon_threadsafe(self._handle, mt, fields)
+
+    def _books(self) -> dict[str, LitBook]:
+        return {s: m.book for s, m in self.markets.items() if m.book is not None}
+
+    def _on_md_request(self, req_id: str, sub_type: str, symbols: list[str]) -> None:
+        if self.md is None:
+            MdPublisher(self.ticks, self._send).reject(req_id, f"{self.venue.name} is a dark venue: no market data")
+            return
+        if sub_type == "2":
+            self.md.unsubscribe_all()
+            return
+        unknown = self.md.subscribe(req_id, symbols, self._books())
+        if unknown:
+            self.md.reject(req_id, f"unknown symbols: {', '.join(unknown)}")
+
+    def _md_tick(self) -> None:
+        assert self.md is not None
+        try:
+            self.md.publish_books(self._books())
+        except Exception:
+            log.exception("venue %s market data publish failed", self.venue.name)
+        self._md_timer = self.loop.call_later(self.venue.sim.md_interval_ms / 1000.0, self._md_tick)
 
     # ----------------------------------------------------- loop: the venue
 
@@ -202,7 +237,7 @@ class VenueServer:
         else:
             assert mkt.pool is not None
             res = mkt.pool.submit(cl, ROUTER_OWNER, side, qty, ord_type, price, tif, self._mid(symbol), ts)
-        self._publish(res.fills)
+        self._publish(symbol, res.fills, side)
         self._finish_unfilled(order, res)
 
     def _finish_unfilled(self, order: _Order, res: SubmitResult) -> None:
@@ -233,8 +268,10 @@ class VenueServer:
         self.orders.pop(orig, None)
         self._report(order, "4", "4", cl, orig=orig, text="canceled")
 
-    def _publish(self, fills: list[Fill]) -> None:
+    def _publish(self, symbol: str, fills: list[Fill], aggressor: Side | None) -> None:
         for fl in fills:
+            if self.md is not None:
+                self.md.publish_trade(symbol, fl.price_ticks, fl.qty, aggressor)
             for oid, owner in ((fl.taker_id, fl.taker_owner), (fl.maker_id, fl.maker_owner)):
                 if owner != ROUTER_OWNER:
                     continue
@@ -315,20 +352,20 @@ class VenueServer:
         dt = s.requote_ms / 1000.0
         ts = self._wall_ns()
         try:
-            for mkt in self.markets.values():
+            for symbol, mkt in self.markets.items():
                 mid = mkt.path.mid_at(ts)
                 n = int(self._rng.poisson(s.taker_rate_hz * dt))
                 if mkt.bg is not None:
-                    self._publish(mkt.bg.requote(mid, ts))
+                    self._publish(symbol, mkt.bg.requote(mid, ts), None)
                     for _ in range(n):
                         side = Side.BUY if self._rng.random() < 0.5 else Side.SELL
                         size = max(1, int(self._rng.exponential(s.taker_size_mean)))
-                        self._publish(mkt.bg.take(side, size, ts))
+                        self._publish(symbol, mkt.bg.take(side, size, ts), side)
                 elif mkt.pool is not None:
                     for _ in range(n):
                         side = Side.BUY if self._rng.random() < 0.5 else Side.SELL
                         size = max(1, int(self._rng.exponential(s.contra_size_mean)))
-                        self._publish(mkt.pool.on_contra_arrival(side, size, mid, ts))
+                        self._publish(symbol, mkt.pool.on_contra_arrival(side, size, mid, ts), side)
         except Exception:
             log.exception("venue %s background flow failed", self.venue.name)
         self._timer = self.loop.call_later(dt, self._tick)

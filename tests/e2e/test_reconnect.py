@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from fix.codec import EXEC_TYPE, LAST_MKT, ORD_STATUS
 from router.config import Config
-from sim.harness import Cluster, localize
+from sim.harness import Cluster, localize, poll_until
 from sim.invariants import check_order
 from sim.oms import SimOms
 from tests.e2e.conftest import e2e_config
@@ -34,14 +34,22 @@ def own_cluster(default_config: Config, tmp_path: Path) -> Iterator[tuple[Cluste
     assert c.stop()["daemon"] == 0
 
 
+def _wait_metric(cluster: Cluster, key: str, ok: Callable[[float], bool], timeout_s: float = T) -> bool:
+    return poll_until(lambda: ok(cluster.metrics().get(key, float("nan"))), timeout_s)
+
+
 def _venues_used(oms: SimOms, cl: str) -> list[str]:
     return [r.get(LAST_MKT) for r in oms.reports(cl) if r.get(EXEC_TYPE) == "F"]
 
 
 def test_venue_down_is_skipped_then_reconnects(own_cluster: tuple[Cluster, SimOms]) -> None:
     cluster, oms = own_cluster
+    mid_key = 'sor_md_mid{symbol="S1",venue="LIT1"}'
+    assert _wait_metric(cluster, mid_key, lambda x: x == 190.0)
     cluster.kill_venue("LIT1")
     cluster.wait_sessions({"LIT1": 0.0, "LIT2": 1.0}, T)
+    # A dead venue's book is cleared rather than left looking live.
+    assert _wait_metric(cluster, mid_key, lambda x: x == 0.0)
 
     cl = oms.send_order("S1", "1", 150, price="190.05", tif="3")
     assert oms.wait_done(cl, T)
@@ -51,6 +59,8 @@ def test_venue_down_is_skipped_then_reconnects(own_cluster: tuple[Cluster, SimOm
 
     cluster.start_venue("LIT1")
     cluster.wait_sessions({"LIT1": 1.0}, T)
+    # Re-subscribed on the new logon: the book is back.
+    assert _wait_metric(cluster, mid_key, lambda x: x == 190.0)
     cl2 = oms.send_order("S2", "1", 150, price="190.05", tif="3")
     assert oms.wait_done(cl2, T)
     check_order(cl2, oms.reports(cl2))
