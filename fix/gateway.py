@@ -50,6 +50,7 @@ class Gateway:
         else:
             self._engine = cls(app, self._store, self._settings)
         self._started = False
+        self._polled = False
         self._lock = threading.Lock()
 
     def start(self) -> None:
@@ -58,6 +59,16 @@ class Gateway:
                 _KEEP_ALIVE.append(self)
                 self._engine.start()
                 self._started = True
+
+    def poll(self) -> None:
+        """One non-blocking pass over this engine's sockets on the calling
+        thread (the ``poll`` driver); callbacks run inline. Never mixed with
+        ``start``."""
+        if not self._started:
+            _KEEP_ALIVE.append(self)
+            self._started = True
+            self._polled = True
+        self._engine.poll()
 
     def logout(self, reason: str = "shutting down", timeout_s: float = 5.0) -> bool:
         """Log out every session and wait until none is logged on.
@@ -70,6 +81,14 @@ class Gateway:
             if session is not None:
                 session.logout(reason)
         deadline = time.monotonic() + timeout_s
+        if self._polled:
+            # No quickfix thread will answer: pump the engine ourselves.
+            while self.app.logged_on:
+                if time.monotonic() >= deadline:
+                    log.warning("%s: sessions still logged on at shutdown: %s", self.name, self.app.logged_on)
+                    return False
+                self._engine.poll()
+            return True
         with self.app.changed:
             while self.app.logged_on:
                 left = deadline - time.monotonic()
@@ -84,7 +103,9 @@ class Gateway:
             if not self._started:
                 return
             self._started = False
-        if self.specs[0].role == "acceptor":
+        if self.specs[0].role == "acceptor" or self._polled:
+            # Polled engines have no threads to stop; acceptors must not be
+            # stopped at all (see the module docstring).
             self.logout(timeout_s=timeout_s)
             return
         # Initiator::stop logs out, waits for the answer and unregisters its

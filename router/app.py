@@ -1,9 +1,14 @@
 """Composition root: config -> engine, FIX gateways, metrics, driver.
 
-This is the only router module that imports ``fix``. The ``threaded`` driver
-lives here: quickfix's socket threads decode each message into a frozen
-struct and hand it to the uvloop thread with ``call_soon_threadsafe``; the
-loop thread owns the engine and does all sending.
+This is the only router module that imports ``fix``. Both drivers live here
+and differ only in how a decoded event reaches ``_dispatch``:
+
+- ``threaded``: quickfix's socket threads decode each message into a frozen
+  struct and hand it to the uvloop thread with ``call_soon_threadsafe``;
+- ``poll``: the loop's own thread pumps every quickfix engine with
+  ``poll()``, so callbacks, decoding and routing run inline with no hop.
+
+Either way the loop thread owns the engine and does all sending.
 """
 
 from __future__ import annotations
@@ -121,6 +126,14 @@ class Router:
         # wake-up drains everything queued since the last one.
         self._md_queue: deque[MarketDataReceived] = deque()
         self._md_wake_pending = False
+        self._polling = cfg.router.driver == "poll"
+        self._handoff: Callable[[object], None] = (
+            self._dispatch if self._polling else (lambda ev: self.loop.call_soon_threadsafe(self._dispatch, ev))
+        )
+        self._idle_passes = 0
+        self._events = 0
+        """Messages seen by the callbacks: tells the pump a pass was busy."""
+        self._stopping = False
         self._venue_by_key = {session_key(session_id(s)): v.name for s, v in zip(venue_specs(cfg), cfg.venues)}
         self._venue_sid = {v.name: session_id(s) for s, v in zip(venue_specs(cfg), cfg.venues)}
         self._timer: asyncio.TimerHandle | None = None
@@ -143,18 +156,46 @@ class Router:
             self.metrics.serve(self.cfg.metrics.host, self.cfg.metrics.port)
         self._lag_due_ns = self.clock_ns() + LAG_PROBE_NS
         self.loop.call_later(LAG_PROBE_NS / 1e9, self._lag_probe)
+        if self._polling:
+            self.loop.call_soon(self._pump)
+            return
         self.venue_gw.start()
         self.oms_gw.start()
         log.info("router up: OMS acceptor on port %d, %d venue sessions", self.cfg.oms.port, len(self.cfg.venues))
 
     def stop(self) -> None:
+        self._stopping = True
         # OMS first so no new parents arrive while venues wind down.
         self.oms_gw.stop()
         self.venue_gw.stop()
 
+    def _pump(self) -> None:
+        """poll driver: one pass over every FIX engine, then again at once
+        while busy; after ``poll_idle_spins`` empty passes, yield the core for
+        ``poll_idle_backoff_us`` (uvloop timers round that to 1 ms)."""
+        if self._stopping:
+            return
+        before = self._events
+        try:
+            self.oms_gw.poll()
+            self.venue_gw.poll()
+        except Exception:
+            self.metrics.callback_errors.labels(callback="poll").inc()
+            log.exception("quickfix poll failed")
+        if self._events != before:
+            self._idle_passes = 0
+        else:
+            self._idle_passes += 1
+        r = self.cfg.router
+        if self._idle_passes < r.poll_idle_spins:
+            self.loop.call_soon(self._pump)
+        else:
+            self.loop.call_later(r.poll_idle_backoff_us / 1e6, self._pump)
+
     # ------------------------------------------- quickfix threads: decode only
 
     def _on_oms_message(self, msg: Any, key: str) -> None:
+        self._events += 1
         ev = self.oms_codec.decode(msg, key)
         if isinstance(ev, NewOrderReceived):
             # recv_ns is stamped when decoding starts: the rest is the edge's checks.
@@ -167,17 +208,23 @@ class Router:
             self.metrics.session_reject["unsupported_message"].inc()
             self._send_oms(OmsCodec.encode_business_reject(ev), key)
             return
-        self.loop.call_soon_threadsafe(self._dispatch, ev)
+        self._handoff(ev)
 
     def _on_oms_session(self, key: str, up: bool) -> None:
         self.metrics.oms_session_up.set(1 if up else 0)
 
     def _on_venue_message(self, msg: Any, key: str) -> None:
+        self._events += 1
         venue = self._venue_by_key.get(key)
         if venue is None:
             return
         if msg_type(msg) in ("W", "X", "Y"):
-            self._md_queue.append(self.md_decoder.decode(msg.toString(), venue))
+            upd = self.md_decoder.decode(msg.toString(), venue)
+            if self._polling:
+                self._md_queue.append(upd)
+                self._drain_md()
+                return
+            self._md_queue.append(upd)
             if not self._md_wake_pending:
                 self._md_wake_pending = True
                 self.loop.call_soon_threadsafe(self._drain_md)
@@ -186,13 +233,12 @@ class Router:
         if ev is None:
             self.metrics.venue_anomalies.labels(kind="unused_message").inc()
             return
-        self.loop.call_soon_threadsafe(self._dispatch, ev)
+        self._handoff(ev)
 
     def _on_venue_session(self, key: str, up: bool) -> None:
         venue = self._venue_by_key.get(key)
         if venue is not None:
-            self.loop.call_soon_threadsafe(self._dispatch,
-                                           VenueSessionChanged(venue=venue, up=up, ts_ns=self.clock_ns()))
+            self._handoff(VenueSessionChanged(venue=venue, up=up, ts_ns=self.clock_ns()))
 
     # ------------------------------------------------- loop thread: the engine
 

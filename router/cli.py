@@ -12,6 +12,8 @@ import logging
 import sys
 from pathlib import Path
 
+import msgspec
+
 from router.config import Config, ConfigError, load_config
 
 DEFAULT_CONFIG = "config/sor.toml"
@@ -47,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     d.add_argument("--rate", type=float, default=200.0, help="parent orders per second (default 200)")
     d.add_argument("--seed", type=int, default=1)
     d.add_argument("--keep-ports", action="store_true", help="use the config's ports instead of free ones")
+    d.add_argument("--driver", choices=["threaded", "poll"], help="override router.driver from the config")
 
     v = sub.add_parser("sim-venue", help="run one simulated venue (a FIX acceptor)")
     v.add_argument("--config", default=DEFAULT_CONFIG)
@@ -72,6 +75,8 @@ def main(argv: list[str] | None = None) -> int:
         return int(sim_cli.run_venue(cfg, args.venue, str(Path(args.state_dir))))
     if args.cmd == "demo":
         demo = importlib.import_module("sim.demo")
+        if args.driver:
+            cfg = msgspec.structs.replace(cfg, router=msgspec.structs.replace(cfg.router, driver=args.driver))
         return int(demo.run_demo(args.config, cfg, orders=args.orders, rate=args.rate, seed=args.seed,
                                  keep_ports=args.keep_ports))
     return 2

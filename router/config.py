@@ -133,7 +133,15 @@ class MarketDataConfig(_Cfg, frozen=True, kw_only=True, forbid_unknown_fields=Tr
 
 
 class RouterConfig(_Cfg, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    driver: Literal["threaded"] = "threaded"
+    driver: Literal["threaded", "poll"] = "threaded"
+    """threaded: quickfix's socket threads decode and hand events to the loop
+    (idle CPU near zero, costs a thread hop). poll: the loop's thread pumps
+    every FIX session and routes inline (no hop; spins a core while busy)."""
+    poll_idle_spins: int = 2000
+    """poll driver: empty passes before backing off."""
+    poll_idle_backoff_us: int = 200
+    """poll driver: how long to yield the core when idle (bounds the latency
+    an idle router adds to the next message)."""
     exec_id_prefix: str = ""
     """Prefix for ExecIDs/OrderIDs; empty means a per-start unique prefix."""
 

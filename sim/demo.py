@@ -39,7 +39,8 @@ def run_demo(config_path: str, cfg: Config, orders: int = 200, rate: float = 200
         work = Path(tmp)
         local = localize(cfg, work, keep_ports=keep_ports)
         cluster = Cluster(local, work)
-        print(f"sor demo: {len(local.venues)} sim venues, daemon, sim OMS on loopback (config {config_path})")
+        print(f"sor demo: {len(local.venues)} sim venues, daemon ({local.router.driver} driver), sim OMS on loopback "
+              f"(config {config_path})")
         t0 = time.monotonic()
         try:
             cluster.start(timeout_s=60)

@@ -24,7 +24,7 @@ from sim.oms import SimOms
 SYMBOLS = ["S1", "S2", "S3", "S4", "S5", "S6", "S7"]
 
 
-def e2e_config(base: Config) -> Config:
+def e2e_config(base: Config, driver: str = "threaded") -> Config:
     r = msgspec.structs.replace
     venues = []
     for v in base.venues:
@@ -35,13 +35,16 @@ def e2e_config(base: Config) -> Config:
     symbols = [SymbolConfig(symbol=s, tick_size="0.01", lot_size=1, max_order_qty=100_000, ref_price="190.00")
                for s in SYMBOLS]
     waterfall = r(base.waterfall, venues=["LIT1", "LIT2"], final_action="rest", rest_venue="LIT1")
-    return r(base, venues=venues, symbols=symbols, waterfall=waterfall, sim=r(base.sim, mid_vol_ticks=0.0))
+    return r(base, venues=venues, symbols=symbols, waterfall=waterfall, sim=r(base.sim, mid_vol_ticks=0.0),
+             router=r(base.router, driver=driver))
 
 
-@pytest.fixture(scope="module")
-def cluster(default_config: Config, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+@pytest.fixture(scope="module", params=["threaded", "poll"])
+def cluster(request: pytest.FixtureRequest, default_config: Config,
+            tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """Every scenario runs against both drivers: they must route alike."""
     work = tmp_path_factory.mktemp("e2e")
-    cfg = localize(e2e_config(default_config), work)
+    cfg = localize(e2e_config(default_config, request.param), work)
     c = Cluster(cfg, work, log_level="INFO")
     try:
         c.start(timeout_s=60)
