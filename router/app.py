@@ -127,9 +127,7 @@ class Router:
         self._md_queue: deque[MarketDataReceived] = deque()
         self._md_wake_pending = False
         self._polling = cfg.router.driver == "poll"
-        self._handoff: Callable[[object], None] = (
-            self._dispatch if self._polling else (lambda ev: self.loop.call_soon_threadsafe(self._dispatch, ev))
-        )
+        self._handoff: Callable[[object], None] = self._dispatch if self._polling else self._hop_to_loop
         self._idle_passes = 0
         self._events = 0
         """Messages seen by the callbacks: tells the pump a pass was busy."""
@@ -209,6 +207,9 @@ class Router:
             self._send_oms(OmsCodec.encode_business_reject(ev), key)
             return
         self._handoff(ev)
+
+    def _hop_to_loop(self, ev: object) -> None:
+        self.loop.call_soon_threadsafe(self._dispatch, ev)
 
     def _on_oms_session(self, key: str, up: bool) -> None:
         self.metrics.oms_session_up.set(1 if up else 0)
