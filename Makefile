@@ -8,7 +8,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint typecheck unit e2e perf install clean
+.PHONY: demo test lint typecheck unit e2e perf install clean deps-system promtool
+
+# Debian's prometheus package provides promtool and the prometheus server,
+# which tests/unit/test_deploy.py and tests/e2e/test_prometheus.py run.
+# apt-get needs root: sudo is used when not root and sudo exists.
+SUDO := $(shell if [ "$$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1; then echo sudo; fi)
 
 install: $(STAMP)
 
@@ -27,8 +32,30 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-test: $(STAMP) lint typecheck
+test: $(STAMP) deps-system lint typecheck
 	$(BIN)/python -m pytest -q
+
+# Installs the package only when promtool or prometheus is missing. Where
+# systemd runs, the package starts its own server on :9090 after install; it
+# is stopped and disabled here so that nothing of ours listens there (the
+# tests start their own on free ports either way).
+deps-system:
+	@if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2>&1; then \
+	  echo "installing Debian's prometheus package (promtool, prometheus) for the deploy tests"; \
+	  $(SUDO) apt-get update && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus && \
+	  if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then \
+	    $(SUDO) systemctl disable --now prometheus.service || true; \
+	  fi; \
+	fi
+	@command -v promtool >/dev/null && command -v prometheus >/dev/null && echo "promtool: $$(command -v promtool)"
+
+# Validates the deploy/ Prometheus files (the unit tests run the same checks).
+promtool: deps-system
+	promtool check config deploy/prometheus.yml
+	promtool check config deploy/compose-prometheus.yml
+	promtool check rules deploy/alerts.yml
+	promtool test rules deploy/alerts_test.yml
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest -q tests/unit

@@ -54,6 +54,8 @@ class VenueSimConfig(_Cfg, frozen=True, kw_only=True, forbid_unknown_fields=True
     contra_prob: float = 0.5
     contra_size_mean: int = 300
     seed: int = 1
+    allowed_remote: list[str] = msgspec.field(default_factory=lambda: ["127.0.0.1"])
+    """Peers the sim venue lets log on (the router's address); [] allows any."""
 
 
 class VenueConfig(_Cfg, frozen=True, kw_only=True, forbid_unknown_fields=True):

@@ -130,7 +130,8 @@ class VenueServer:
         self._latency_s = s.ack_latency_us / 1e6
         spec = SessionSpec(role="acceptor", sender_comp_id=self.venue.target_comp_id,
                            target_comp_id=self.venue.sender_comp_id, port=self.venue.port,
-                           heartbeat_s=cfg.fix.heartbeat_s, allowed_remote=("127.0.0.1",), repeating_groups=True)
+                           heartbeat_s=cfg.fix.heartbeat_s, allowed_remote=tuple(s.allowed_remote),
+                           repeating_groups=True)
         self._sid = session_id(spec)
         self._key = session_key(self._sid)
         self.app = BridgeApplication(f"sim-{venue_name}", self._on_message)
