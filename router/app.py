@@ -49,7 +49,8 @@ from router.domain import (
 )
 from router.engine import Engine
 from router.marketdata import MarketData
-from router.metrics import MarketDataCollector, Metrics
+from router.metrics import MarketDataCollector, Metrics, VenueStatsCollector
+from router.venuestats import VenueStats
 from router.waterfall import StaticWaterfall
 
 log = logging.getLogger("sor.app")
@@ -113,13 +114,16 @@ class Router:
         self.metrics = metrics or Metrics([v.name for v in cfg.venues])
         prefix = cfg.router.exec_id_prefix or unique_prefix()
         self.md = market_data(cfg)
-        self.engine = Engine(cfg, StaticWaterfall(cfg), self.metrics, prefix, market=self.md)
+        self.stats = VenueStats([v.name for v in cfg.venues], [s.symbol for s in cfg.symbols],
+                                half_life_s=cfg.marketdata.stats_half_life_s)
+        self.engine = Engine(cfg, StaticWaterfall(cfg), self.metrics, prefix, market=self.md, stats=self.stats)
         inst = instruments(cfg)
         self.oms_codec = OmsCodec(inst, clock_ns)
         self.venue_codec = VenueCodec(inst, clock_ns)
         tick_sizes = {s.symbol: float(s.tick_size) for s in cfg.symbols}
         self.md_decoder = MdDecoder(tick_sizes, clock_ns)
         self.metrics.registry.register(MarketDataCollector(self.md, tick_sizes, clock_ns))
+        self.metrics.registry.register(VenueStatsCollector(self.stats, clock_ns))
         self._lit = {v.name for v in cfg.venues if v.kind is VenueKind.LIT}
         self._md_req_ids = itertools.count(1)
         # Market data crosses from quickfix's threads in bursts: one loop
@@ -368,6 +372,13 @@ class Router:
     def _lag_probe(self) -> None:
         now = self.clock_ns()
         self.metrics.event_loop_lag.observe(max(0, now - self._lag_due_ns) / 1e9)
+        # Markouts fall due 1 s and 5 s after each fill; 100 ms is precise
+        # enough for a statistic measured over seconds.
+        try:
+            self.stats.update_markouts(now, self.md.consolidated_mid2)
+        except Exception:
+            self.metrics.callback_errors.labels(callback="markouts").inc()
+            log.exception("markout update failed")
         self._lag_due_ns = now + LAG_PROBE_NS
         self.loop.call_later(LAG_PROBE_NS / 1e9, self._lag_probe)
 

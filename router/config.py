@@ -132,6 +132,9 @@ class MarketDataConfig(_Cfg, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     """Trades kept per (venue, symbol) ring."""
     stale_ms: int = 2000
     """A feed with no update for this long is stale (features and alerts)."""
+    stats_half_life_s: float = 300.0
+    """Venue statistics (fill rate, time to fill, markouts) forget with this
+    half-life, so they follow regime changes."""
 
 
 class RouterConfig(_Cfg, frozen=True, kw_only=True, forbid_unknown_fields=True):

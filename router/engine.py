@@ -41,6 +41,7 @@ from router.domain import (
 from router.marketdata import MarketData
 from router.metrics import Metrics
 from router.orders import ChildEvent, ChildOrder, IllegalTransitionError, ParentEvent, ParentOrder
+from router.venuestats import VenueStats
 from router.waterfall import Plan, Planner, allocate
 
 log = logging.getLogger("sor.engine")
@@ -51,9 +52,10 @@ PE = ParentEvent
 
 class Engine:
     def __init__(self, cfg: Config, planner: Planner, metrics: Metrics, id_prefix: str,
-                 market: MarketData | None = None) -> None:
+                 market: MarketData | None = None, stats: VenueStats | None = None) -> None:
         self._cfg = cfg
         self._market = market
+        self._stats = stats
         self._planner = planner
         self._m = metrics
         self._prefix = id_prefix
@@ -283,6 +285,12 @@ class Engine:
             event = child.fill_event(qty)
             child.apply(event)
             child.cum_qty += qty
+            if child.first_fill_ns is None:
+                child.first_fill_ns = ev.recv_ns
+            if self._stats is not None:
+                st = self._stats
+                st.record_fill(st.venue_index[child.venue], st.symbol_index[child.symbol], child.side.sign,
+                               ev.last_px_ticks, qty, ev.recv_ns)
             vm.fills.inc()
             vm.filled_qty.inc(qty)
             parent_was_cancel = parent.state is OrdStatus.PENDING_CANCEL
@@ -298,7 +306,7 @@ class Engine:
                 # instead of a separate cancel report.
                 child.apply(CE.CANCELED)
             if child.is_terminal:
-                self._child_done(child)
+                self._child_done(child, ev.recv_ns)
             if parent.state is OrdStatus.FILLED:
                 self._parent_done(parent, "filled")
                 if parent_was_cancel:
@@ -312,19 +320,24 @@ class Engine:
             return
         if et is ExecType.CANCELED or et is ExecType.EXPIRED:
             child.apply(CE.CANCELED)
-            self._child_done(child)
+            self._child_done(child, ev.recv_ns)
             return
         if et is ExecType.REJECTED:
             child.apply(CE.REJECT)
             log.warning("venue %s rejected child %s: %s", child.venue, child.child_id, ev.text)
-            self._child_done(child)
+            self._child_done(child, ev.recv_ns)
             return
         if et is ExecType.PENDING_CANCEL:
             return
         self._m.venue_anomalies.labels(kind="unhandled_exec_type").inc()
 
-    def _child_done(self, child: ChildOrder) -> None:
+    def _child_done(self, child: ChildOrder, now_ns: int) -> None:
         self._open_children -= 1
+        if self._stats is not None:
+            # The router's own outcomes feed the venue statistics the
+            # features read: fill rate, time to fill, partial fills.
+            self._stats.record_child(self._stats.venue_index[child.venue], child.qty, child.cum_qty, child.sent_ns,
+                                     child.first_fill_ns, 0 < child.cum_qty < child.qty, now_ns)
         self._m.open_children.set(self._open_children)
         st = child.state
         if st is OrdStatus.FILLED:

@@ -192,3 +192,40 @@ class MarketDataCollector(Collector):
                 mid.add_metric([venue, symbol], (bid + ask) / 2 * self._ticks[symbol] if both else 0.0)
         yield stale
         yield mid
+
+
+class VenueStatsView(Protocol):
+    venues: tuple[str, ...]
+    n_buckets: int
+
+    def fill_rate(self, v: int, bucket: int, now_ns: int) -> float: ...
+
+    def markout_bps(self, v: int, horizon_index: int, now_ns: int) -> float: ...
+
+
+class VenueStatsCollector(Collector):
+    """Fill quality by venue from the router's own decayed statistics, read
+    at scrape time (their priors show until a venue has history)."""
+
+    HORIZONS = ("1s", "5s")
+
+    def __init__(self, stats: VenueStatsView, clock_ns: Callable[[], int]) -> None:
+        self._stats = stats
+        self._clock_ns = clock_ns
+
+    def collect(self) -> Iterable[Metric]:
+        st = self._stats
+        now = self._clock_ns()
+        fill = GaugeMetricFamily("sor_venue_fill_rate",
+                                 "Decayed share of child quantity filled, by venue and size bucket",
+                                 labels=["venue", "bucket"])
+        mark = GaugeMetricFamily("sor_venue_markout_bps",
+                                 "Decayed mean markout after our fills (negative = adverse selection)",
+                                 labels=["venue", "horizon"])
+        for v, venue in enumerate(st.venues):
+            for b in range(st.n_buckets):
+                fill.add_metric([venue, str(b)], st.fill_rate(v, b, now))
+            for h, name in enumerate(self.HORIZONS):
+                mark.add_metric([venue, name], st.markout_bps(v, h, now))
+        yield fill
+        yield mark

@@ -182,6 +182,7 @@ class ChildOrder:
     state: OrdStatus = S.PENDING_NEW
     cum_qty: int = 0
     acked_ns: int | None = None
+    first_fill_ns: int | None = None
     deadline_ns: int | None = None
     """Next watchdog: the ack timeout, a cancel's answer, or ``expire_ns``."""
     expire_ns: int | None = None

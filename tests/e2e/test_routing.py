@@ -89,3 +89,10 @@ def test_metrics_count_what_happened(cluster: Cluster, oms: SimOms) -> None:
     assert m['sor_fix_session_up{session="oms"}'] == 1
     assert m['sor_fills_total{venue="LIT1"}'] >= 1
     assert m["sor_tick_to_route_seconds_count"] >= 1
+    # The venue statistics learn from our own outcomes: LIT1 filled this
+    # 100-share child completely, lifting its small-order fill rate above
+    # the 0.5 prior it starts from.
+    assert m['sor_venue_fill_rate{bucket="0",venue="LIT1"}'] > 0.5
+    assert 'sor_venue_markout_bps{horizon="1s",venue="LIT1"}' in m
+    # The fill was against the arrival mid of a known book: slippage observed.
+    assert m['sor_fill_slippage_bps_count{venue="LIT1"}'] >= 1
