@@ -21,6 +21,7 @@ import quickfix as fix
 from router.domain import (
     CancelChild,
     CancelRequested,
+    CxlRejReason,
     ExecType,
     Instrument,
     InvalidOrderReceived,
@@ -73,6 +74,9 @@ BUSINESS_REJECT_REASON = 380
 CXL_REJ_RESPONSE_TO = 434
 STRATEGY_TAG = 7001
 """Custom tag: the OMS may ask for a routing strategy per order."""
+TRACE_TAG = 7002
+"""Custom tag: a CLOCK_MONOTONIC stamp (ns) the router copies from a parent
+onto its children, for wire-level latency measurement."""
 
 TAG_NAMES = {
     CL_ORD_ID: "ClOrdID", ORIG_CL_ORD_ID: "OrigClOrdID", SYMBOL: "Symbol", SIDE: "Side",
@@ -230,6 +234,8 @@ class OmsCodec:
         px_raw = field(msg, PRICE)
         tif_raw = field(msg, TIME_IN_FORCE) or TimeInForce.DAY.value
         strategy = field(msg, STRATEGY_TAG)
+        trace_raw = field(msg, TRACE_TAG)
+        trace_ns = int(trace_raw) if trace_raw is not None and trace_raw.isdigit() else None
 
         def invalid(reason: OrdRejReason, text: str) -> InvalidOrderReceived:
             return InvalidOrderReceived(session=session, cl_ord_id=cl, symbol=symbol, side=side, qty_raw=qty_raw,
@@ -284,7 +290,7 @@ class OmsCodec:
             tif = TimeInForce.IOC
         return NewOrderReceived(session=session, cl_ord_id=cl, symbol=symbol, side=side, qty=qty,
                                 ord_type=ord_type, price_ticks=price_ticks, tif=tif, recv_ns=now,
-                                strategy=strategy)
+                                strategy=strategy, trace_ns=trace_ns)
 
     def _decode_cancel(self, msg: fix.Message, session: str, replace: bool) -> OmsInbound:
         now = self._clock_ns()
@@ -418,6 +424,10 @@ class VenueCodec:
         else:
             m.setField(PRICE, self.ticks[c.symbol].to_str(c.price_ticks))
         m.setField(TIME_IN_FORCE, c.tif.value)
+        if c.trace_ns is None:
+            m.removeField(TRACE_TAG)
+        else:
+            m.setField(TRACE_TAG, str(c.trace_ns))
         m.setField(fix.TransactTime())
         return m
 
@@ -462,6 +472,8 @@ class VenueCodec:
                 text=field(msg, TEXT) or "", recv_ns=now,
             )
         if mt == "9":
+            reason_raw = field(msg, CXL_REJ_REASON) or ""
             return VenueCancelRejected(venue=venue, child_id=field(msg, ORIG_CL_ORD_ID) or "",
-                                       text=field(msg, TEXT) or "", recv_ns=now)
+                                       text=field(msg, TEXT) or "", recv_ns=now,
+                                       reason=int(reason_raw) if reason_raw.isdigit() else CxlRejReason.OTHER)
         return None

@@ -55,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     v.add_argument("--config", default=DEFAULT_CONFIG)
     v.add_argument("--venue", required=True)
     v.add_argument("--state-dir", default="var/sim")
+    v.add_argument("--record-trace", metavar="FILE",
+                   help="write [SorTraceNs(7002), arrival CLOCK_MONOTONIC ns] of every order received, at exit")
 
     args = p.parse_args(argv)
     _logging(args.log_level)
@@ -72,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"sor: unknown venue {args.venue!r}", file=sys.stderr)
             return 2
         sim_cli = importlib.import_module("sim.cli")
-        return int(sim_cli.run_venue(cfg, args.venue, str(Path(args.state_dir))))
+        return int(sim_cli.run_venue(cfg, args.venue, str(Path(args.state_dir)), args.record_trace))
     if args.cmd == "demo":
         demo = importlib.import_module("sim.demo")
         if args.driver:

@@ -119,6 +119,9 @@ class NewOrderReceived(_Msg, frozen=True, kw_only=True):
     tif: TimeInForce
     recv_ns: int
     strategy: str | None = None
+    trace_ns: int | None = None
+    """Tag 7002 from the OMS (a CLOCK_MONOTONIC stamp): copied onto the
+    children so a benchmark can time OMS-to-venue on one clock."""
 
 
 class InvalidOrderReceived(_Msg, frozen=True, kw_only=True):
@@ -173,6 +176,8 @@ class VenueCancelRejected(_Msg, frozen=True, kw_only=True):
     child_id: str
     text: str
     recv_ns: int
+    reason: int = CxlRejReason.OTHER
+    """CxlRejReason(102) as the venue sent it."""
 
 
 class VenueSessionChanged(_Msg, frozen=True, kw_only=True):
@@ -219,6 +224,7 @@ class SendChildOrder(_Msg, frozen=True, kw_only=True):
     ord_type: OrdType
     price_ticks: int | None
     tif: TimeInForce
+    trace_ns: int | None = None
 
 
 class CancelChild(_Msg, frozen=True, kw_only=True):

@@ -113,7 +113,7 @@ class Engine:
         parent = ParentOrder(
             order_id=order_id, session=ev.session, cl_ord_id=ev.cl_ord_id, symbol=ev.symbol,
             side=ev.side, qty=ev.qty, ord_type=ev.ord_type, price_ticks=ev.price_ticks,
-            tif=ev.tif, arrival_ns=ev.recv_ns, strategy=ev.strategy,
+            tif=ev.tif, arrival_ns=ev.recv_ns, strategy=ev.strategy, trace_ns=ev.trace_ns,
         )
         plan = self._planner.plan(parent, frozenset(self.venues_up))
         if not plan.waves:
@@ -199,6 +199,17 @@ class Engine:
         if child.state is not OrdStatus.PENDING_CANCEL:
             # Usually the child filled or expired before the cancel landed.
             return out
+        parent = self.parents[child.parent_id]
+        if ev.reason == CxlRejReason.UNKNOWN_ORDER and child.acked_ns is None and child.cum_qty == 0:
+            # The venue never saw it (lost, or refused at session level):
+            # asking again would loop forever. Release its quantity.
+            self._m.venue_anomalies.labels(kind="lost_child").inc()
+            log.error("venue %s does not know child %s, never acked: treated as rejected", child.venue,
+                      child.child_id)
+            child.apply(CE.REJECT)
+            self._child_done(child, ev.recv_ns)
+            self._after_child_change(parent, ev.recv_ns, out)
+            return out
         child.apply(CE.CANCEL_REFUSED)
         # The venue keeps the child; without an ack yet, keep watching for
         # one, otherwise leave the child to the venue (re-canceling a child
@@ -208,7 +219,6 @@ class Engine:
         else:
             expiry_ahead = child.expire_ns is not None and child.expire_ns > ev.recv_ns
             self._set_deadline(child, child.expire_ns if expiry_ahead else None)
-        parent = self.parents[child.parent_id]
         log.warning("venue %s refused cancel of child %s: %s", child.venue, child.child_id, ev.text)
         if parent.state is OrdStatus.PENDING_CANCEL:
             parent.apply(PE.CANCEL_REFUSED)
@@ -410,7 +420,7 @@ class Engine:
                 vm.child_qty_sent.inc(qty)
                 out.append(SendChildOrder(
                     venue=sl.venue, child_id=cid, symbol=parent.symbol, side=parent.side, qty=qty,
-                    ord_type=ord_type, price_ticks=sl.limit_ticks, tif=sl.tif,
+                    ord_type=ord_type, price_ticks=sl.limit_ticks, tif=sl.tif, trace_ns=parent.trace_ns,
                 ))
             if sent:
                 self._m.open_children.set(self._open_children)

@@ -127,6 +127,7 @@ class ParentOrder:
     tif: TimeInForce
     arrival_ns: int
     strategy: str | None = None
+    trace_ns: int | None = None
     state: OrdStatus = S.PENDING_NEW
     cum_qty: int = 0
     notional_ticks: int = 0

@@ -7,9 +7,9 @@ from router.config import Config
 from sim.venue import serve_venue
 
 
-def run_venue(cfg: Config, venue: str, state_dir: str) -> int:
+def run_venue(cfg: Config, venue: str, state_dir: str, record_trace: str | None = None) -> int:
     import uvloop
 
-    uvloop.run(serve_venue(cfg, venue, state_dir))
+    uvloop.run(serve_venue(cfg, venue, state_dir, record_trace=record_trace))
     hard_exit(0)
     return 0

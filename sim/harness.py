@@ -74,12 +74,13 @@ def scrape(host: str, port: int, timeout_s: float = 2.0) -> dict[str, float]:
 class Cluster:
     """Venue processes + the daemon process, for one config."""
 
-    def __init__(self, cfg: Config, workdir: Path, log_level: str = "WARNING") -> None:
+    def __init__(self, cfg: Config, workdir: Path, log_level: str = "WARNING", record_traces: bool = False) -> None:
         self.cfg = cfg
         self.workdir = workdir
         self.config_path = workdir / "sor.toml"
         self.config_path.write_text(dump_config(cfg))
         self.log_level = log_level
+        self.record_traces = record_traces
         self.venues: dict[str, subprocess.Popen[bytes]] = {}
         self.daemon: subprocess.Popen[bytes] | None = None
 
@@ -90,9 +91,14 @@ class Cluster:
                                 stdout=out, stderr=subprocess.STDOUT, env=env,
                                 cwd=Path(__file__).resolve().parent.parent)
 
+    def trace_path(self, venue: str) -> Path:
+        """Where a venue started with record_traces writes its arrivals at exit."""
+        return self.workdir / f"trace-{venue}.json"
+
     def start_venue(self, name: str) -> None:
+        extra = ["--record-trace", str(self.trace_path(name))] if self.record_traces else []
         self.venues[name] = self._spawn(["sim-venue", "--config", str(self.config_path), "--venue", name,
-                                         "--state-dir", str(self.workdir / "sim-fix")], f"venue-{name}")
+                                         "--state-dir", str(self.workdir / "sim-fix"), *extra], f"venue-{name}")
 
     def start_daemon(self) -> None:
         self.daemon = self._spawn(["run", "--config", str(self.config_path)], "daemon")

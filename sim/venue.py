@@ -46,6 +46,7 @@ from fix.codec import (
     SYMBOL,
     TEXT,
     TIME_IN_FORCE,
+    TRACE_TAG,
     Ticks,
     field,
     msg_type,
@@ -113,7 +114,7 @@ class _Market:
 
 class VenueServer:
     def __init__(self, cfg: Config, venue_name: str, loop: asyncio.AbstractEventLoop, state_dir: str,
-                 wall_ns: Callable[[], int] = time.time_ns) -> None:
+                 wall_ns: Callable[[], int] = time.time_ns, record_trace: bool = False) -> None:
         self.cfg = cfg
         self.venue = cfg.venue(venue_name)
         self.loop = loop
@@ -139,6 +140,9 @@ class VenueServer:
         self._timer: asyncio.TimerHandle | None = None
         self._md_timer: asyncio.TimerHandle | None = None
         self.fills_sent = 0
+        self.record_trace = record_trace
+        self.trace_arrivals: list[tuple[int, int]] = []
+        """(SorTraceNs(7002) of an arriving order, CLOCK_MONOTONIC at receipt)."""
         self.md = MdPublisher(self.ticks, self._send) if self.venue.kind is VenueKind.LIT else None
 
     # ------------------------------------------------------------ lifecycle
@@ -158,6 +162,12 @@ class VenueServer:
     # -------------------------------------------------- quickfix thread: copy
 
     def _on_message(self, msg: Any, key: str) -> None:
+        if self.record_trace:
+            # Stamped first thing on quickfix's thread: this is the arrival.
+            arrived = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+            trace = field(msg, TRACE_TAG)
+            if trace is not None and trace.isdigit():
+                self.trace_arrivals.append((int(trace), arrived))
         mt = msg_type(msg)
         if mt == "V":
             # Symbols sit in a repeating group; the raw string keeps them.
@@ -372,11 +382,13 @@ class VenueServer:
         self._timer = self.loop.call_later(dt, self._tick)
 
 
-async def serve_venue(cfg: Config, venue_name: str, state_dir: str, ready: Callable[[], None] | None = None) -> None:
+async def serve_venue(cfg: Config, venue_name: str, state_dir: str, ready: Callable[[], None] | None = None,
+                      record_trace: str | None = None) -> None:
+    import json
     import signal
 
     loop = asyncio.get_running_loop()
-    server = VenueServer(cfg, venue_name, loop, state_dir)
+    server = VenueServer(cfg, venue_name, loop, state_dir, record_trace=record_trace is not None)
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
@@ -387,3 +399,6 @@ async def serve_venue(cfg: Config, venue_name: str, state_dir: str, ready: Calla
         ready()
     await stop.wait()
     server.stop()
+    if record_trace is not None:
+        with open(record_trace, "w") as f:
+            json.dump(server.trace_arrivals, f)

@@ -286,8 +286,10 @@ class Harness:
     def venue_reject(self, cid: str) -> list[Command]:
         return self.report(cid, ExecType.REJECTED, ord_status=S.REJECTED)
 
-    def cancel_rejected(self, cid: str, text: str = "not now") -> list[Command]:
-        ev = VenueCancelRejected(venue=self.engine.children[cid].venue, child_id=cid, text=text, recv_ns=self.tick())
+    def cancel_rejected(self, cid: str, text: str = "not now",
+                        reason: CxlRejReason = CxlRejReason.TOO_LATE_TO_CANCEL) -> list[Command]:
+        ev = VenueCancelRejected(venue=self.engine.children[cid].venue, child_id=cid, text=text, recv_ns=self.tick(),
+                                 reason=reason)
         return self._run(self.engine.on_venue_cancel_rejected(ev))
 
     def timer(self, now_ns: int) -> list[Command]:
@@ -358,6 +360,23 @@ def test_ids_are_unique_and_prefixed() -> None:
     assert all(i.startswith("T-") for i in ids)
     assert len({c.child_id for c in of(h.out, SendChildOrder)}) == 2
     assert len({r.order_id for r in of(h.out, ReportToOms)}) == 2
+
+
+def test_child_the_venue_never_saw_is_released_not_canceled_forever() -> None:
+    """No ack, and the venue answers our cancel with 'unknown order': the
+    child never arrived (lost, or refused at session level). It is treated
+    as rejected so the parent's waterfall moves on instead of re-canceling
+    every ack timeout."""
+    h = Harness()
+    dark = one(h.new("c1", 100), SendChildOrder)
+    deadline = h.engine.next_deadline_ns()
+    assert deadline is not None
+    one(h.timer(deadline), CancelChild)
+    out = h.cancel_rejected(dark.child_id, "unknown order", reason=CxlRejReason.UNKNOWN_ORDER)
+    nxt = one(out, SendChildOrder)
+    assert (nxt.venue, nxt.qty) == ("LIT1", 100)
+    assert h.engine.children[dark.child_id].state is S.REJECTED
+    assert h.metric("sor_venue_anomalies_total", kind="lost_child") == 1
 
 
 def test_fill_that_also_ends_the_ioc_moves_the_residual_on() -> None:
