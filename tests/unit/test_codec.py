@@ -544,7 +544,12 @@ def test_venue_decode_reject_without_qty_fields(venue: VenueCodec) -> None:
 
 def test_venue_decode_cancel_reject(venue: VenueCodec) -> None:
     m = _msg("9", {37: "V1", 11: "X1", 41: "C1", 39: "2", 434: "1", 102: "0", 58: "too late"})
-    assert venue.decode(m, "LIT1") == VenueCancelRejected(venue="LIT1", child_id="C1", text="too late", recv_ns=NOW)
+    assert venue.decode(m, "LIT1") == VenueCancelRejected(venue="LIT1", child_id="C1", text="too late", recv_ns=NOW,
+                                                          reason=CxlRejReason.TOO_LATE_TO_CANCEL)
+    unknown = _msg("9", {37: "NONE", 11: "X2", 41: "C2", 39: "8", 434: "1", 102: "1", 58: "unknown order"})
+    assert venue.decode(unknown, "LIT1").reason == CxlRejReason.UNKNOWN_ORDER
+    no_reason = _msg("9", {37: "NONE", 11: "X3", 41: "C3", 39: "8", 434: "1", 58: "?"})
+    assert venue.decode(no_reason, "LIT1").reason == CxlRejReason.OTHER
 
 
 @pytest.mark.parametrize("mt", ["j", "3", "D", "W"])
