@@ -9,6 +9,7 @@ any realistic price.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 
 import quickfix as fix
@@ -89,9 +90,13 @@ class MdDecoder:
         inv = self._inv_tick.get(sym)
         try:
             px = float(f.get("270", "0"))
-            size = int(float(f.get("271", "0")))
+            size_f = float(f.get("271", "0"))
             level = int(f.get("1023", "1")) - 1
+            if not (math.isfinite(px) and math.isfinite(size_f)):
+                raise ValueError("NaN or infinite price/size")
+            size = int(size_f)
         except ValueError:
+            # Marked unreadable: the router drops the entry and counts it.
             self.errors += 1
             px, size, level = 0.0, 0, -1
         return MdEntry(action=f.get("279", "0"), kind=KIND.get(f.get("269", ""), -1), symbol=sym,

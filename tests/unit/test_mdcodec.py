@@ -88,8 +88,12 @@ def test_reject_and_garbage_are_answers_not_exceptions() -> None:
     sent, pub = _capture()
     pub.reject("r9", "dark venue")
     assert DECODER.decode(sent[-1], "DARK1").rejected
-    bad = DECODER.decode("8=FIX.4.4\x0135=X\x01268=1\x01279=1\x01269=0\x0155=AAPL\x01270=abc\x011023=1\x01", "LIT1")
-    assert bad.entries[0].level == -1  # marked unreadable; the router drops and counts it
+    for px in ("abc", "nan", "NaN", "inf", "-inf"):
+        raw = f"8=FIX.4.4\x0135=X\x01268=1\x01279=1\x01269=0\x0155=AAPL\x01270={px}\x01271=5\x011023=1\x01"
+        bad = DECODER.decode(raw, "LIT1")
+        assert bad.entries[0].level == -1, px  # marked unreadable; the router drops and counts it
+    raw = "8=FIX.4.4\x0135=X\x01268=1\x01279=1\x01269=0\x0155=AAPL\x01270=190\x01271=nan\x011023=1\x01"
+    assert DECODER.decode(raw, "LIT1").entries[0].level == -1
 
 
 def test_subscription_request_lists_symbols_and_entry_types() -> None:
