@@ -268,15 +268,15 @@ class Router:
                 log.error("unknown event %r", ev)
                 return
             t_planned = self.clock_ns()
-            self._execute(cmds)
+            t_first_child = self._execute(cmds)
         except Exception:
             # The engine must never take the daemon down; the order that
             # caused this stays as it was and the error is counted.
             self.metrics.callback_errors.labels(callback="engine").inc()
             log.exception("engine failed on %r", ev)
             return
-        if isinstance(ev, NewOrderReceived) and any(isinstance(c, SendChildOrder) for c in cmds):
-            t_sent = self.clock_ns()
+        if isinstance(ev, NewOrderReceived) and t_first_child is not None:
+            t_sent = t_first_child
             m = self.metrics
             m.tick_to_route.observe((t_sent - ev.recv_ns) / 1e9)
             m.stage["queue"].observe((t_start - ev.recv_ns) / 1e9)
@@ -350,11 +350,16 @@ class Router:
             for s in range(len(self.md.symbols)):
                 self.md.clear_book(v, s, ev.ts_ns)
 
-    def _execute(self, cmds: list[Command]) -> None:
+    def _execute(self, cmds: list[Command]) -> int | None:
+        """Carry out the engine's commands; returns when the first child
+        order was handed to quickfix (None if there was none)."""
+        t_first_child: int | None = None
         for c in cmds:
             if isinstance(c, SendChildOrder):
                 if not send(self.venue_codec.encode_new(c), self._venue_sid[c.venue]):
                     log.error("child %s to %s could not be handed to quickfix", c.child_id, c.venue)
+                if t_first_child is None:
+                    t_first_child = self.clock_ns()
             elif isinstance(c, ReportToOms):
                 self._send_oms(self.oms_codec.encode_report(c), c.session)
             elif isinstance(c, CancelChild):
@@ -363,6 +368,7 @@ class Router:
                 self._send_oms(self.oms_codec.encode_reject_order(c), c.session)
             elif isinstance(c, RejectCancel):
                 self._send_oms(OmsCodec.encode_cancel_reject(c), c.session)
+        return t_first_child
 
     def _send_oms(self, msg: Any, key: str) -> None:
         sid = self.oms_app.session_id(key)

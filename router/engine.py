@@ -131,9 +131,14 @@ class Engine:
         parent.apply(PE.ACCEPT)
         self._open_parents += 1
         self._m.open_parents.set(self._open_parents)
-        out: list[Command] = [self._report(parent, ExecType.NEW, ev.recv_ns)]
-        self._advance(parent, ev.recv_ns, out)
-        return out
+        ack = self._report(parent, ExecType.NEW, ev.recv_ns)
+        routed: list[Command] = []
+        self._advance(parent, ev.recv_ns, routed)
+        # Children first: the OMS's ack can wait for them, a venue should not
+        # wait for the ack's encoding. The ack still precedes every fill (those
+        # are handled later on this same thread) and any terminal report.
+        sends = [c for c in routed if isinstance(c, SendChildOrder)]
+        return [*sends, ack, *(c for c in routed if not isinstance(c, SendChildOrder))]
 
     def on_cancel_request(self, ev: CancelRequested) -> list[Command]:
         key = (ev.session, ev.orig_cl_ord_id)

@@ -322,11 +322,12 @@ def check_engine(h: Harness) -> None:
 # ============================================================== happy paths
 
 
-def test_accept_sends_new_er_then_ioc_child_to_first_venue() -> None:
+def test_accept_sends_ioc_child_to_first_venue_then_new_er() -> None:
     h = Harness()
     out = h.new("c1", 100)
-    assert [type(c) for c in out] == [ReportToOms, SendChildOrder]
-    er, child = out
+    # The child goes first so the venue does not wait for the ack's encoding.
+    assert [type(c) for c in out] == [SendChildOrder, ReportToOms]
+    child, er = out
     assert isinstance(er, ReportToOms) and isinstance(child, SendChildOrder)
     assert er.exec_type is ExecType.NEW and er.ord_status is S.NEW
     assert (er.session, er.cl_ord_id, er.orig_cl_ord_id, er.symbol, er.side) == ("OMS", "c1", None, "AAPL", BUY)
@@ -542,8 +543,7 @@ def test_rest_variant_only_day_limit_parents_rest(ord_type: OrdType, tif: TimeIn
 
 def test_rest_variant_rest_venue_down_cancels() -> None:
     h = Harness("rest")
-    h.new("c1", 100)
-    dark = one(h.out[-1:], SendChildOrder).child_id
+    dark = one(h.new("c1", 100), SendChildOrder).child_id
     lit1 = one(h.expire(dark), SendChildOrder).child_id
     h.session("LIT1", False)
     lit2 = one(h.expire(lit1), SendChildOrder).child_id
@@ -1281,7 +1281,10 @@ class EngineMachine(RuleBasedStateMachine):
         if not self.h.engine.venues_up:
             assert one(out, RejectOrder).reason is OrdRejReason.EXCHANGE_CLOSED
             return
-        assert isinstance(out[0], ReportToOms) and out[0].exec_type is ExecType.NEW
+        reports = of(out, ReportToOms)
+        # Children lead; the New ack is the first report the OMS gets.
+        assert reports and reports[0].exec_type is ExecType.NEW
+        assert all(isinstance(c, SendChildOrder) for c in out[:out.index(reports[0])])
         sent = of(out, SendChildOrder)
         assert sent and sum(c.qty for c in sent) == qty
         assert all(c.venue in self.h.engine.venues_up for c in sent)
