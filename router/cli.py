@@ -58,6 +58,15 @@ def main(argv: list[str] | None = None) -> int:
     v.add_argument("--record-trace", metavar="FILE",
                    help="write [SorTraceNs(7002), arrival CLOCK_MONOTONIC ns] of every order received, at exit")
 
+    b = sub.add_parser("bench", help="wire-level tick-to-route, floor and throughput on loopback")
+    b.add_argument("--config", default=DEFAULT_CONFIG)
+    b.add_argument("--parents", type=int, default=None, help="parents per latency run (default 20000; --quick 300)")
+    b.add_argument("--quick", action="store_true", help="smoke run: few parents, two rates, short windows")
+    b.add_argument("--window", type=float, default=None, help="seconds per offered rate (default 2; --quick 1)")
+    b.add_argument("--rates", type=float, nargs="+", help="offered parent rates per second, rising")
+    b.add_argument("--latency-rate", type=float, default=250.0, help="pace of the latency runs (default 250/s)")
+    b.add_argument("--json", default="bench-results.json", help="where to write the results")
+
     args = p.parse_args(argv)
     _logging(args.log_level)
     cfg = _load(args.config)
@@ -81,6 +90,11 @@ def main(argv: list[str] | None = None) -> int:
             cfg = msgspec.structs.replace(cfg, router=msgspec.structs.replace(cfg.router, driver=args.driver))
         return int(demo.run_demo(args.config, cfg, orders=args.orders, rate=args.rate, seed=args.seed,
                                  keep_ports=args.keep_ports))
+    if args.cmd == "bench":
+        bench = importlib.import_module("sim.bench")
+        parents = args.parents if args.parents is not None else (300 if args.quick else 20000)
+        return int(bench.run_bench(cfg, parents=parents, quick=args.quick, json_path=args.json,
+                                   window_s=args.window, rates=args.rates, latency_rate=args.latency_rate))
     return 2
 
 

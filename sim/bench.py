@@ -1,0 +1,354 @@
+"""``sor bench``: wire-level latency and throughput on loopback.
+
+Everything is measured on one clock (CLOCK_MONOTONIC) across processes:
+
+* floor: the sim OMS talks straight to one sim venue through the same
+  quickfix stack; NewOrderSingle -> first ExecutionReport back at the OMS is
+  two one-way FIX hops, the same count as OMS -> router -> venue;
+* tick-to-route: the OMS stamps each parent with tag 7002 right before
+  handing it to quickfix; the router copies the stamp onto the child and the
+  first venue of the waterfall records when the child arrived (written at
+  exit), so tick-to-route = arrival - stamp per parent;
+* in-process stages: bucket-resolution estimates from the daemon's own
+  ``sor_stage_seconds`` / ``sor_tick_to_route_seconds`` histograms;
+* throughput: a rising ladder of offered rates, paced by a schedule.
+
+Figures are printed and written as JSON, never asserted on (DESIGN.md).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from router.config import Config, SymbolConfig
+from sim.harness import Cluster, localize
+from sim.oms import SimOms
+
+TRACE = 7002
+P99_LIMIT_US = 5000.0
+QUANTILES = (("p50", 0.50), ("p90", 0.90), ("p99", 0.99), ("p99.9", 0.999))
+SYMBOLS = ["B1", "B2", "B3", "B4"]
+FULL_RATES = [250.0, 500.0, 1000.0, 2000.0, 5000.0, 10000.0]
+QUICK_RATES = [250.0, 500.0]
+
+
+def mono_ns() -> int:
+    return time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+
+
+def bench_config(base: Config, driver: str) -> Config:
+    """A deterministic market, one lit venue deep enough never to run dry:
+    every IOC marketable parent fills in full on LIT1 with one child."""
+    r = msgspec.structs.replace
+    lit = next(v for v in base.venues if v.name == "LIT1")
+    sim = r(lit.sim, levels=1, level_size_mean=10_000_000, level_size_jitter=0.0, taker_rate_hz=0.0,
+            contra_prob=0.0, requote_ms=50)
+    symbols = [SymbolConfig(symbol=s, tick_size="0.01", lot_size=1, max_order_qty=100_000, ref_price="190.00")
+               for s in SYMBOLS]
+    waterfall = r(base.waterfall, venues=["LIT1"], final_action="cancel", rest_venue=None)
+    return r(base, venues=[r(lit, sim=sim)], symbols=symbols, waterfall=waterfall,
+             sim=r(base.sim, mid_vol_ticks=0.0), router=r(base.router, driver=driver))
+
+
+# ------------------------------------------------------------------ statistics
+
+
+def quantiles_us(values_ns: list[int]) -> dict[str, float]:
+    """Nearest-rank quantiles, in microseconds."""
+    if not values_ns:
+        return {}
+    v = sorted(values_ns)
+    n = len(v)
+    out = {name: v[min(n - 1, max(0, int(q * n + 0.999999) - 1))] / 1e3 for name, q in QUANTILES}
+    out["max"] = v[-1] / 1e3
+    out["mean"] = sum(v) / n / 1e3
+    out["n"] = float(n)
+    return out
+
+
+_BUCKET = re.compile(r'^(\w+)_bucket\{(.*)\}$')
+_LABEL = re.compile(r'(\w+)="([^"]*)"')
+
+
+def histogram_quantiles(metrics: dict[str, float], name: str, label: str | None) -> dict[str, dict[str, Any]]:
+    """{label value: {count, p50_us, p99_us}} from cumulative buckets; each
+    quantile is the upper bound of the bucket it falls in (None: above the
+    last finite bucket)."""
+    series: dict[str, list[tuple[float, float]]] = {}
+    for key, value in metrics.items():
+        m = _BUCKET.match(key)
+        if not m or m.group(1) != name:
+            continue
+        labels = dict(_LABEL.findall(m.group(2)))
+        le = float(labels.pop("le").replace("+Inf", "inf"))
+        series.setdefault(labels.get(label, "") if label else "", []).append((le, value))
+    out: dict[str, dict[str, Any]] = {}
+    for key, buckets in sorted(series.items()):
+        buckets.sort()
+        total = buckets[-1][1] if buckets else 0.0
+        if total <= 0:
+            continue
+        row: dict[str, Any] = {"count": int(total)}
+        for qname, q in (("p50", 0.5), ("p99", 0.99)):
+            le = next(b for b, c in buckets if c >= q * total)
+            row[f"{qname}_us_le"] = None if le == float("inf") else round(le * 1e6, 1)
+        out[key] = row
+    return out
+
+
+# --------------------------------------------------------------------- sending
+
+
+@dataclass
+class Sent:
+    stamps: list[int] = field(default_factory=list)
+    cl_ord_ids: list[str] = field(default_factory=list)
+    elapsed_s: float = 0.0
+
+
+class Sender:
+    """Paces parents on a schedule (send when due; catch up in a burst when
+    behind) and stamps each one right before it goes to quickfix."""
+
+    def __init__(self, oms: SimOms) -> None:
+        self.oms = oms
+        self.i = 0
+        self.last_stamp = 0
+
+    def send_one(self, sent: Sent) -> None:
+        i = self.i
+        self.i += 1
+        sym = SYMBOLS[i % len(SYMBOLS)]
+        buy = (i // len(SYMBOLS)) % 2 == 0
+        stamp = mono_ns()
+        if stamp <= self.last_stamp:  # stamps key the venue's trace: keep them unique
+            stamp = self.last_stamp + 1
+        self.last_stamp = stamp
+        cl = self.oms.send_order(sym, "1" if buy else "2", 10, price="190.05" if buy else "189.95", tif="3",
+                                 extra=[(TRACE, str(stamp))])
+        sent.stamps.append(stamp)
+        sent.cl_ord_ids.append(cl)
+
+    def paced(self, n: int | None, rate: float, window_s: float | None = None) -> Sent:
+        sent = Sent()
+        period_ns = int(1e9 / rate)
+        t0 = mono_ns()
+        end = t0 + int(window_s * 1e9) if window_s is not None else None
+        k = 0
+        while True:
+            now = mono_ns()
+            if (n is not None and k >= n) or (end is not None and now >= end):
+                break
+            due = t0 + k * period_ns
+            if now < due:
+                time.sleep((due - now) / 1e9)
+                continue
+            # Behind (or on time): send everything due now, as a batch.
+            while t0 + k * period_ns <= now and (n is None or k < n):
+                self.send_one(sent)
+                k += 1
+        sent.elapsed_s = (mono_ns() - t0) / 1e9
+        return sent
+
+    def wait_all(self, sent: Sent, timeout_s: float) -> int:
+        deadline = time.monotonic() + timeout_s
+        done = 0
+        for cl in sent.cl_ord_ids:
+            if self.oms.wait_done(cl, max(0.0, deadline - time.monotonic())):
+                done += 1
+        return done
+
+
+def first_er_rtts(oms: SimOms, sent: Sent) -> list[int]:
+    out = []
+    for cl, stamp in zip(sent.cl_ord_ids, sent.stamps, strict=True):
+        reps = oms.reports(cl)
+        if reps:
+            out.append(reps[0].recv_ns - stamp)
+    return out
+
+
+# ---------------------------------------------------------------------- phases
+
+
+def measure_floor(base: Config, work: Path, n: int, warmup: int, rate: float) -> dict[str, Any]:
+    """OMS -> one sim venue directly: the OMS logs on as the router would."""
+    cfg = localize(bench_config(base, "threaded"), work)
+    venue = cfg.venues[0]
+    cluster = Cluster(cfg, work)
+    cluster.start_venue(venue.name)
+    oms = SimOms("127.0.0.1", venue.port, sender_comp_id=venue.sender_comp_id,
+                 target_comp_id=venue.target_comp_id, state_dir=work / "oms-floor")
+    try:
+        oms.start(timeout_s=30)
+        s = Sender(oms)
+        s.paced(warmup, rate)
+        sent = s.paced(n, rate)
+        s.wait_all(sent, 30)
+        rtts = first_er_rtts(oms, sent)
+    finally:
+        oms.stop()
+        cluster.stop()
+    return {"what": "OMS -> sim venue -> OMS, NewOrderSingle to first ExecutionReport (2 FIX hops)",
+            "rate_per_s": rate, "rtt_us": quantiles_us(rtts)}
+
+
+def tick_to_route(arrivals: dict[int, int], sent: Sent) -> tuple[list[int], int]:
+    vals = [arrivals[s] - s for s in sent.stamps if s in arrivals]
+    return vals, len(sent.stamps) - len(vals)
+
+
+def run_driver(base: Config, work: Path, driver: str, n: int, warmup: int, rate: float,
+               rates: list[float], window_s: float, floor: dict[str, Any]) -> dict[str, Any]:
+    cfg = localize(bench_config(base, driver), work)
+    cluster = Cluster(cfg, work, record_traces=True)
+    cluster.start(timeout_s=60)
+    oms = SimOms("127.0.0.1", cfg.oms.port, sender_comp_id=cfg.oms.target_comp_id,
+                 target_comp_id=cfg.oms.sender_comp_id, state_dir=work / "oms")
+    steps: list[tuple[float, Sent, int, list[int]]] = []
+    try:
+        oms.start(timeout_s=30)
+        s = Sender(oms)
+        s.wait_all(s.paced(warmup, rate), 30)
+        lat = s.paced(n, rate)
+        s.wait_all(lat, 60)
+        stages_metrics = cluster.metrics()
+        for r in rates:
+            sent = s.paced(None, r, window_s)
+            done = s.wait_all(sent, 60)
+            rtts = first_er_rtts(oms, sent)
+            steps.append((r, sent, done, rtts))
+            # Online stop check (the venue's trace is only written at exit):
+            # the OMS-observed first-ER p99, or a sender that cannot keep up.
+            er_p99 = quantiles_us(rtts).get("p99", float("inf"))
+            if er_p99 > P99_LIMIT_US or len(sent.stamps) < 0.8 * r * window_s:
+                break
+    finally:
+        oms.stop()
+        codes = cluster.stop()
+    if codes.get("LIT1") != 0:
+        raise RuntimeError(f"venue LIT1 exited with {codes}; trace not written")
+    arrivals: dict[int, int] = {}
+    for stamp, arrived in json.loads(cluster.trace_path("LIT1").read_text()):
+        arrivals.setdefault(int(stamp), int(arrived))
+
+    vals, missing = tick_to_route(arrivals, lat)
+    ttr = quantiles_us(vals)
+    ttr["missing"] = float(missing)
+    fl = floor["rtt_us"]
+    ratio = {q: round(ttr[q] / fl[q], 2) for q in ("p50", "p99") if ttr.get(q) and fl.get(q)}
+    stages = histogram_quantiles(stages_metrics, "sor_stage_seconds", "stage")
+    in_proc = histogram_quantiles(stages_metrics, "sor_tick_to_route_seconds", None).get("", {})
+
+    ladder: list[dict[str, Any]] = []
+    held = 0.0
+    for r, sent, done, rtts in steps:
+        v, miss = tick_to_route(arrivals, sent)
+        q = quantiles_us(v)
+        achieved = len(sent.stamps) / sent.elapsed_s if sent.elapsed_s > 0 else 0.0
+        ok = bool(q) and q["p99"] <= P99_LIMIT_US and achieved >= 0.9 * r and miss == 0
+        if ok:
+            held = max(held, r)
+        ladder.append({"offered_per_s": r, "achieved_per_s": round(achieved, 1), "parents": len(sent.stamps),
+                       "completed": done, "missing_at_venue": miss,
+                       "tick_to_route_us": {k: q[k] for k in ("p50", "p99", "max") if k in q},
+                       "first_er_p99_us": quantiles_us(rtts).get("p99"), "held": ok})
+    sender_limited = any(st["achieved_per_s"] < 0.9 * st["offered_per_s"] for st in ladder)
+    return {
+        "tick_to_route_us": ttr,
+        "ratio_to_floor": ratio,
+        "stages_us": {"note": "bucket-resolution estimates (upper bound of the bucket holding the quantile), "
+                              "daemon histograms over warm-up + latency phase",
+                      "stages": stages, "in_process_tick_to_route": in_proc},
+        "throughput": {"window_s": window_s, "p99_limit_us": P99_LIMIT_US, "highest_rate_held_per_s": held,
+                       "sender_limited": sender_limited, "steps": ladder},
+        "exit_codes": codes,
+    }
+
+
+# ---------------------------------------------------------------------- output
+
+
+def _fmt(x: Any) -> str:
+    if x is None:
+        return "-"
+    if isinstance(x, float):
+        return f"{x:,.1f}"
+    return str(x)
+
+
+def print_report(res: dict[str, Any]) -> None:
+    m = res["machine"]
+    print(f"\nsor bench  ({m['cpus']} CPUs, Python {m['python']}, {m['platform']})")
+    print(f"parents per latency run: {res['parents']} (after {res['warmup']} warm-up), "
+          f"paced at {res['latency_rate_per_s']:.0f}/s; loopback, one run")
+    cols = ["p50", "p90", "p99", "p99.9", "max"]
+    print(f"\n{'latency (us)':<34}" + "".join(f"{c:>10}" for c in cols) + f"{'x floor p50/p99':>18}")
+    fl = res["floor"]["rtt_us"]
+    print(f"{'floor: OMS<->venue RTT (2 hops)':<34}" + "".join(f"{_fmt(fl.get(c)):>10}" for c in cols))
+    for d, r in res["drivers"].items():
+        t = r["tick_to_route_us"]
+        ratio = r["ratio_to_floor"]
+        print(f"{'tick-to-route, ' + d:<34}" + "".join(f"{_fmt(t.get(c)):>10}" for c in cols)
+              + f"{_fmt(ratio.get('p50')) + ' / ' + _fmt(ratio.get('p99')):>18}")
+    print("\nin-process (daemon histograms; bucket-resolution estimates: quantile <= bucket bound, us)")
+    for d, r in res["drivers"].items():
+        st = r["stages_us"]
+        parts = [f"{k} {_fmt(v['p50_us_le'])}/{_fmt(v['p99_us_le'])}" for k, v in st["stages"].items()]
+        ip = st["in_process_tick_to_route"]
+        if ip:
+            parts.append(f"decode->child sent {_fmt(ip['p50_us_le'])}/{_fmt(ip['p99_us_le'])}")
+        print(f"  {d:<9} p50/p99: " + ", ".join(parts))
+    print(f"\nthroughput (window {res['window_s']} s per rate; held = wire p99 <= 5 ms and >= 90% of offered sent)")
+    print(f"  {'driver':<9}{'offered/s':>10}{'achieved/s':>12}{'p50 us':>10}{'p99 us':>10}{'max us':>10}  held")
+    for d, r in res["drivers"].items():
+        for stp in r["throughput"]["steps"]:
+            t = stp["tick_to_route_us"]
+            print(f"  {d:<9}{stp['offered_per_s']:>10.0f}{stp['achieved_per_s']:>12.0f}{_fmt(t.get('p50')):>10}"
+                  f"{_fmt(t.get('p99')):>10}{_fmt(t.get('max')):>10}  {'yes' if stp['held'] else 'no'}")
+        tp = r["throughput"]
+        note = " (the Python sim OMS could not offer some rates: sender-limited)" if tp["sender_limited"] else ""
+        print(f"  {d:<9}highest rate held: {tp['highest_rate_held_per_s']:.0f}/s{note}")
+    print(f"\nml: {res['ml_note']}")
+
+
+def run_bench(base: Config, parents: int, quick: bool, json_path: str, window_s: float | None = None,
+              rates: list[float] | None = None, latency_rate: float = 250.0,
+              drivers: tuple[str, ...] = ("threaded", "poll")) -> int:
+    warmup = min(1000, max(200, parents // 10))
+    window = window_s if window_s is not None else (1.0 if quick else 2.0)
+    ladder = rates or (QUICK_RATES if quick else FULL_RATES)
+    res: dict[str, Any] = {
+        "machine": {"cpus": os.cpu_count(), "cpus_usable": len(os.sched_getaffinity(0)),
+                    "python": platform.python_version(), "platform": platform.platform(),
+                    "processor": platform.processor() or platform.machine()},
+        "parents": parents, "warmup": warmup, "latency_rate_per_s": latency_rate, "window_s": window,
+        "ml": "not available", "ml_note": "not available (no model yet)",
+    }
+    with tempfile.TemporaryDirectory(prefix="sor-bench-") as tmp:
+        root = Path(tmp)
+        (root / "floor").mkdir()
+        print(f"floor: {parents} orders OMS -> venue ...", file=sys.stderr, flush=True)
+        res["floor"] = measure_floor(base, root / "floor", parents, warmup, latency_rate)
+        res["drivers"] = {}
+        for d in drivers:
+            work = root / d
+            work.mkdir()
+            print(f"{d}: {parents} parents, then rates {ladder} ...", file=sys.stderr, flush=True)
+            res["drivers"][d] = run_driver(base, work, d, parents, warmup, latency_rate, ladder, window,
+                                           res["floor"])
+    Path(json_path).write_text(json.dumps(res, indent=2))
+    print_report(res)
+    print(f"\nJSON: {json_path}")
+    return 0

@@ -1,0 +1,42 @@
+"""``sor bench --quick`` runs end to end and writes well-formed results.
+
+Only the shape is checked: benchmarks print figures, they never assert on
+time (DESIGN.md, Performance)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _positive(x: object) -> bool:
+    return isinstance(x, int | float) and x > 0
+
+
+def test_bench_quick_writes_results(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    proc = subprocess.run([sys.executable, "-m", "router.cli", "bench", "--quick", "--json", str(out)],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "tick-to-route" in proc.stdout
+    res = json.loads(out.read_text())
+    assert {"machine", "floor", "drivers", "parents", "ml"} <= set(res)
+    assert res["ml"] == "not available"
+    assert _positive(res["parents"])
+    assert _positive(res["machine"]["cpus"])
+    for q in ("p50", "p99", "max"):
+        assert _positive(res["floor"]["rtt_us"][q])
+    assert set(res["drivers"]) == {"threaded", "poll"}
+    for d in res["drivers"].values():
+        assert {"tick_to_route_us", "ratio_to_floor", "stages_us", "throughput"} <= set(d)
+        for q in ("p50", "p90", "p99", "p99.9", "max"):
+            assert _positive(d["tick_to_route_us"][q])
+        assert _positive(d["ratio_to_floor"]["p50"]) and _positive(d["ratio_to_floor"]["p99"])
+        assert d["stages_us"]["stages"], "daemon stage histograms were scraped"
+        steps = d["throughput"]["steps"]
+        assert steps and all(_positive(s["achieved_per_s"]) for s in steps)
+        assert d["throughput"]["highest_rate_held_per_s"] >= 0
