@@ -217,7 +217,7 @@ class VenueStatsCollector(Collector):
         st = self._stats
         now = self._clock_ns()
         fill = GaugeMetricFamily("sor_venue_fill_rate",
-                                 "Decayed share of child quantity filled, by venue and size bucket",
+                                 "Decayed mean over our children of filled/qty, by venue and size bucket",
                                  labels=["venue", "bucket"])
         mark = GaugeMetricFamily("sor_venue_markout_bps",
                                  "Decayed mean markout after our fills (negative = adverse selection)",
