@@ -226,8 +226,7 @@ class Router:
         if msg_type(msg) in ("W", "X", "Y"):
             upd = self.md_decoder.decode(msg.toString(), venue)
             if self._polling:
-                self._md_queue.append(upd)
-                self._drain_md()
+                self._apply_md_counted(upd)
                 return
             self._md_queue.append(upd)
             if not self._md_wake_pending:
@@ -292,12 +291,14 @@ class Router:
         self._md_wake_pending = False
         q = self._md_queue
         while q:
-            upd = q.popleft()
-            try:
-                self._apply_md(upd)
-            except Exception:
-                self.metrics.callback_errors.labels(callback="marketdata").inc()
-                log.exception("market data update from %s failed", upd.venue)
+            self._apply_md_counted(q.popleft())
+
+    def _apply_md_counted(self, upd: MarketDataReceived) -> None:
+        try:
+            self._apply_md(upd)
+        except Exception:
+            self.metrics.callback_errors.labels(callback="marketdata").inc()
+            log.exception("market data update from %s failed", upd.venue)
 
     def _apply_md(self, upd: MarketDataReceived) -> None:
         md = self.md

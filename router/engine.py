@@ -71,6 +71,8 @@ class Engine:
         self._wave: dict[str, list[str]] = {}
         self._deadlines: list[tuple[int, str]] = []
         self.venues_up: set[str] = set()
+        self._venues_up_view: frozenset[str] = frozenset()
+        """What the planner sees; rebuilt on session changes, not per order."""
         self._open_parents = 0
         self._open_children = 0
 
@@ -87,6 +89,7 @@ class Engine:
             self.venues_up.add(ev.venue)
         else:
             self.venues_up.discard(ev.venue)
+        self._venues_up_view = frozenset(self.venues_up)
         vm = self._m.venue.get(ev.venue)
         if vm is not None:
             vm.session_up.set(1 if ev.up else 0)
@@ -115,7 +118,7 @@ class Engine:
             side=ev.side, qty=ev.qty, ord_type=ev.ord_type, price_ticks=ev.price_ticks,
             tif=ev.tif, arrival_ns=ev.recv_ns, strategy=ev.strategy, trace_ns=ev.trace_ns,
         )
-        plan = self._planner.plan(parent, frozenset(self.venues_up))
+        plan = self._planner.plan(parent, self._venues_up_view)
         if not plan.waves:
             self._cl_ord_ids[key] = ""
             return [self._reject_order(ev.session, ev.cl_ord_id, ev.symbol, ev.side, str(ev.qty),

@@ -99,12 +99,12 @@ def _drive(oms: SimOms, cfg: Config, paths: dict, ticks: dict[str, Decimal], rng
         sent[cl] = (sym, side, qty, float(mid * ticks[sym]))
     send_s = time.monotonic() - start
 
-    oms.wait_for(lambda: all(oms._done_locked(c) for c in sent), timeout_s=5.0)
+    oms.wait_all_done(sent, timeout_s=5.0)
     open_orders = [c for c in sent if not oms.is_done(c)]
     for c in open_orders:
         sym, side, qty, _ = sent[c]
         oms.send_cancel(c, sym, side, qty)
-    if not oms.wait_for(lambda: all(oms._done_locked(c) for c in sent), timeout_s=30.0):
+    if not oms.wait_all_done(sent, timeout_s=30.0):
         stuck = [c for c in sent if not oms.is_done(c)]
         print(f"sor demo: {len(stuck)} orders never reached a terminal state, e.g. {stuck[:3]}")
         return 1

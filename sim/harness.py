@@ -117,9 +117,8 @@ class Cluster:
         deadline = time.monotonic() + timeout_s
         last: dict[str, float] = {}
         while time.monotonic() < deadline:
-            for name, proc in [("daemon", self.daemon), *self.venues.items()]:
-                if proc is not None and proc.poll() is not None and name == "daemon":
-                    raise RuntimeError(f"daemon exited with {proc.returncode}: {self.log('daemon')[-2000:]}")
+            if self.daemon is not None and self.daemon.poll() is not None:
+                raise RuntimeError(f"daemon exited with {self.daemon.returncode}: {self.log('daemon')[-2000:]}")
             try:
                 last = self.metrics()
                 if all(last.get(f'sor_fix_session_up{{session="venue:{v}"}}') == up for v, up in want.items()):

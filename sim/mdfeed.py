@@ -20,19 +20,20 @@ from collections.abc import Callable
 import quickfix as fix
 
 from fix.codec import Ticks
+from fix.mdcodec import (
+    AGGRESSOR_SIDE,
+    MD_ENTRY_PX,
+    MD_ENTRY_SIZE,
+    MD_ENTRY_TYPE,
+    MD_PRICE_LEVEL,
+    MD_REQ_ID,
+    MD_REQ_REJ_REASON,
+    MD_UPDATE_ACTION,
+    NO_MD_ENTRIES,
+)
 from router.domain import Side
 from sim.book import LitBook
 
-MD_REQ_ID = 262
-SUBSCRIPTION_REQUEST_TYPE = 263
-NO_MD_ENTRIES = 268
-MD_ENTRY_TYPE = 269
-MD_ENTRY_PX = 270
-MD_ENTRY_SIZE = 271
-MD_UPDATE_ACTION = 279
-MD_REQ_REJ_REASON = 281
-MD_PRICE_LEVEL = 1023
-AGGRESSOR_SIDE = 2446
 SYMBOL = 55
 TEXT = 58
 

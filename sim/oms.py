@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import msgspec
@@ -179,6 +179,10 @@ class SimOms:
 
     def wait_done(self, cl_ord_id: str, timeout_s: float = 10.0) -> bool:
         return self.wait_for(lambda: self._done_locked(cl_ord_id), timeout_s)
+
+    def wait_all_done(self, cl_ord_ids: Iterable[str], timeout_s: float) -> bool:
+        ids = list(cl_ord_ids)
+        return self.wait_for(lambda: all(self._done_locked(c) for c in ids), timeout_s)
 
     def _done_locked(self, cl_ord_id: str) -> bool:
         return any(r.msg_type == "8" and r.get(ORD_STATUS) in TERMINAL for r in self.by_cl_ord_id.get(cl_ord_id, []))
