@@ -21,7 +21,10 @@ import sys
 import time
 from collections import deque
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
+
+import msgspec
 
 from fix.bridge import BridgeApplication, send
 from fix.codec import Malformed, OmsCodec, Unsupported, VenueCodec, msg_type
@@ -48,10 +51,11 @@ from router.domain import (
     VenueSessionChanged,
 )
 from router.engine import Engine
+from router.features import feature_engine
 from router.marketdata import MarketData
 from router.metrics import MarketDataCollector, Metrics, VenueStatsCollector
 from router.venuestats import VenueStats
-from router.waterfall import StaticWaterfall
+from router.waterfall import Planner, make_planner
 
 log = logging.getLogger("sor.app")
 
@@ -103,6 +107,40 @@ def market_data(cfg: Config) -> MarketData:
                       trade_capacity=m.trade_capacity)
 
 
+def resolve_model_path(path: str) -> Path:
+    """A relative model path is tried from the working directory, then from
+    the installation (the shipped default model lives in ``models/``)."""
+    p = Path(path)
+    if p.is_absolute() or p.exists():
+        return p
+    installed = Path(__file__).resolve().parent.parent / p
+    return installed if installed.exists() else p
+
+
+def load_model(cfg: Config, metrics: Metrics) -> tuple[Any, str]:
+    """The venue model for the ML planner, or None and why not.
+
+    A missing, corrupt or unloadable model leaves the router on the static
+    waterfall (logged, and every order so routed is counted in
+    ``sor_model_fallbacks``); a model whose feature list differs from this
+    build's raises ``FeatureMismatchError``: serving it would mean wrong
+    numbers, so the daemon refuses to start.
+    """
+    if cfg.waterfall.planner != "ml":
+        return None, "disabled"
+    from router.scoring import ModelLoadError, load_scorer
+
+    mc = cfg.model
+    path = resolve_model_path(mc.path)
+    try:
+        scorer = load_scorer(msgspec.structs.replace(mc, path=str(path)), len(cfg.venues))
+    except ModelLoadError as e:
+        log.error("venue model not loaded (%s): %s; routing by the static waterfall", e.reason, e)
+        return None, e.reason
+    log.info("venue model %s loaded from %s (%s provider)", scorer.version, path, scorer.provider)
+    return scorer, "ok"
+
+
 class Router:
     """The running daemon: engine on the loop, quickfix on its threads."""
 
@@ -116,7 +154,13 @@ class Router:
         self.md = market_data(cfg)
         self.stats = VenueStats([v.name for v in cfg.venues], [s.symbol for s in cfg.symbols],
                                 half_life_s=cfg.marketdata.stats_half_life_s)
-        self.engine = Engine(cfg, StaticWaterfall(cfg), self.metrics, prefix, market=self.md, stats=self.stats)
+        self.features = feature_engine(cfg, self.md, self.stats)
+        self.scorer, self.model_status = load_model(cfg, self.metrics)
+        m_ = self.metrics
+        self.planner: Planner = make_planner(
+            cfg, self.features, self.scorer, lambda reason: m_.model_fallbacks.labels(reason=reason).inc(),
+            self.model_status, stage_ns=lambda stage, ns: m_.stage[stage].observe(ns / 1e9), clock_ns=clock_ns)
+        self.engine = Engine(cfg, self.planner, self.metrics, prefix, market=self.md, stats=self.stats)
         inst = instruments(cfg)
         self.oms_codec = OmsCodec(inst, clock_ns)
         self.venue_codec = VenueCodec(inst, clock_ns)
@@ -153,7 +197,8 @@ class Router:
     # ------------------------------------------------------------ lifecycle
 
     def start(self) -> None:
-        self.metrics.model_info.labels(version="static").set(1)
+        version = self.scorer.version if self.scorer is not None else "static"
+        self.metrics.model_info.labels(version=version).set(1)
         if self.cfg.metrics.enabled:
             self.metrics.serve(self.cfg.metrics.host, self.cfg.metrics.port)
         self._lag_due_ns = self.clock_ns() + LAG_PROBE_NS
@@ -426,8 +471,22 @@ async def _serve(cfg: Config) -> None:
 
 
 def run_daemon(cfg: Config) -> int:
-    """Run until SIGINT/SIGTERM; returns the exit status."""
+    """Run until SIGINT/SIGTERM; returns the exit status (2: the model's
+    features do not match this build's)."""
     import uvloop
+
+    from router.scoring import FeatureMismatchError, check_features, manifest_path, read_manifest
+
+    if cfg.waterfall.planner == "ml":
+        mpath = manifest_path(resolve_model_path(cfg.model.path))
+        if mpath.exists():
+            try:
+                check_features(read_manifest(mpath).features)
+            except FeatureMismatchError as e:
+                print(f"sor: refusing to start: model {mpath}: {e}", file=sys.stderr, flush=True)
+                return 2
+            except Exception:
+                pass  # unreadable manifests are the loader's to report (fallback)
 
     # Python's default 5 ms switch interval lets a busy quickfix thread stall
     # the loop; a shorter one hands the GIL back sooner.

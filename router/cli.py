@@ -51,9 +51,12 @@ def main(argv: list[str] | None = None) -> int:
     d.add_argument("--keep-ports", action="store_true", help="use the config's ports instead of free ones")
     d.add_argument("--driver", choices=["threaded", "poll"], help="override router.driver from the config")
 
-    v = sub.add_parser("sim-venue", help="run one simulated venue (a FIX acceptor)")
+    v = sub.add_parser("sim-venue", help="run simulated venues (FIX acceptors)")
     v.add_argument("--config", default=DEFAULT_CONFIG)
-    v.add_argument("--venue", required=True)
+    vg = v.add_mutually_exclusive_group(required=True)
+    vg.add_argument("--venue", action="append", help="a venue to serve (repeat for several in one process)")
+    vg.add_argument("--all", action="store_true",
+                    help="every configured venue in one process, sharing one market (needed for leaking pools)")
     v.add_argument("--state-dir", default="var/sim")
     v.add_argument("--record-trace", metavar="FILE",
                    help="write [SorTraceNs(7002), arrival CLOCK_MONOTONIC ns] of every order received, at exit")
@@ -67,8 +70,36 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--latency-rate", type=float, default=250.0, help="pace of the latency runs (default 250/s)")
     b.add_argument("--json", default="bench-results.json", help="where to write the results")
 
+    bt = sub.add_parser("backtest", help="scenarios x policies on a simulated clock: table with 95%% CIs, JSON, PNG")
+    bt.add_argument("--scenarios", nargs="+", help="scenario names or TOML files (default: all shipped)")
+    bt.add_argument("--policies", nargs="+", choices=["static", "equal", "displayed", "ml"])
+    bt.add_argument("--parents", type=int, default=500, help="parents per scenario (default 500)")
+    bt.add_argument("--seed", type=int, default=1, help="evaluation seed (training uses 101..)")
+    bt.add_argument("--model", help="ONNX model (default: the shipped models/default/model.onnx)")
+    bt.add_argument("--json", default="backtest-results.json")
+    bt.add_argument("--png", default="backtest-shortfall.png")
+
+    tr = sub.add_parser("train", help="simulate with an exploring policy, train the venue model, export ONNX")
+    tr.add_argument("--scenarios", nargs="+", help="scenario names or TOML files (default: all shipped)")
+    tr.add_argument("--seeds", type=int, nargs="+", help="simulation seeds (default 101 102 103 104)")
+    tr.add_argument("--parents", type=int, default=None, help="parents per run (default: the scenario's)")
+    tr.add_argument("--out", default="models/default", help="directory for model.onnx and model.json")
+    tr.add_argument("--hidden", type=int, default=64)
+    tr.add_argument("--epochs", type=int, default=60)
+    tr.add_argument("--dataset", help="also save the generated dataset (.npz) here")
+    tr.add_argument("--quiet", action="store_true", help="no progress bar")
+
     args = p.parse_args(argv)
     _logging(args.log_level)
+    if args.cmd == "backtest":
+        report = importlib.import_module("sim.report")
+        return int(report.main(args.scenarios, args.policies, args.parents, args.seed, args.model, args.json,
+                               args.png))
+    if args.cmd == "train":
+        pipeline = importlib.import_module("models.pipeline")
+        return int(pipeline.run_train(args.scenarios, args.seeds, args.parents, Path(args.out), args.hidden,
+                                      args.epochs, Path(args.dataset) if args.dataset else None,
+                                      progress=not args.quiet))
     cfg = _load(args.config)
 
     if args.cmd == "check-config":
@@ -79,11 +110,13 @@ def main(argv: list[str] | None = None) -> int:
 
         return run_daemon(cfg)
     if args.cmd == "sim-venue":
-        if args.venue not in {v.name for v in cfg.venues}:
-            print(f"sor: unknown venue {args.venue!r}", file=sys.stderr)
+        names = [v.name for v in cfg.venues] if args.all else list(args.venue)
+        unknown = [n for n in names if n not in {v.name for v in cfg.venues}]
+        if unknown:
+            print(f"sor: unknown venue {unknown[0]!r}", file=sys.stderr)
             return 2
         sim_cli = importlib.import_module("sim.cli")
-        return int(sim_cli.run_venue(cfg, args.venue, str(Path(args.state_dir)), args.record_trace))
+        return int(sim_cli.run_venues(cfg, names, str(Path(args.state_dir)), args.record_trace))
     if args.cmd == "demo":
         demo = importlib.import_module("sim.demo")
         if args.driver:

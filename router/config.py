@@ -53,6 +53,11 @@ class VenueSimConfig(_Cfg, frozen=True, kw_only=True, forbid_unknown_fields=True
     taker_size_mean: int = 100
     contra_prob: float = 0.5
     contra_size_mean: int = 300
+    leak_ticks: int = 0
+    """Dark pools only: a toxic pool leaks. Every router order it receives
+    moves the shared mid this many ticks toward the order's side (others
+    trade ahead on the lit venues) before it crosses; the move decays with
+    ``scenario.impact_half_life_ms``. 0 is a benign pool."""
     seed: int = 1
     allowed_remote: list[str] = msgspec.field(default_factory=lambda: ["127.0.0.1"])
     """Peers the sim venue lets log on (the router's address); [] allows any."""
@@ -95,6 +100,41 @@ class WaterfallConfig(_Cfg, frozen=True, kw_only=True, forbid_unknown_fields=Tru
     rest_venue: str | None = None
     child_ack_timeout_ms: int = 2_000
     """A child with no answer from its venue after this long is canceled."""
+    planner: Literal["ml", "static", "equal", "displayed"] = "static"
+    """ml: the venue model's expected-cost waterfall (static when the model
+    cannot score); static: ``venues`` in order; equal: one wave split equally
+    over the venues up; displayed: one wave split over the lit venues in
+    proportion to their displayed contra size at the touch."""
+    allowed_venues: list[str] = msgspec.field(default_factory=list)
+    """Policy limit: venues any planner may use ([] = every configured venue)."""
+    max_child_qty: int = 0
+    """Policy limit: no child larger than this (0 = no cap); the excess waits
+    for the next wave."""
+    min_child_qty: int = 0
+    """Policy limit: no child smaller than this; a smaller share is merged
+    into the wave's other slices (0 = no floor). A parent smaller than this
+    still routes as one child."""
+    spray_top_k: int = 3
+    """spray: how many of the best-ranked venues share one wave."""
+    dark_rest_ms: int = 200
+    """dark-first: how long the dark slices rest before the lit sweep."""
+    leak_weight: float = 1.0
+    """Weight of the predicted adverse markout in the expected cost."""
+    unfilled_cost_bps: float = 5.0
+    """Expected cost of a share a venue does not fill (it must go elsewhere,
+    later): what the expected-cost ranking charges for (1 - fill prob)."""
+
+
+class ModelConfig(_Cfg, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    path: str = "models/default/model.onnx"
+    """The ONNX venue model; its manifest is the same path with .json."""
+    provider: Literal["cpu", "cuda", "auto"] = "cpu"
+    """onnxruntime execution provider: auto takes CUDA when it is there."""
+    budget_us: int = 2_000
+    """A scoring run slower than this is not used: the order routes by the
+    static waterfall and the fallback is counted (0 = no budget)."""
+    threads: int = 1
+    """onnxruntime intra-op threads (1: the hot path never fans out)."""
 
 
 class FixConfig(_Cfg, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -151,6 +191,48 @@ class RouterConfig(_Cfg, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Prefix for ExecIDs/OrderIDs; empty means a per-start unique prefix."""
 
 
+class RegimeConfig(_Cfg, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """From ``at_s`` seconds after the scenario start, ``venue`` plays with
+    these sim parameters (fields left out keep their value)."""
+
+    at_s: float
+    venue: str
+    level_size_mean: int | None = None
+    taker_rate_hz: float | None = None
+    contra_prob: float | None = None
+    contra_size_mean: int | None = None
+    leak_ticks: int | None = None
+
+
+class FlowConfig(_Cfg, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The scenario's parent-order stream (seeded)."""
+
+    parents: int = 500
+    interval_ms: float = 200.0
+    """Mean gap between parents (exponential)."""
+    qty_min: int = 500
+    qty_max: int = 3000
+    limit_through_ticks: int = 8
+    """Limit = the seeded fair mid at arrival plus (buy) or minus (sell) this
+    many ticks: marketable through the touch, with a cap on how far a parent
+    may walk."""
+    buy_prob: float = 0.5
+    tif: Literal["ioc", "day"] = "ioc"
+    seed: int = 11
+
+
+class ScenarioConfig(_Cfg, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A named market for the simulator: backtests, training and the FIX sim
+    venues all read it, so the same effects happen in both."""
+
+    name: str
+    description: str = ""
+    impact_half_life_ms: int = 1_500
+    """How fast a leak-driven move of the mid decays."""
+    flow: FlowConfig = FlowConfig()
+    regimes: list[RegimeConfig] = msgspec.field(default_factory=list)
+
+
 class Config(_Cfg, frozen=True, kw_only=True, forbid_unknown_fields=True):
     oms: OmsConfig
     venues: list[VenueConfig]
@@ -161,6 +243,8 @@ class Config(_Cfg, frozen=True, kw_only=True, forbid_unknown_fields=True):
     metrics: MetricsConfig = MetricsConfig()
     sim: SimConfig = SimConfig()
     marketdata: MarketDataConfig = MarketDataConfig()
+    model: ModelConfig = ModelConfig()
+    scenario: ScenarioConfig | None = None
 
     def venue(self, name: str) -> VenueConfig:
         for v in self.venues:
@@ -239,6 +323,32 @@ def validate(cfg: Config) -> Config:
             raise ConfigError(f"marketdata.{name}: must be positive")
     if wf.child_ack_timeout_ms <= 0:
         raise ConfigError("waterfall.child_ack_timeout_ms: must be positive")
+    for i, name in enumerate(wf.allowed_venues):
+        if name not in names:
+            raise ConfigError(f"waterfall.allowed_venues[{i}]: unknown venue {name!r}")
+    for name in ("max_child_qty", "min_child_qty", "dark_rest_ms"):
+        if getattr(wf, name) < 0:
+            raise ConfigError(f"waterfall.{name}: must be >= 0")
+    if wf.max_child_qty and wf.min_child_qty > wf.max_child_qty:
+        raise ConfigError("waterfall.min_child_qty: larger than max_child_qty")
+    if wf.spray_top_k < 1:
+        raise ConfigError("waterfall.spray_top_k: must be >= 1")
+    if cfg.model.budget_us < 0 or cfg.model.threads < 1:
+        raise ConfigError("model.budget_us must be >= 0 and model.threads >= 1")
+    for i, v in enumerate(cfg.venues):
+        if v.sim.leak_ticks < 0:
+            raise ConfigError(f"venues[{i}].sim.leak_ticks: must be >= 0")
+    if cfg.scenario is not None:
+        fl = cfg.scenario.flow
+        if fl.parents < 0 or fl.interval_ms <= 0 or not 0 < fl.qty_min <= fl.qty_max:
+            raise ConfigError("scenario.flow: need parents >= 0, interval_ms > 0 and 0 < qty_min <= qty_max")
+        if not 0.0 <= fl.buy_prob <= 1.0:
+            raise ConfigError("scenario.flow.buy_prob: must be within 0..1")
+        for i, rg in enumerate(cfg.scenario.regimes):
+            if rg.venue not in names:
+                raise ConfigError(f"scenario.regimes[{i}].venue: unknown venue {rg.venue!r}")
+            if rg.at_s < 0:
+                raise ConfigError(f"scenario.regimes[{i}].at_s: must be >= 0")
     return cfg
 
 

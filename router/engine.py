@@ -42,7 +42,7 @@ from router.marketdata import MarketData
 from router.metrics import Metrics
 from router.orders import ChildEvent, ChildOrder, IllegalTransitionError, ParentEvent, ParentOrder
 from router.venuestats import VenueStats
-from router.waterfall import Plan, Planner, allocate
+from router.waterfall import Plan, Planner, allocate, apply_limits
 
 log = logging.getLogger("sor.engine")
 
@@ -404,7 +404,12 @@ class Engine:
             if not slices:
                 continue
             residual = parent.qty - parent.cum_qty
-            sizes = allocate(residual, [s.weight for s in slices], lot)
+            # Policy limits hold whatever the planner: children capped at
+            # max_child_qty (the excess waits for the next wave) and none
+            # below min_child_qty unless the residual itself is smaller.
+            wf = self._cfg.waterfall
+            sizes = apply_limits(allocate(residual, [s.weight for s in slices], lot), wf.max_child_qty,
+                                 wf.min_child_qty, lot)
             sent: list[str] = []
             for sl, qty in zip(slices, sizes):
                 if qty <= 0:

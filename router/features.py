@@ -75,6 +75,7 @@ import msgspec
 import numpy as np
 import numpy.typing as npt
 
+from router.config import Config
 from router.domain import OrdType, TimeInForce
 from router.marketdata import MarketData
 from router.orders import ParentOrder
@@ -949,6 +950,12 @@ class FeatureEngine:
                 o[row + C_TOUCH] = 0.0
                 o[row + C_SHARE] = 0.0
         return self.out
+
+
+def feature_engine(cfg: Config, md: MarketData, stats: VenueStats) -> FeatureEngine:
+    """The feature engine of a config: the daemon and the backtest both build
+    it here, so both compute the same columns from the same parameters."""
+    return FeatureEngine(md, stats, [v.take_fee_bps for v in cfg.venues], {})
 
 
 def _levels_sum(mv: memoryview[int], i: int, n: int) -> int:

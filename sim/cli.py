@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from fix.gateway import hard_exit
 from router.config import Config
-from sim.venue import serve_venue
+from sim.venue import serve_venues
 
 
-def run_venue(cfg: Config, venue: str, state_dir: str, record_trace: str | None = None) -> int:
+def run_venues(cfg: Config, venues: list[str], state_dir: str, record_trace: str | None = None) -> int:
     import uvloop
 
-    uvloop.run(serve_venue(cfg, venue, state_dir, record_trace=record_trace))
+    uvloop.run(serve_venues(cfg, venues, state_dir, record_trace=record_trace))
     hard_exit(0)
     return 0

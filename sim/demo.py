@@ -20,10 +20,10 @@ import numpy as np
 
 from fix.codec import AVG_PX, CUM_QTY, EXEC_TYPE, LAST_MKT, LAST_QTY, ORD_STATUS
 from router.config import Config
+from sim.exchange import mid_path
 from sim.harness import Cluster, localize
 from sim.invariants import InvariantError, check_all
 from sim.oms import SimOms
-from sim.venue import mid_path
 
 STATUS_NAMES = {"2": "filled", "4": "canceled", "8": "rejected", "C": "expired"}
 

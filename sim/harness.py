@@ -74,8 +74,11 @@ def scrape(host: str, port: int, timeout_s: float = 2.0) -> dict[str, float]:
 class Cluster:
     """Venue processes + the daemon process, for one config."""
 
-    def __init__(self, cfg: Config, workdir: Path, log_level: str = "WARNING", record_traces: bool = False) -> None:
+    def __init__(self, cfg: Config, workdir: Path, log_level: str = "WARNING", record_traces: bool = False,
+                 venues_in_one: bool = False) -> None:
         self.cfg = cfg
+        self.venues_in_one = venues_in_one
+        """One process for every venue (one shared market: leaks reach the lit venues)."""
         self.workdir = workdir
         self.config_path = workdir / "sor.toml"
         self.config_path.write_text(dump_config(cfg))
@@ -104,8 +107,12 @@ class Cluster:
         self.daemon = self._spawn(["run", "--config", str(self.config_path)], "daemon")
 
     def start(self, timeout_s: float = 30.0) -> None:
-        for v in self.cfg.venues:
-            self.start_venue(v.name)
+        if self.venues_in_one:
+            self.venues["all"] = self._spawn(["sim-venue", "--config", str(self.config_path), "--all",
+                                              "--state-dir", str(self.workdir / "sim-fix")], "venue-all")
+        else:
+            for v in self.cfg.venues:
+                self.start_venue(v.name)
         self.start_daemon()
         self.wait_sessions({v.name: 1.0 for v in self.cfg.venues}, timeout_s)
 

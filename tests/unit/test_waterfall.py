@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from router.config import Config, parse_config
 from router.domain import OrdType, Side, TimeInForce
 from router.orders import ParentOrder
-from router.waterfall import Plan, Slice, StaticWaterfall, Wave, allocate
+from router.waterfall import Plan, Slice, StaticWaterfall, Wave, allocate, apply_limits
 
 DETERMINISTIC = settings(derandomize=True, database=None, deadline=None, max_examples=300)
 
@@ -19,8 +19,9 @@ IOC, DAY = TimeInForce.IOC, TimeInForce.DAY
 ALL = frozenset({"LIT1", "LIT2", "DARK1"})
 
 
-def _config(final_action: str = "rest", rest_venue: str | None = "LIT1") -> Config:
+def _config(final_action: str = "rest", rest_venue: str | None = "LIT1", allowed: tuple[str, ...] = ()) -> Config:
     rest = f'rest_venue = "{rest_venue}"\n' if rest_venue else ""
+    rest += "allowed_venues = [" + ", ".join(f'"{v}"' for v in allowed) + "]\n"
     return parse_config(f"""
 [oms]
 port = 9870
@@ -244,3 +245,55 @@ def test_allocate_property(residual: int, weights: list[float], lot: int) -> Non
         else:
             exact = Fraction(w) / total * (residual // lot)
             assert abs(n - exact) < 1 + Fraction(1, 10**6)
+
+
+# ------------------------------------------------------- allowed venues
+
+
+def test_static_uses_only_allowed_venues() -> None:
+    plan = StaticWaterfall(_config("rest", allowed=("LIT2", "LIT1"))).plan(_order(), ALL)
+    assert plan.waves == (
+        _ioc("LIT1", 19000),
+        _ioc("LIT2", 19000),
+        Wave(slices=(Slice(venue="LIT1", tif=DAY, limit_ticks=19000),)),
+    )
+
+
+def test_static_does_not_rest_on_a_disallowed_rest_venue() -> None:
+    plan = StaticWaterfall(_config("rest", allowed=("DARK1", "LIT2"))).plan(_order(), ALL)
+    assert plan.waves == (_ioc("DARK1", 19000), _ioc("LIT2", 19000))
+    assert plan.final == "cancel"
+
+
+def test_static_nothing_allowed_up_gives_empty_plan() -> None:
+    plan = StaticWaterfall(_config("cancel", allowed=("DARK1",))).plan(_order(), frozenset({"LIT1", "LIT2"}))
+    assert plan.waves == ()
+
+
+# --------------------------------------------------------------- apply_limits
+
+
+@pytest.mark.parametrize(
+    ("sizes", "max_child", "min_child", "lot", "expected"),
+    [
+        ([100, 50], 0, 0, 1, [100, 50]),  # no limits: unchanged
+        ([750, 250], 300, 0, 1, [300, 250]),  # cap; the 450 cut waits for the next wave
+        ([1000], 250, 0, 100, [200]),  # cap rounded down to whole lots
+        ([1000], 250, 250, 100, [250]),  # ... unless that falls below the floor
+        ([1000], 50, 0, 100, [50]),  # a cap below one lot stays as set
+        ([1050], 0, 0, 100, [1050]),
+        ([600, 300, 100], 0, 200, 1, [700, 300, 0]),  # merged into the largest
+        ([600, 199], 0, 200, 1, [799, 0]),  # just under the floor
+        ([600, 200], 0, 200, 1, [600, 200]),  # at the floor: a child of its own
+        ([100, 300, 300], 0, 200, 1, [0, 400, 300]),  # the first largest on a tie
+        ([50, 40, 60], 0, 200, 1, [0, 0, 150]),  # all under the floor: one child of the whole residual
+        ([0, 30, 0], 0, 200, 1, [0, 30, 0]),
+        ([900, 150], 1000, 200, 1, [1000, 0]),  # merge first, then cap: 50 waits
+        ([300, 0], 1000, 200, 1, [300, 0]),
+        ([-5, 10], 0, 0, 1, [0, 10]),
+        ([], 10, 10, 1, []),
+    ],
+)
+def test_apply_limits_examples(sizes: list[int], max_child: int, min_child: int, lot: int,
+                               expected: list[int]) -> None:
+    assert apply_limits(sizes, max_child, min_child, lot) == expected

@@ -1,0 +1,112 @@
+"""Training data: the scenarios played by an exploring policy.
+
+``ExploringPlanner`` sends each parent's first wave to a random subset of the
+venues up, with random weights, shaped as the ML planner shapes slices (IOC
+at the limit on lit venues, a bounded DAY rest in dark pools), then sweeps
+the residual down the static list. Random first waves make every venue's
+outcome observable in every market state, which a greedy policy would not.
+
+Each first-wave child becomes one row: its venue's feature row at the
+parent's arrival (``router.features``, the serving code) and its outcome:
+filled fraction, cost of its fills in bps against the arrival mid including
+the venue's fee, and the quantity-weighted 1 s markout of its fills.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+
+from models.dataset import Dataset
+from models.progress import Progress
+from router.config import Config
+from router.domain import OrdType, TimeInForce, VenueKind
+from router.features import N_FEATURES
+from router.orders import ParentOrder
+from router.waterfall import Plan, Slice, Wave
+from sim.backtest import Backtest
+
+
+class ExploringPlanner:
+    def __init__(self, cfg: Config, seed: int) -> None:
+        self._rng = np.random.default_rng([seed, 4242])
+        self._lit = {v.name for v in cfg.venues if v.kind is VenueKind.LIT}
+        self._static = list(cfg.waterfall.venues)
+        self._rest_ms = cfg.waterfall.dark_rest_ms
+
+    def _slice(self, venue: str, weight: float, limit: int | None) -> Slice:
+        if venue in self._lit:
+            return Slice(venue=venue, weight=weight, tif=TimeInForce.IOC, limit_ticks=limit)
+        return Slice(venue=venue, weight=weight, tif=TimeInForce.DAY, limit_ticks=limit, timeout_ms=self._rest_ms)
+
+    def plan(self, order: ParentOrder, venues_up: frozenset[str]) -> Plan:
+        limit = order.price_ticks if order.ord_type is OrdType.LIMIT else None
+        up = sorted(venues_up)
+        rng = self._rng
+        # Mostly one or two venues, so each row's outcome is mostly its own.
+        k = min(len(up), 1 + int(rng.random() < 0.35) + int(rng.random() < 0.1))
+        chosen = list(rng.choice(up, size=k, replace=False))
+        weights = rng.dirichlet(np.ones(k)) if k > 1 else np.ones(1)
+        waves = [Wave(slices=tuple(self._slice(str(v), float(w), limit) for v, w in zip(chosen, weights)))]
+        waves += [Wave(slices=(Slice(venue=v, tif=TimeInForce.IOC, limit_ticks=limit),))
+                  for v in self._static if v in venues_up and v in self._lit]
+        return Plan(waves=tuple(waves), name="explore", final="cancel")
+
+
+def explore_run(cfg: Config, seed: int, parents: int | None = None) -> Dataset:
+    """One exploring backtest of a scenario; its first-wave children as rows."""
+    bt = Backtest(cfg, "explore", planner=ExploringPlanner(cfg, seed), record=True, seed=seed)
+    bt.run()
+    assert bt.recorder is not None
+    vi = {v.name: i for i, v in enumerate(bt.cfg.venues)}
+    fee = {v.name: v.take_fee_bps for v in bt.cfg.venues}
+    by_cl = {r.cl_ord_id: r for r in bt.results.values()}
+    order_of = {p.cl_ord_id: oid for oid, p in bt.engine.parents.items()}
+    xs: list[np.ndarray] = []
+    cost: list[float] = []
+    frac: list[float] = []
+    mark: list[float] = []
+    group: list[int] = []
+    venue: list[str] = []
+    for lab in bt.children.values():
+        if not lab.first_wave:
+            continue
+        res = by_cl[lab.parent]
+        dec = bt.recorder.decisions.get(order_of[lab.parent])
+        if dec is None:
+            continue
+        xs.append(dec.features[vi[lab.venue]])
+        q = sum(f[1] for f in lab.fills)
+        frac.append(q / lab.qty)
+        if q:
+            px = sum(f[1] * f[2] for f in lab.fills) / q
+            m0 = res.arrival_mid
+            cost.append(res.side * (px - m0) / m0 * 1e4 + fee[lab.venue])
+            mark.append(sum(f[1] * res.side * (bt.true_mid(res.symbol, f[0] + 1_000_000_000) - f[2]) / f[2] * 1e4
+                            for f in lab.fills) / q)
+        else:
+            cost.append(np.nan)
+            mark.append(np.nan)
+        group.append(int(lab.parent[1:]))
+        venue.append(lab.venue)
+    name = bt.cfg.scenario.name if bt.cfg.scenario else ""
+    ff = np.asarray(frac, dtype=np.float32)
+    return Dataset(X=np.asarray(xs, dtype=np.float32).reshape(-1, N_FEATURES), cost_bps=np.asarray(cost, np.float32),
+                   fill_frac=ff, markout_bps=np.asarray(mark, dtype=np.float32), has_fill=ff > 0,
+                   group=np.asarray(group, dtype=np.int64), venue=np.asarray(venue, dtype=str),
+                   scenario=np.asarray([name] * len(venue), dtype=str))
+
+
+def explore(cfgs: Iterable[Config], seeds: Iterable[int], parents: int | None = None,
+            progress: bool = True) -> Dataset:
+    jobs = [(c, s) for c in cfgs for s in seeds]
+    bar = Progress(len(jobs), "simulating") if progress else None
+    parts = []
+    for c, s in jobs:
+        parts.append(explore_run(c, s, parents))
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+    return Dataset.concat(parts)

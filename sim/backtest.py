@@ -1,0 +1,483 @@
+"""Discrete-event backtest: a scenario's venues and the router's own engine on
+a simulated clock, in one process, no FIX.
+
+What runs is the daemon's code: ``router.engine.Engine``, the planners of
+``router.waterfall`` (``make_planner``), ``router.features.FeatureEngine``
+over ``router.marketdata.MarketData`` and ``router.venuestats.VenueStats``,
+and ``router.scoring.Scorer`` for the ML planner. Only the wire is replaced:
+child orders reach ``sim.exchange.VenueCore`` (the same matching the FIX sim
+venues run) after a one-way latency, and what the venues answer or publish
+comes back to the engine as the decoded events the FIX edge would have
+produced, after the venue's latency. Time is an int of nanoseconds that
+only this module advances.
+
+The parent stream (``parent_stream``) is a pure function of the scenario, so
+the FIX run of the same scenario (``sim.scenario_run``) sends the very same
+parents. Limits and the shortfall benchmark use the venues' mid at arrival
+(the seeded path plus any leak impact still decaying); the FIX run's OMS
+lives in another process than the venues and uses the seeded path alone,
+which is the same mid wherever no pool leaks.
+
+Per parent it measures implementation shortfall in bps including fees
+(unfilled shares charged at the venues' mid at completion plus one tick, the
+cost of finishing them later), fill rate, quantity-weighted 1 s and 5 s markouts
+against the venues' mid, and completion time.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+import numpy as np
+import numpy.typing as npt
+
+from router.config import Config
+from router.domain import (
+    CancelChild,
+    Command,
+    ExecType,
+    NewOrderReceived,
+    OrdStatus,
+    OrdType,
+    RejectOrder,
+    ReportToOms,
+    SendChildOrder,
+    Side,
+    TimeInForce,
+    VenueCancelRejected,
+    VenueKind,
+    VenueReport,
+    VenueSessionChanged,
+)
+from router.engine import Engine
+from router.features import FeatureEngine, feature_engine
+from router.marketdata import MarketData
+from router.metrics import Metrics
+from router.orders import ParentOrder
+from router.venuestats import VenueStats
+from router.waterfall import Plan, Planner, make_planner
+from sim.exchange import Ack, Canceled, CancelRefused, Filled, Out, Rejected, SharedMarket, Trade, VenueCore
+
+NET_ONE_WAY_NS = 40_000
+"""Loopback one-way latency per hop (router <-> venue), on top of the venue's
+own ack latency, about what a quickfix hop costs on this class of machine."""
+MARKOUT_EVERY_NS = 100_000_000
+EPOCH_NS = 1_000_000_000_000
+"""The simulated clock's start (any fixed instant: the seeded mid is a
+function of time since the epoch)."""
+POLICIES = ("static", "equal", "displayed", "ml")
+
+
+@dataclass(frozen=True, slots=True)
+class ParentSpec:
+    at_ns: int
+    """Offset from the scenario start."""
+    cl_ord_id: str
+    symbol: str
+    side: Side
+    qty: int
+    tif: TimeInForce
+
+
+def parent_stream(cfg: Config, n: int | None = None) -> list[ParentSpec]:
+    """The scenario's parents: exponential gaps, uniform lot sizes, sides and
+    symbols drawn from the flow's own seed (independent of the venues')."""
+    assert cfg.scenario is not None
+    fl = cfg.scenario.flow
+    count = fl.parents if n is None else n
+    rng = np.random.default_rng([fl.seed, 977])
+    symbols = [s.symbol for s in cfg.symbols]
+    out: list[ParentSpec] = []
+    t = 0.0
+    for i in range(count):
+        t += rng.exponential(fl.interval_ms)
+        sym = symbols[int(rng.integers(len(symbols)))]
+        lot = cfg.symbol(sym).lot_size
+        lots = int(rng.integers(max(1, fl.qty_min // lot), max(1, fl.qty_max // lot) + 1))
+        side = Side.BUY if rng.random() < fl.buy_prob else Side.SELL
+        tif = TimeInForce.IOC if fl.tif == "ioc" else TimeInForce.DAY
+        out.append(ParentSpec(int(t * 1e6), f"P{i + 1}", sym, side, lots * lot, tif))
+    return out
+
+
+def limit_ticks(cfg: Config, fair_mid: int, side: Side) -> int:
+    assert cfg.scenario is not None
+    k = cfg.scenario.flow.limit_through_ticks
+    return fair_mid + k if side is Side.BUY else max(1, fair_mid - k)
+
+
+# ------------------------------------------------------------------ results
+
+
+class ParentResult(msgspec.Struct, kw_only=True):
+    cl_ord_id: str
+    symbol: str
+    side: int
+    qty: int
+    arrival_ns: int
+    arrival_mid: int
+    """Fair mid at arrival, ticks (the benchmark)."""
+    filled: int = 0
+    notional_ticks: int = 0
+    fees_ticks: float = 0.0
+    done_ns: int | None = None
+    end_mid: int = 0
+    markout_1s_num: float = 0.0
+    markout_5s_num: float = 0.0
+    plan: str = ""
+    fills: list[tuple[int, str, int, int]] = msgspec.field(default_factory=list)
+    """(ts_ns, venue, qty, px_ticks) as reported to the OMS."""
+
+    def shortfall_bps(self, tick_penalty: int = 1) -> float:
+        """Implementation shortfall including fees, bps of the order's value
+        at the arrival mid; unfilled shares cost the move to the end mid plus
+        ``tick_penalty`` ticks (finishing them later is not free)."""
+        m0 = self.arrival_mid
+        paid = self.side * (self.notional_ticks - self.filled * m0) + self.fees_ticks
+        unfilled = self.qty - self.filled
+        if unfilled:
+            paid += unfilled * (self.side * (self.end_mid - m0) + tick_penalty)
+        return paid / (self.qty * m0) * 1e4
+
+    @property
+    def fill_rate(self) -> float:
+        return self.filled / self.qty
+
+
+@dataclass(slots=True)
+class ChildLabel:
+    """Outcome of one child, for training labels."""
+
+    parent: str
+    venue: str
+    qty: int
+    sent_ns: int
+    first_wave: bool
+    fills: list[tuple[int, int, int]] = field(default_factory=list)
+    """(ts_ns at the venue, qty, px_ticks)."""
+
+
+@dataclass(slots=True)
+class Decision:
+    parent: str
+    features: npt.NDArray[np.float32]
+    """[V, N_FEATURES] at arrival, copied."""
+
+
+class RunResult(msgspec.Struct, kw_only=True):
+    scenario: str
+    policy: str
+    parents: list[ParentResult]
+    model_version: str | None = None
+    fallbacks: int = 0
+    sim_seconds: float = 0.0
+    wall_seconds: float = 0.0
+
+
+# ------------------------------------------------------------------- the run
+
+
+class _Recorder:
+    """Wraps a planner to keep each decision's features (training rows)."""
+
+    def __init__(self, inner: Planner, fe: FeatureEngine) -> None:
+        self.inner = inner
+        self.fe = fe
+        self.decisions: dict[str, Decision] = {}
+
+    def plan(self, order: ParentOrder, venues_up: frozenset[str]) -> Plan:
+        x = self.fe.compute_order(order, order.arrival_ns).copy()
+        self.decisions[order.order_id] = Decision(order.order_id, x)
+        return self.inner.plan(order, venues_up)
+
+
+class Backtest:
+    """One scenario, one policy, one seed: ``run()`` returns per-parent results."""
+
+    def __init__(self, cfg: Config, policy: str, scorer: Any = None, *, parents: int | None = None,
+                 planner: Planner | None = None, record: bool = False, seed: int | None = None) -> None:
+        if cfg.scenario is None:
+            raise ValueError("config has no [scenario]")
+        if seed is not None:
+            # One knob moves every random stream: the mid, the venues and the flow.
+            cfg = msgspec.structs.replace(
+                cfg, sim=msgspec.structs.replace(cfg.sim, seed=seed),
+                scenario=msgspec.structs.replace(cfg.scenario, flow=msgspec.structs.replace(
+                    cfg.scenario.flow, seed=seed * 7919 + cfg.scenario.flow.seed)))
+        wf = msgspec.structs.replace(cfg.waterfall, planner=policy if policy in POLICIES else "static")
+        self.cfg = cfg = msgspec.structs.replace(cfg, waterfall=wf)
+        self.policy = policy
+        self.now = EPOCH_NS
+        self.market = SharedMarket(cfg, EPOCH_NS)
+        self.cores = {v.name: VenueCore(cfg, v.name, self.market, f"{v.name}-bt") for v in cfg.venues}
+        self.market.on_leak(self._on_leak)
+        m = cfg.marketdata
+        self.md = MarketData([v.name for v in cfg.venues], [v.kind is VenueKind.LIT for v in cfg.venues],
+                             [s.symbol for s in cfg.symbols], depth=m.depth, book_capacity=m.book_capacity,
+                             trade_capacity=m.trade_capacity)
+        self.stats = VenueStats([v.name for v in cfg.venues], [s.symbol for s in cfg.symbols],
+                                half_life_s=m.stats_half_life_s)
+        self.fe = feature_engine(cfg, self.md, self.stats)
+        self.fallbacks = 0
+        self.scorer = scorer
+        inner = planner or make_planner(cfg, self.fe, scorer, self._fallback, "missing")
+        self.recorder = _Recorder(inner, self.fe) if record else None
+        self.metrics = Metrics([v.name for v in cfg.venues])
+        self.engine = Engine(cfg, self.recorder or inner, self.metrics, "BT", market=self.md, stats=self.stats)
+        self.specs = parent_stream(cfg, parents)
+        self._heap: list[tuple[int, int, Callable[..., None], tuple[Any, ...]]] = []
+        self._seq = 0
+        self._timer_at: set[int] = set()
+        self._vi = {v.name: i for i, v in enumerate(cfg.venues)}
+        self._si = {s.symbol: i for i, s in enumerate(cfg.symbols)}
+        self._fee = {v.last_mkt: v.take_fee_bps for v in cfg.venues}
+        self._lat = {v.name: v.sim.ack_latency_us * 1000 + NET_ONE_WAY_NS for v in cfg.venues}
+        self._last_book: dict[tuple[str, str], tuple[Any, Any]] = {}
+        self.results: dict[str, ParentResult] = {}
+        self._by_order: dict[str, ParentResult] = {}
+        self.children: dict[str, ChildLabel] = {}
+        self._open = 0
+
+    # --------------------------------------------------------------- clock
+
+    def at(self, t: int, fn: Callable[..., None], *args: Any) -> None:
+        self._seq += 1
+        heapq.heappush(self._heap, (t, self._seq, fn, args))
+
+    def _fallback(self, reason: str) -> None:
+        self.fallbacks += 1
+
+    # ------------------------------------------------------------- the run
+
+    def run(self, settle_s: float = 6.0) -> RunResult:
+        import time
+
+        wall0 = time.perf_counter()
+        cfg = self.cfg
+        for v in cfg.venues:
+            self._deliver(self.engine.on_venue_session(VenueSessionChanged(venue=v.name, up=True, ts_ns=self.now)))
+            self.at(self.now, self._venue_tick, v.name)
+            if v.kind is VenueKind.LIT:
+                self.at(self.now + 1, self._md_tick, v.name)
+        self.at(self.now + MARKOUT_EVERY_NS, self._markouts)
+        warm = 2_000_000_000  # books and features fill before the first parent
+        for spec in self.specs:
+            self.at(EPOCH_NS + warm + spec.at_ns, self._parent, spec)
+        end = EPOCH_NS + warm + (self.specs[-1].at_ns if self.specs else 0) + int(settle_s * 1e9)
+        heap = self._heap
+        while heap:
+            t, _, fn, args = heapq.heappop(heap)
+            if t > end:
+                break
+            self.now = t
+            fn(*args)
+        self._finish()
+        return RunResult(scenario=cfg.scenario.name if cfg.scenario else "", policy=self.policy,
+                         parents=[self.results[s.cl_ord_id] for s in self.specs if s.cl_ord_id in self.results],
+                         model_version=getattr(self.scorer, "version", None), fallbacks=self.fallbacks,
+                         sim_seconds=(end - EPOCH_NS) / 1e9, wall_seconds=time.perf_counter() - wall0)
+
+    # ------------------------------------------------------------ parents
+
+    def _parent(self, spec: ParentSpec) -> None:
+        # The arrival mid is the market's, leak impact included: a parent is
+        # charged for what its own routing moves, not for what earlier
+        # parents left behind.
+        fair = self.market.mid_at(spec.symbol, self.now)
+        res = ParentResult(cl_ord_id=spec.cl_ord_id, symbol=spec.symbol, side=spec.side.sign, qty=spec.qty,
+                           arrival_ns=self.now, arrival_mid=fair)
+        self.results[spec.cl_ord_id] = res
+        ev = NewOrderReceived(session="OMS", cl_ord_id=spec.cl_ord_id, symbol=spec.symbol, side=spec.side,
+                              qty=spec.qty, ord_type=OrdType.LIMIT, price_ticks=limit_ticks(self.cfg, fair, spec.side),
+                              tif=spec.tif, recv_ns=self.now)
+        self._deliver(self.engine.on_new_order(ev))
+
+    def _deliver(self, cmds: list[Command]) -> None:
+        now = self.now
+        for c in cmds:
+            if isinstance(c, SendChildOrder):
+                parent = self.engine.parents[self.engine.children[c.child_id].parent_id]
+                self.children[c.child_id] = ChildLabel(parent.cl_ord_id, c.venue, c.qty, now,
+                                                       first_wave=parent.arrival_ns == now)
+                res = self.results.get(parent.cl_ord_id)
+                if res is not None and not res.plan:
+                    res.plan = self.engine._plans[parent.order_id].name if parent.order_id in self.engine._plans \
+                        else ""
+                self.at(now + NET_ONE_WAY_NS, self._venue_new, c)
+            elif isinstance(c, CancelChild):
+                self.at(now + NET_ONE_WAY_NS, self._venue_cancel, c)
+            elif isinstance(c, ReportToOms):
+                self._report(c)
+            elif isinstance(c, RejectOrder):
+                res = self.results.get(c.cl_ord_id)
+                if res is not None:
+                    res.done_ns = now
+        d = self.engine.next_deadline_ns()
+        if d is not None and d not in self._timer_at:
+            self._timer_at.add(d)
+            self.at(max(d, now), self._timer, d)
+
+    def _timer(self, d: int) -> None:
+        self._timer_at.discard(d)
+        self._deliver(self.engine.on_timer(self.now))
+
+    def _report(self, r: ReportToOms) -> None:
+        res = self.results.get(r.cl_ord_id)
+        if res is None:
+            return
+        if r.exec_type is ExecType.TRADE:
+            res.filled += r.last_qty
+            res.notional_ticks += r.last_qty * r.last_px_ticks
+            fee = self._fee.get(r.last_mkt or "", 0.0)
+            res.fees_ticks += r.last_qty * r.last_px_ticks * fee / 1e4
+            res.fills.append((self.now, r.last_mkt or "", r.last_qty, r.last_px_ticks))
+        if r.ord_status in (OrdStatus.FILLED, OrdStatus.CANCELED, OrdStatus.REJECTED, OrdStatus.EXPIRED):
+            res.done_ns = self.now
+            # Unfilled shares are finished later at the market's mid then,
+            # leak impact included (the live run can only use the fair mid).
+            res.end_mid = self.market.mid_at(res.symbol, self.now)
+
+    # ------------------------------------------------------------- venues
+
+    def _venue_new(self, c: SendChildOrder) -> None:
+        outs = self.cores[c.venue].new_order(c.child_id, c.symbol, c.side, c.qty, c.ord_type, c.price_ticks, c.tif,
+                                             self.now)
+        self._venue_outs(c.venue, outs)
+
+    def _venue_cancel(self, c: CancelChild) -> None:
+        self._venue_outs(c.venue, self.cores[c.venue].cancel(c.cancel_id, c.child_id))
+
+    def _venue_tick(self, venue: str) -> None:
+        dt_ns = self.cfg.venue(venue).sim.requote_ms * 1_000_000
+        self._venue_outs(venue, self.cores[venue].tick(self.now, dt_ns / 1e9))
+        self.at(self.now + dt_ns, self._venue_tick, venue)
+
+    def _on_leak(self, symbol: str, ts_ns: int) -> None:
+        for name, core in self.cores.items():
+            if core.lit:
+                self._venue_outs(name, core.requote(symbol, ts_ns))
+
+    def _md_tick(self, venue: str) -> None:
+        core = self.cores[venue]
+        depth = self.cfg.marketdata.depth
+        for sym, book in core.lit_books().items():
+            bids = book.depth(Side.BUY, depth)
+            asks = book.depth(Side.SELL, depth)
+            key = (venue, sym)
+            if self._last_book.get(key) != (bids, asks):
+                self._last_book[key] = (bids, asks)
+                self.at(self.now + self._lat[venue], self._md_book, venue, sym, bids, asks)
+        self.at(self.now + self.cfg.venue(venue).sim.md_interval_ms * 1_000_000, self._md_tick, venue)
+
+    def _md_book(self, venue: str, sym: str, bids: list[tuple[int, int]], asks: list[tuple[int, int]]) -> None:
+        self.md.apply_book(self._vi[venue], self._si[sym], self.now, [p for p, _ in bids], [z for _, z in bids],
+                           [p for p, _ in asks], [z for _, z in asks])
+
+    def _md_trade(self, venue: str, t: Trade) -> None:
+        side = 0 if t.aggressor is None else t.aggressor.sign
+        self.md.apply_trade(self._vi[venue], self._si[t.symbol], self.now, t.px_ticks, t.qty, side)
+
+    def _venue_outs(self, venue: str, outs: list[Out]) -> None:
+        lat = self._lat[venue]
+        for o in outs:
+            if isinstance(o, Trade):
+                self.at(self.now + lat, self._md_trade, venue, o)
+                continue
+            if isinstance(o, Filled):
+                lab = self.children.get(o.order.cl_ord_id)
+                if lab is not None:
+                    lab.fills.append((self.now, o.qty, o.px_ticks))
+            self.at(self.now + lat, self._to_engine, venue, o, self._snapshot(o))
+
+    @staticmethod
+    def _snapshot(o: Out) -> tuple[int, int, bool]:
+        # The report carries the order's state as of sending, not delivery.
+        if isinstance(o, (Ack, Filled, Canceled)):
+            return (o.order.cum_qty, o.order.qty, o.order.done)
+        return (0, 0, False)
+
+    def _to_engine(self, venue: str, o: Out, snap: tuple[int, int, bool]) -> None:
+        now = self.now
+        cum, qty, done = snap
+        eng = self.engine
+        if isinstance(o, Ack):
+            ev = VenueReport(venue=venue, child_id=o.order.cl_ord_id, exec_id=self.cores[venue].next_exec_id(),
+                             exec_type=ExecType.NEW, ord_status=OrdStatus.NEW, last_qty=0, last_px_ticks=0,
+                             cum_qty=cum, leaves_qty=qty - cum, text="", recv_ns=now)
+            self._deliver(eng.on_venue_report(ev))
+        elif isinstance(o, Filled):
+            ev = VenueReport(venue=venue, child_id=o.order.cl_ord_id, exec_id=self.cores[venue].next_exec_id(),
+                             exec_type=ExecType.TRADE,
+                             ord_status=OrdStatus.FILLED if done else OrdStatus.PARTIALLY_FILLED,
+                             last_qty=o.qty, last_px_ticks=o.px_ticks, cum_qty=cum,
+                             leaves_qty=0 if done else qty - cum, text="", recv_ns=now)
+            self._deliver(eng.on_venue_report(ev))
+        elif isinstance(o, Canceled):
+            ev = VenueReport(venue=venue, child_id=o.order.cl_ord_id, exec_id=self.cores[venue].next_exec_id(),
+                             exec_type=ExecType.CANCELED, ord_status=OrdStatus.CANCELED, last_qty=0,
+                             last_px_ticks=0, cum_qty=cum, leaves_qty=0, text=o.text, recv_ns=now)
+            self._deliver(eng.on_venue_report(ev))
+        elif isinstance(o, Rejected):
+            ev = VenueReport(venue=venue, child_id=o.cl_ord_id, exec_id=self.cores[venue].next_exec_id(),
+                             exec_type=ExecType.REJECTED, ord_status=OrdStatus.REJECTED, last_qty=0,
+                             last_px_ticks=0, cum_qty=0, leaves_qty=0, text=o.text, recv_ns=now)
+            self._deliver(eng.on_venue_report(ev))
+        elif isinstance(o, CancelRefused):
+            reason = 1 if o.order is None else 0
+            self._deliver(eng.on_venue_cancel_rejected(VenueCancelRejected(
+                venue=venue, child_id=o.orig_cl_ord_id, text="too late to cancel" if reason == 0 else "unknown order",
+                recv_ns=now, reason=reason)))
+
+    def _markouts(self) -> None:
+        self.stats.update_markouts(self.now, self.md.consolidated_mid2)
+        self.at(self.now + MARKOUT_EVERY_NS, self._markouts)
+
+    # ------------------------------------------------------------ results
+
+    def true_mid(self, symbol: str, ts_ns: int) -> int:
+        return self.market.mid_at(symbol, ts_ns)
+
+    def _finish(self) -> None:
+        for res in self.results.values():
+            if res.done_ns is None:
+                res.end_mid = self.market.mid_at(res.symbol, self.now)
+            for ts, _, q, px in res.fills:
+                res.markout_1s_num += q * res.side * (self.true_mid(res.symbol, ts + 1_000_000_000) - px) / px * 1e4
+                res.markout_5s_num += q * res.side * (self.true_mid(res.symbol, ts + 5_000_000_000) - px) / px * 1e4
+
+
+# --------------------------------------------------------------- statistics
+
+
+def mean_ci(values: list[float]) -> tuple[float, float, float]:
+    """Mean and its 95% interval (normal approximation; n is in the hundreds)."""
+    n = len(values)
+    if n == 0:
+        return (math.nan, math.nan, math.nan)
+    a = np.asarray(values, dtype=np.float64)
+    m = float(a.mean())
+    if n < 2:
+        return (m, m, m)
+    h = 1.96 * float(a.std(ddof=1)) / math.sqrt(n)
+    return (m, m - h, m + h)
+
+
+def summarize(run: RunResult) -> dict[str, Any]:
+    ps = run.parents
+    filled = [p for p in ps if p.filled]
+    out: dict[str, Any] = {
+        "scenario": run.scenario, "policy": run.policy, "parents": len(ps),
+        "shortfall_bps": mean_ci([p.shortfall_bps() for p in ps]),
+        "fill_rate": mean_ci([p.fill_rate for p in ps]),
+        "markout_1s_bps": mean_ci([p.markout_1s_num / p.filled for p in filled]),
+        "markout_5s_bps": mean_ci([p.markout_5s_num / p.filled for p in filled]),
+        "completion_ms": mean_ci([(p.done_ns - p.arrival_ns) / 1e6 for p in ps if p.done_ns is not None]),
+        "fallbacks": run.fallbacks, "model_version": run.model_version,
+        "sim_s": round(run.sim_seconds, 1), "wall_s": round(run.wall_seconds, 2),
+    }
+    return out

@@ -1,0 +1,138 @@
+"""``sor backtest``: every scenario under every policy, a table with 95%
+intervals, the ML router against the best fixed baseline, JSON and a PNG."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from router.config import Config, load_config
+from sim.backtest import POLICIES, Backtest, summarize
+
+SCENARIO_DIR = Path(__file__).resolve().parent / "scenarios"
+SCENARIOS = ("calm", "regime", "toxic_dark", "thin")
+BASELINES = ("static", "equal", "displayed")
+
+
+def scenario_config(name_or_path: str) -> Config:
+    p = Path(name_or_path)
+    if not p.suffix:
+        p = SCENARIO_DIR / f"{name_or_path}.toml"
+    return load_config(p)
+
+
+def default_model_path() -> Path:
+    return Path(__file__).resolve().parent.parent / "models" / "default" / "model.onnx"
+
+
+def make_scorer(cfg: Config, model_path: str | None) -> Any:
+    import msgspec
+
+    from router.scoring import load_scorer
+
+    path = model_path or str(default_model_path())
+    # Budget off: a backtest must not depend on how busy this machine is.
+    mc = msgspec.structs.replace(cfg.model, path=path, budget_us=0)
+    return load_scorer(mc, len(cfg.venues))
+
+
+def _ci(t: tuple[float, float, float], digits: int = 2) -> str:
+    m, lo, hi = t
+    return f"{m:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
+
+
+def run_backtests(scenarios: list[str], policies: list[str], parents: int, seed: int,
+                  model_path: str | None = None) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    for name in scenarios:
+        cfg = scenario_config(name)
+        for pol in policies:
+            scorer = make_scorer(cfg, model_path) if pol == "ml" else None
+            run = Backtest(cfg, pol, scorer, parents=parents, seed=seed).run()
+            rows.append(summarize(run))
+    return rows
+
+
+def compare(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per scenario: the ML router against the best fixed baseline by mean shortfall."""
+    out = []
+    for sc in dict.fromkeys(r["scenario"] for r in rows):
+        ml = next((r for r in rows if r["scenario"] == sc and r["policy"] == "ml"), None)
+        base = [r for r in rows if r["scenario"] == sc and r["policy"] in BASELINES]
+        if ml is None or not base:
+            continue
+        best = min(base, key=lambda r: r["shortfall_bps"][0])
+        m, b = ml["shortfall_bps"], best["shortfall_bps"]
+        out.append({
+            "scenario": sc, "best_baseline": best["policy"], "baseline_bps": b[0], "ml_bps": m[0],
+            "improvement_pct": (b[0] - m[0]) / abs(b[0]) * 100 if b[0] else 0.0,
+            "intervals_overlap": not (m[2] < b[1] or b[2] < m[1]),
+        })
+    return out
+
+
+def print_table(rows: list[dict[str, Any]], comparison: list[dict[str, Any]]) -> None:
+    head = f"{'scenario':<11} {'policy':<10} {'shortfall bps [95% CI]':<24} {'fill rate':<20} " \
+           f"{'markout 1s bps':<24} {'markout 5s bps':<24} {'completion ms':<22} n"
+    print(head)
+    print("-" * len(head))
+    for r in rows:
+        print(f"{r['scenario']:<11} {r['policy']:<10} {_ci(r['shortfall_bps']):<24} {_ci(r['fill_rate'], 3):<20} "
+              f"{_ci(r['markout_1s_bps']):<24} {_ci(r['markout_5s_bps']):<24} {_ci(r['completion_ms']):<22} "
+              f"{r['parents']}" + (f"  (fallbacks {r['fallbacks']})" if r["fallbacks"] else ""))
+    if comparison:
+        print()
+        print("ML router against the best fixed baseline (mean shortfall; lower is better):")
+        for c in comparison:
+            verdict = "intervals overlap" if c["intervals_overlap"] else "intervals do not overlap"
+            print(f"  {c['scenario']:<11} best baseline {c['best_baseline']:<9} {c['baseline_bps']:7.2f} bps, "
+                  f"ml {c['ml_bps']:7.2f} bps: {c['improvement_pct']:+6.1f}% ({verdict})")
+
+
+def plot(rows: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    scenarios = list(dict.fromkeys(r["scenario"] for r in rows))
+    policies = list(dict.fromkeys(r["policy"] for r in rows))
+    width = 0.8 / max(1, len(policies))
+    fig, ax = plt.subplots(figsize=(2.2 * len(scenarios) + 2, 4.5))
+    for j, pol in enumerate(policies):
+        xs, ms, errs = [], [], []
+        for i, sc in enumerate(scenarios):
+            r = next((r for r in rows if r["scenario"] == sc and r["policy"] == pol), None)
+            if r is None:
+                continue
+            m, lo, hi = r["shortfall_bps"]
+            xs.append(i + (j - (len(policies) - 1) / 2) * width)
+            ms.append(m)
+            errs.append([[m - lo], [hi - m]])
+        if xs:
+            yerr = [[e[0][0] for e in errs], [e[1][0] for e in errs]]
+            ax.bar(xs, ms, width, yerr=yerr, capsize=3, label=pol)
+    ax.set_xticks(range(len(scenarios)))
+    ax.set_xticklabels(scenarios)
+    ax.set_ylabel("implementation shortfall, bps incl. fees (95% CI)")
+    ax.set_title("Shortfall by routing policy and scenario")
+    ax.axhline(0, color="black", linewidth=0.6)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(scenarios: list[str] | None, policies: list[str] | None, parents: int, seed: int,
+         model_path: str | None, json_path: str, png_path: str) -> int:
+    scs = scenarios or list(SCENARIOS)
+    pols = policies or list(POLICIES)
+    rows = run_backtests(scs, pols, parents, seed, model_path)
+    comparison = compare(rows)
+    print_table(rows, comparison)
+    Path(json_path).write_text(json.dumps({"parents": parents, "seed": seed, "rows": rows,
+                                           "comparison": comparison}, indent=2))
+    plot(rows, Path(png_path))
+    print(f"\nwrote {json_path} and {png_path}")
+    return 0
