@@ -453,16 +453,24 @@ class MLPlanner:
         return [_ioc(self._names[i], limit) for i in rows]
 
     def _spray(self, ranked: list[int], order: ParentOrder, p: list[float], feats: npt.NDArray[np.float32],
-               limit: int | None) -> list[Wave]:
-        """One wave over the top ``spray_top_k`` of ``ranked`` weighted by
-        expected fillable size, then the rest one by one."""
-        top = ranked[: self._top_k]
+               limit: int | None, costs: list[float]) -> list[Wave]:
+        """One wave over the best ``spray_top_k`` candidates weighted by
+        expected fillable size, then the lit venues one by one (by rank) for
+        what is left. Candidates are the lit venues and the dark ones cheaper
+        than the best lit venue: a pool the model expects to leak is not
+        worth a slice."""
+        lit = [i for i in ranked if not self._dark[i]]
+        best_lit_cost = costs[lit[0]] if lit else math.inf
+        cand = [i for i in ranked if not self._dark[i] or costs[i] < best_lit_cost]
+        top = cand[: self._top_k]
         lot = self._lots.get(order.symbol, 1)
         fillable = [p[i] * (order.qty if self._dark[i] else max(float(feats[i, C_TOUCH]), lot)) for i in top]
         weights = _weights_or_equal(fillable)
         waves = [Wave(slices=tuple(Slice(venue=self._names[i], weight=w, tif=TimeInForce.IOC, limit_ticks=limit)
                                    for i, w in zip(top, weights)))]
-        return waves + self._seq(ranked[self._top_k:], limit)
+        # A lit venue of the spray may have more at worse prices within the
+        # limit (or a fresh quote): the sweep revisits it.
+        return waves + self._seq(lit if lit else cand[self._top_k:], limit)
 
     def _build(self, strategy: str, order: ParentOrder, ranked: list[int], p: list[float], costs: list[float],
                feats: npt.NDArray[np.float32], usable: frozenset[str]) -> Plan:
@@ -487,7 +495,7 @@ class MLPlanner:
                 # What the pools leave is swept on the lit venues, split by
                 # what they show when one venue's touch cannot take it all.
                 if lit_ranked and order.qty > float(feats[lit_ranked[0], C_TOUCH]):
-                    waves += self._spray(lit_ranked, order, p, feats, limit)
+                    waves += self._spray(lit_ranked, order, p, feats, limit, costs)
                 else:
                     waves += self._seq(lit_ranked, limit)
             else:
@@ -495,7 +503,7 @@ class MLPlanner:
                 name = "ml:dark-first>sequential"
                 waves = self._seq(ranked, limit)
         elif strategy == "spray":
-            waves = self._spray(ranked, order, p, feats, limit)
+            waves = self._spray(ranked, order, p, feats, limit, costs)
         else:
             waves = self._seq(ranked, limit)
         self.last_strategy = strategy

@@ -34,7 +34,8 @@ def e2e_config(base: Config, driver: str = "threaded") -> Config:
         venues.append(r(v, sim=sim))
     symbols = [SymbolConfig(symbol=s, tick_size="0.01", lot_size=1, max_order_qty=100_000, ref_price="190.00")
                for s in SYMBOLS]
-    waterfall = r(base.waterfall, venues=["LIT1", "LIT2"], final_action="rest", rest_venue="LIT1")
+    # These tests work routes out by hand: the static waterfall, not the model.
+    waterfall = r(base.waterfall, venues=["LIT1", "LIT2"], final_action="rest", rest_venue="LIT1", planner="static")
     return r(base, venues=venues, symbols=symbols, waterfall=waterfall, sim=r(base.sim, mid_vol_ticks=0.0),
              router=r(base.router, driver=driver))
 

@@ -303,28 +303,44 @@ def test_spray_with_no_expected_fill_falls_back_to_equal_weights() -> None:
 
 
 def test_policy_dark_first_when_best_venue_is_dark() -> None:
-    # e: LIT1 3, LIT2 2, DARK1 .5*0+.5*2... use unfilled 2 to make darks cheap:
-    #   DARK1 .5*0 + .5*2 = 1; DARK2 .4*1 + .6*2 = 1.6; LIT3 4; best lit LIT2 = 2.
-    sc = scores([3.0, 2.0, 0.0, 1.0, 4.0], p=[1.0, 1.0, 0.5, 0.4, 1.0])
-    planner, _, _ = ml(make_cfg(unfilled=2.0), sc)
+    # unfilled 2 and the cheapest lit cost (LIT2) 2: U = 2. Lit (p = 1): e = c,
+    # LIT1 3, LIT2 2, LIT3 4. A dark share that does not fill pays U plus what
+    # its fill cost above the fee (0 here), the mid having moved against us:
+    #   DARK1 .5*0 + .5*(2 + 0) = 1; DARK2 .4*.5 + .6*(2 + .5) = 1.7. Both beat LIT2.
+    feats = FakeFeatures(touch=(300, 100, 0, 0, 600))
+    sc = scores([3.0, 2.0, 0.0, 0.5, 4.0], p=[1.0, 1.0, 0.5, 0.4, 1.0])
+    planner, _, _ = ml(make_cfg(unfilled=2.0), sc, features=feats)
     plan = planner.plan(order(1000), ALL)
+    assert planner.last_costs is not None
+    assert list(planner.last_costs) == pytest.approx([3.0, 2.0, 1.0, 1.7, 4.0])
     assert planner.last_ranking == ("DARK1", "DARK2", "LIT2", "LIT1", "LIT3")
     assert plan.name == "ml:dark-first" and planner.last_strategy == "dark-first"
     dark = plan.waves[0].slices
     assert [(s.venue, s.tif, s.timeout_ms, s.limit_ticks) for s in dark] == [
         ("DARK1", DAY, 200, PX), ("DARK2", DAY, 200, PX)]
     assert [s.weight for s in dark] == pytest.approx([0.5, 0.4])
-    assert plan.waves[1:] == (ioc("LIT2"), ioc("LIT1"), ioc("LIT3"), rest("LIT1"))
+    # 1000 > the touch of the best lit venue (LIT2, 100): what the pools leave
+    # is sprayed over the top 2 lit venues by rank, weighted p * touch (LIT3's
+    # larger touch does not get it in: the ranking picks), then the rest.
+    lit = plan.waves[1].slices
+    assert [(s.venue, s.tif, s.limit_ticks) for s in lit] == [("LIT2", IOC, PX), ("LIT1", IOC, PX)]
+    assert [s.weight for s in lit] == pytest.approx([100.0, 300.0])
+    assert plan.waves[2:] == (ioc("LIT3"), rest("LIT1"))
     assert plan.final == "rest"
 
 
 def test_dark_first_only_takes_pools_cheaper_than_the_best_lit() -> None:
-    # DARK1 e = 1 < best lit (LIT2, 2) < DARK2 e = 3: only DARK1 rests.
+    # p = 1, so e = c: DARK1 1 < best lit (LIT2, 2) < DARK2 3: only DARK1 rests.
     sc = scores([3.0, 2.0, 1.0, 3.0, 4.0])
     planner, _, _ = ml(make_cfg(dark_rest_ms=50), sc)
-    plan = planner.plan(order(1000, tif=IOC), ALL)
+    plan = planner.plan(order(100, tif=IOC), ALL)
+    assert planner.last_ranking == ("DARK1", "LIT2", "LIT1", "DARK2", "LIT3")
     assert [(s.venue, s.timeout_ms) for s in plan.waves[0].slices] == [("DARK1", 50)]
+    # 100 fits in LIT2's touch (100): the lit venues follow one by one.
     assert venues_of(plan)[1:] == [["LIT2"], ["LIT1"], ["LIT3"]], "then lit only, by rank"
+    # One share more than LIT2 shows: the lit part is a spray over the top 2.
+    plan = planner.plan(order(101, tif=IOC), ALL)
+    assert venues_of(plan) == [["DARK1"], ["LIT2", "LIT1"], ["LIT3"]], "still lit only after the pool"
 
 
 def test_requested_dark_first_with_no_qualifying_pool_degrades_to_sequential() -> None:
@@ -564,16 +580,29 @@ def test_ml_planner_with_real_feature_engine() -> None:
     md.apply_book(4, 0, 1_000, [18998], [100], [19000, 19001, 19002], [600, 100, 100])
     # Contra top 3 levels: 400 + 300 + 800 = 1500.
     sc = scores([1.0, 2.0, 9.0, 9.0, 0.5], p=[0.5, 1.0, 1.0, 1.0, 0.5])
-    # e: LIT1 .5 + 2.5 = 3, LIT2 2, LIT3 .25 + 2.5 = 2.75
+    # U = max(5, cheapest lit 0.5) = 5; e: LIT1 .5 + 2.5 = 3, LIT2 2, LIT3 .25 + 2.5 = 2.75
     planner = MLPlanner(cfg, fe, FakeScorer(sc))
-    small = planner.plan(order(1000, arrival_ns=2_000), ALL)
-    assert small.name == "ml:sequential", "1000 / 1500 <= 1"
-    assert planner.last_features is not None
-    assert planner.last_features[0, C_TOP3] == pytest.approx(1000 / 1500)
-    big = planner.plan(order(3000, arrival_ns=2_000), ALL)
-    assert big.name == "ml:spray"
+    behind = planner.plan(order(1000, arrival_ns=2_000), ALL)
+    assert planner.last_ranking[:3] == ("LIT2", "LIT3", "LIT1")
+    feats = planner.last_features
+    assert feats is not None
+    assert feats[0, C_TOP3] == pytest.approx(1000 / 1500)
+    assert [float(feats[i, C_TOUCH]) for i in (0, 1, 4)] == [200.0, 0.0, 600.0]
+    # 1000 / 1500 <= 1, but the best venue LIT2 shows nothing at the touch.
+    assert behind.name == "ml:spray"
     # LIT2: 1.0 * max(0 at the touch, one lot) = 1; LIT3: 0.5 * 600 = 300.
-    assert [(s.venue, s.weight) for s in big.waves[0].slices] == [("LIT2", 1.0), ("LIT3", 300.0)]
+    assert [(s.venue, s.weight) for s in behind.waves[0].slices] == [("LIT2", 1.0), ("LIT3", 300.0)]
+
+    # p = 1: e = c, LIT3 (0.5) ranks first and shows 600 at the touch.
+    planner = MLPlanner(cfg, fe, FakeScorer(scores([1.0, 2.0, 9.0, 9.0, 0.5])))
+    fits = planner.plan(order(600, arrival_ns=2_000), ALL)
+    assert planner.last_ranking == ("LIT3", "LIT1", "LIT2", "DARK1", "DARK2")
+    assert fits.name == "ml:sequential", "600 <= LIT3's touch, 600 / 1500 <= 1"
+    assert venues_of(fits) == [["LIT3"], ["LIT1"], ["LIT2"], ["DARK1"], ["DARK2"], ["LIT1"]]
+    over = planner.plan(order(601, arrival_ns=2_000), ALL)
+    assert over.name == "ml:spray", "one share more than LIT3 shows"
+    # LIT3: 1.0 * 600; LIT1: 1.0 * 200.
+    assert [(s.venue, s.weight) for s in over.waves[0].slices] == [("LIT3", 600.0), ("LIT1", 200.0)]
 
 
 # ----------------------------------------------------------- property tests
@@ -734,9 +763,10 @@ def test_engine_merges_children_below_the_floor() -> None:
 
 def test_engine_routes_an_ml_plan_under_the_limits() -> None:
     cfg = make_cfg(max_child=400, min_child=100, final_action="cancel", rest_venue=None, unfilled=2.0)
-    # dark-first: DARK1 (e 1) and DARK2 (e 1.6) beat the best lit LIT2 (e 2).
-    sc = scores([3.0, 2.0, 0.0, 1.0, 4.0], p=[1.0, 1.0, 0.5, 0.4, 1.0])
-    planner = MLPlanner(cfg, FakeFeatures(), FakeScorer(sc))
+    # dark-first: DARK1 (e 1) and DARK2 (e .4*.5 + .6*(2 + .5) = 1.7) beat the
+    # best lit LIT2 (e 2); 1000 > LIT2's touch (300), so the lit part is a spray.
+    sc = scores([3.0, 2.0, 0.0, 0.5, 4.0], p=[1.0, 1.0, 0.5, 0.4, 1.0])
+    planner = MLPlanner(cfg, FakeFeatures(touch=(100, 300, 0, 0, 100)), FakeScorer(sc))
     eng = Engine(cfg, planner, Metrics(list(VENUES), registry=CollectorRegistry()), "T-")
     for v in VENUES:
         eng.on_venue_session(VenueSessionChanged(venue=v, up=True, ts_ns=1))
@@ -744,6 +774,10 @@ def test_engine_routes_an_ml_plan_under_the_limits() -> None:
     # weights .5 / .4 of 1000 -> 556 / 444, each capped at 400
     assert [(c.venue, c.qty, c.tif) for c in dark] == [("DARK1", 400, DAY), ("DARK2", 400, DAY)]
     assert eng.next_deadline_ns() == 10 + 200 * 1_000_000, "the pools rest for dark_rest_ms"
-    _expire(eng, dark[0], filled=350)
-    (lit,) = [c for c in _expire(eng, dark[1], filled=0) if isinstance(c, SendChildOrder)]
-    assert (lit.venue, lit.qty, lit.tif) == ("LIT2", 400, IOC)
+    _expire(eng, dark[0], filled=360)
+    lit = [c for c in _expire(eng, dark[1], filled=0) if isinstance(c, SendChildOrder)]
+    # 640 left, weights LIT2 300 / LIT1 100 -> 480 / 160, LIT2 capped at 400
+    assert [(c.venue, c.qty, c.tif) for c in lit] == [("LIT2", 400, IOC), ("LIT1", 160, IOC)]
+    _expire(eng, lit[0])
+    (last,) = [c for c in _expire(eng, lit[1]) if isinstance(c, SendChildOrder)]
+    assert (last.venue, last.qty, last.tif) == ("LIT3", 400, IOC), "640 still left, capped at 400"
