@@ -47,16 +47,18 @@ def mono_ns() -> int:
     return time.clock_gettime_ns(time.CLOCK_MONOTONIC)
 
 
-def bench_config(base: Config, driver: str) -> Config:
+def bench_config(base: Config, driver: str, planner: str = "static") -> Config:
     """A deterministic market, one lit venue deep enough never to run dry:
-    every IOC marketable parent fills in full on LIT1 with one child."""
+    every IOC marketable parent fills in full on LIT1 with one child. With
+    ``planner="ml"`` every parent also pays features and one ONNX scoring
+    run, which is what the ML rows measure."""
     r = msgspec.structs.replace
     lit = next(v for v in base.venues if v.name == "LIT1")
     sim = r(lit.sim, levels=1, level_size_mean=10_000_000, level_size_jitter=0.0, taker_rate_hz=0.0,
             contra_prob=0.0, requote_ms=50)
     symbols = [SymbolConfig(symbol=s, tick_size="0.01", lot_size=1, max_order_qty=100_000, ref_price="190.00")
                for s in SYMBOLS]
-    waterfall = r(base.waterfall, venues=["LIT1"], final_action="cancel", rest_venue=None)
+    waterfall = r(base.waterfall, venues=["LIT1"], final_action="cancel", rest_venue=None, planner=planner)
     return r(base, venues=[r(lit, sim=sim)], symbols=symbols, waterfall=waterfall,
              sim=r(base.sim, mid_vol_ticks=0.0), router=r(base.router, driver=driver))
 
@@ -210,8 +212,8 @@ def tick_to_route(arrivals: dict[int, int], sent: Sent) -> tuple[list[int], int]
 
 
 def run_driver(base: Config, work: Path, driver: str, n: int, warmup: int, rate: float,
-               rates: list[float], window_s: float, floor: dict[str, Any]) -> dict[str, Any]:
-    cfg = localize(bench_config(base, driver), work)
+               rates: list[float], window_s: float, floor: dict[str, Any], planner: str = "static") -> dict[str, Any]:
+    cfg = localize(bench_config(base, driver, planner), work)
     cluster = Cluster(cfg, work, record_traces=True)
     cluster.start(timeout_s=60)
     oms = SimOms("127.0.0.1", cfg.oms.port, sender_comp_id=cfg.oms.target_comp_id,
@@ -309,17 +311,17 @@ def print_report(res: dict[str, Any]) -> None:
         ip = st["in_process_tick_to_route"]
         if ip:
             parts.append(f"decode->child sent {_fmt(ip['p50_us_le'])}/{_fmt(ip['p99_us_le'])}")
-        print(f"  {d:<9} p50/p99: " + ", ".join(parts))
+        print(f"  {d:<12} p50/p99: " + ", ".join(parts))
     print(f"\nthroughput (window {res['window_s']} s per rate; held = wire p99 <= 5 ms and >= 90% of offered sent)")
-    print(f"  {'driver':<9}{'offered/s':>10}{'achieved/s':>12}{'p50 us':>10}{'p99 us':>10}{'max us':>10}  held")
+    print(f"  {'driver':<12}{'offered/s':>10}{'achieved/s':>12}{'p50 us':>10}{'p99 us':>10}{'max us':>10}  held")
     for d, r in res["drivers"].items():
         for stp in r["throughput"]["steps"]:
             t = stp["tick_to_route_us"]
-            print(f"  {d:<9}{stp['offered_per_s']:>10.0f}{stp['achieved_per_s']:>12.0f}{_fmt(t.get('p50')):>10}"
+            print(f"  {d:<12}{stp['offered_per_s']:>10.0f}{stp['achieved_per_s']:>12.0f}{_fmt(t.get('p50')):>10}"
                   f"{_fmt(t.get('p99')):>10}{_fmt(t.get('max')):>10}  {'yes' if stp['held'] else 'no'}")
         tp = r["throughput"]
         note = " (the Python sim OMS could not offer some rates: sender-limited)" if tp["sender_limited"] else ""
-        print(f"  {d:<9}highest rate held: {tp['highest_rate_held_per_s']:.0f}/s{note}")
+        print(f"  {d:<12}highest rate held: {tp['highest_rate_held_per_s']:.0f}/s{note}")
     print(f"\nml: {res['ml_note']}")
 
 
@@ -334,7 +336,9 @@ def run_bench(base: Config, parents: int, quick: bool, json_path: str, window_s:
                     "python": platform.python_version(), "platform": platform.platform(),
                     "processor": platform.processor() or platform.machine()},
         "parents": parents, "warmup": warmup, "latency_rate_per_s": latency_rate, "window_s": window,
-        "ml": "not available", "ml_note": "not available (no model yet)",
+        "ml": "on and off",
+        "ml_note": "rows '<driver>+ml' route with the ML planner (features + one ONNX run of the shipped model per "
+                   "parent); rows '<driver>' with the static waterfall",
     }
     with tempfile.TemporaryDirectory(prefix="sor-bench-") as tmp:
         root = Path(tmp)
@@ -343,11 +347,13 @@ def run_bench(base: Config, parents: int, quick: bool, json_path: str, window_s:
         res["floor"] = measure_floor(base, root / "floor", parents, warmup, latency_rate)
         res["drivers"] = {}
         for d in drivers:
-            work = root / d
-            work.mkdir()
-            print(f"{d}: {parents} parents, then rates {ladder} ...", file=sys.stderr, flush=True)
-            res["drivers"][d] = run_driver(base, work, d, parents, warmup, latency_rate, ladder, window,
-                                           res["floor"])
+            for planner in ("static", "ml"):
+                key = d if planner == "static" else f"{d}+ml"
+                work = root / key
+                work.mkdir()
+                print(f"{key}: {parents} parents, then rates {ladder} ...", file=sys.stderr, flush=True)
+                res["drivers"][key] = run_driver(base, work, d, parents, warmup, latency_rate, ladder, window,
+                                                 res["floor"], planner)
     Path(json_path).write_text(json.dumps(res, indent=2))
     print_report(res)
     print(f"\nJSON: {json_path}")

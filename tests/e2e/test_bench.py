@@ -25,18 +25,20 @@ def test_bench_quick_writes_results(tmp_path: Path) -> None:
     assert "tick-to-route" in proc.stdout
     res = json.loads(out.read_text())
     assert {"machine", "floor", "drivers", "parents", "ml"} <= set(res)
-    assert res["ml"] == "not available"
+    assert res["ml"] == "on and off"
     assert _positive(res["parents"])
     assert _positive(res["machine"]["cpus"])
     for q in ("p50", "p99", "max"):
         assert _positive(res["floor"]["rtt_us"][q])
-    assert set(res["drivers"]) == {"threaded", "poll"}
+    assert set(res["drivers"]) == {"threaded", "poll", "threaded+ml", "poll+ml"}
     for d in res["drivers"].values():
         assert {"tick_to_route_us", "ratio_to_floor", "stages_us", "throughput"} <= set(d)
         for q in ("p50", "p90", "p99", "p99.9", "max"):
             assert _positive(d["tick_to_route_us"][q])
         assert _positive(d["ratio_to_floor"]["p50"]) and _positive(d["ratio_to_floor"]["p99"])
         assert d["stages_us"]["stages"], "daemon stage histograms were scraped"
+    for key in ("threaded+ml", "poll+ml"):
+        assert "scoring" in res["drivers"][key]["stages_us"]["stages"], "the ML rows really scored"
         steps = d["throughput"]["steps"]
         assert steps and all(_positive(s["achieved_per_s"]) for s in steps)
         assert d["throughput"]["highest_rate_held_per_s"] >= 0

@@ -266,10 +266,11 @@ def test_policy_sequential_with_rest_on_rest_venue() -> None:
 
 
 def test_policy_spray_when_order_exceeds_top3() -> None:
-    # top3 = 2 > 1 -> spray over the top 2 (config spray_top_k = 2): LIT2, DARK1.
+    # top3 = 2 > 1 -> spray over the top 2 (config spray_top_k = 2): LIT2, LIT3.
     feats = FakeFeatures(touch=(300, 50, 0, 0, 400), top3=2.0)
     sc = scores([3.0, 1.0, 2.5, 8.0, 1.5], p=[1.0, 0.8, 0.5, 1.0, 0.6])
-    # e: LIT1 3, LIT2 .8*1+.2*5 = 1.8, DARK1 .5*2.5+.5*5 = 3.75, DARK2 8, LIT3 .6*1.5+.4*5 = 2.9
+    # U = max(5, cheapest lit 1) = 5. e: LIT1 3, LIT2 .8*1+.2*5 = 1.8,
+    # DARK1 .5*2.5 + .5*(5 + 2.5) = 5, DARK2 8, LIT3 .6*1.5+.4*5 = 2.9
     planner, _, _ = ml(make_cfg(lot=100), sc, features=feats)
     plan = planner.plan(order(2000, tif=IOC), ALL)
     assert planner.last_ranking == ("LIT2", "LIT3", "LIT1", "DARK1", "DARK2")
@@ -278,19 +279,26 @@ def test_policy_spray_when_order_exceeds_top3() -> None:
     # lit: p * max(touch, one lot): LIT2 .8 * max(50, 100) = 80, LIT3 .6 * 400 = 240
     assert [(s.venue, s.tif, s.limit_ticks) for s in first.slices] == [("LIT2", IOC, PX), ("LIT3", IOC, PX)]
     assert [s.weight for s in first.slices] == pytest.approx([80.0, 240.0])
-    assert plan.waves[1:] == (ioc("LIT1"), ioc("DARK1"), ioc("DARK2"))
+    # Then every lit venue by rank; the pools, dearer than the best lit, get nothing.
+    assert plan.waves[1:] == (ioc("LIT2"), ioc("LIT3"), ioc("LIT1"))
     assert plan.final == "cancel"
 
 
 def test_spray_dark_weight_is_fill_prob_times_order_qty() -> None:
     feats = FakeFeatures(touch=(300, 50, 0, 0, 400), top3=3.0)
-    sc = scores([0.5, 1.0, 0.2, 8.0, 1.5], p=[1.0, 1.0, 0.9, 1.0, 1.0])
-    # e: LIT1 0.5, DARK1 .9*.2 + .1*5 = 0.68: the best venue is lit -> spray
+    sc = scores([1.0, 1.2, 0.0, 1.1, 1.5], p=[1.0, 1.0, 0.9, 1.0, 1.0])
+    # U = max(5, cheapest lit 1) = 5. e: LIT1 1, LIT2 1.2, LIT3 1.5,
+    # DARK1 .9*0 + .1*5 = 0.5, DARK2 1.1. A pool in the spray must beat the
+    # best lit venue, so it ranks first and policy would go dark-first: the
+    # spray here is requested.
     planner, _, _ = ml(make_cfg(top_k=3), sc, features=feats)
-    plan = planner.plan(order(1000, strategy=None), ALL)
-    assert planner.last_ranking[:3] == ("LIT1", "DARK1", "LIT2")
-    assert [s.weight for s in plan.waves[0].slices] == pytest.approx([300.0, 900.0, 50.0])
-    assert venues_of(plan)[1:] == [["LIT3"], ["DARK2"], ["LIT1"]]
+    plan = planner.plan(order(1000, strategy="spray"), ALL)
+    assert planner.last_ranking == ("DARK1", "LIT1", "DARK2", "LIT2", "LIT3")
+    # DARK2 ranks third but is dearer than LIT1: no slice, LIT2 takes its place.
+    assert [s.venue for s in plan.waves[0].slices] == ["DARK1", "LIT1", "LIT2"]
+    # dark: .9 * 1000; lit: p * touch
+    assert [s.weight for s in plan.waves[0].slices] == pytest.approx([900.0, 300.0, 50.0])
+    assert venues_of(plan)[1:] == [["LIT1"], ["LIT2"], ["LIT3"], ["LIT1"]]
     assert plan.waves[-1] == rest("LIT1")
 
 
@@ -321,11 +329,12 @@ def test_policy_dark_first_when_best_venue_is_dark() -> None:
     assert [s.weight for s in dark] == pytest.approx([0.5, 0.4])
     # 1000 > the touch of the best lit venue (LIT2, 100): what the pools leave
     # is sprayed over the top 2 lit venues by rank, weighted p * touch (LIT3's
-    # larger touch does not get it in: the ranking picks), then the rest.
+    # larger touch does not get it in: the ranking picks), then every lit
+    # venue by rank, the sprayed ones included.
     lit = plan.waves[1].slices
     assert [(s.venue, s.tif, s.limit_ticks) for s in lit] == [("LIT2", IOC, PX), ("LIT1", IOC, PX)]
     assert [s.weight for s in lit] == pytest.approx([100.0, 300.0])
-    assert plan.waves[2:] == (ioc("LIT3"), rest("LIT1"))
+    assert plan.waves[2:] == (ioc("LIT2"), ioc("LIT1"), ioc("LIT3"), rest("LIT1"))
     assert plan.final == "rest"
 
 
@@ -338,9 +347,10 @@ def test_dark_first_only_takes_pools_cheaper_than_the_best_lit() -> None:
     assert [(s.venue, s.timeout_ms) for s in plan.waves[0].slices] == [("DARK1", 50)]
     # 100 fits in LIT2's touch (100): the lit venues follow one by one.
     assert venues_of(plan)[1:] == [["LIT2"], ["LIT1"], ["LIT3"]], "then lit only, by rank"
-    # One share more than LIT2 shows: the lit part is a spray over the top 2.
+    # One share more than LIT2 shows: the lit part is a spray over the top 2,
+    # then the lit sweep by rank.
     plan = planner.plan(order(101, tif=IOC), ALL)
-    assert venues_of(plan) == [["DARK1"], ["LIT2", "LIT1"], ["LIT3"]], "still lit only after the pool"
+    assert venues_of(plan) == [["DARK1"], ["LIT2", "LIT1"], ["LIT2"], ["LIT1"], ["LIT3"]], "still no DARK2"
 
 
 def test_requested_dark_first_with_no_qualifying_pool_degrades_to_sequential() -> None:
@@ -601,8 +611,10 @@ def test_ml_planner_with_real_feature_engine() -> None:
     assert venues_of(fits) == [["LIT3"], ["LIT1"], ["LIT2"], ["DARK1"], ["DARK2"], ["LIT1"]]
     over = planner.plan(order(601, arrival_ns=2_000), ALL)
     assert over.name == "ml:spray", "one share more than LIT3 shows"
-    # LIT3: 1.0 * 600; LIT1: 1.0 * 200.
+    # LIT3: 1.0 * 600; LIT1: 1.0 * 200. Then the lit sweep by rank; the pools
+    # (e 9, dearer than the best lit) get no slice.
     assert [(s.venue, s.weight) for s in over.waves[0].slices] == [("LIT3", 600.0), ("LIT1", 200.0)]
+    assert venues_of(over)[1:] == [["LIT3"], ["LIT1"], ["LIT2"], ["LIT1"]]
 
 
 # ----------------------------------------------------------- property tests
@@ -779,5 +791,5 @@ def test_engine_routes_an_ml_plan_under_the_limits() -> None:
     # 640 left, weights LIT2 300 / LIT1 100 -> 480 / 160, LIT2 capped at 400
     assert [(c.venue, c.qty, c.tif) for c in lit] == [("LIT2", 400, IOC), ("LIT1", 160, IOC)]
     _expire(eng, lit[0])
-    (last,) = [c for c in _expire(eng, lit[1]) if isinstance(c, SendChildOrder)]
-    assert (last.venue, last.qty, last.tif) == ("LIT3", 400, IOC), "640 still left, capped at 400"
+    (again,) = [c for c in _expire(eng, lit[1]) if isinstance(c, SendChildOrder)]
+    assert (again.venue, again.qty, again.tif) == ("LIT2", 400, IOC), "the sweep: 640 still left, capped"
