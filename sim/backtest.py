@@ -121,7 +121,8 @@ class ParentResult(msgspec.Struct, kw_only=True):
     qty: int
     arrival_ns: int
     arrival_mid: int
-    """Fair mid at arrival, ticks (the benchmark)."""
+    """The venues' mid at arrival, ticks (the benchmark; the live run uses
+    the seeded mid, which is the same wherever no pool leaks)."""
     filled: int = 0
     notional_ticks: int = 0
     fees_ticks: float = 0.0

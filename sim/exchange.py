@@ -277,6 +277,8 @@ class VenueCore:
         order = VenueOrder(cl, f"{self._tag}-{next(self._ids)}", symbol, side, qty, ord_type, price_ticks)
         out: list[Out] = []
         if bk.pool is not None:
+            if qty < bk.pool.min_qty or (ord_type is OrdType.LIMIT and (price_ticks or 0) <= 0):
+                return [Rejected(cl, symbol, f"order refused by the pool (qty {qty}, price {price_ticks})")]
             leak = self.market.params(self.venue.name, ts_ns).leak_ticks
             if leak:
                 # The leak happens on receipt, before the pool crosses: the

@@ -84,6 +84,7 @@ def test_toxic_pool_buy_moves_mid_requotes_lit_and_fills_at_moved_mid(toxic: Con
     assert mid0 == ex.market.fair_mid_at(SYM, t)  # nothing leaked yet
     ask1, bid1 = ex.book("LIT1").best_ask(), ex.book("LIT1").best_bid()
     ask2 = ex.book("LIT2").best_ask()
+    assert ask1 is not None and bid1 is not None and ask2 is not None
     assert ask1 == mid0 + toxic.venue("LIT1").sim.half_spread_ticks
 
     outs = ex.cores["DARKT"].new_order("c1", SYM, BUY, 1000, MKT, None, IOC, t)
@@ -355,6 +356,23 @@ def test_rejects(lit: tuple[VenueCore, int]) -> None:
     for bad in (core.new_order("z1", SYM, BUY, 0, MKT, None, IOC, t),
                 core.new_order("z2", SYM, BUY, 100, LMT, None, IOC, t)):
         assert len(bad) == 1 and isinstance(bad[0], Rejected)
+
+
+def test_duplicate_at_toxic_pool_is_rejected_before_it_leaks(toxic: Config) -> None:
+    ex = Exchange(toxic)
+    t = EPOCH + 3 * SEC
+    mid = ex.market.mid_at(SYM, t)
+    core = ex.cores["DARKT"]
+    # A buy limited well below the mid rests (after leaking once).
+    assert [type(o) for o in core.new_order("k1", SYM, BUY, 500, LMT, mid - 10, DAY, t)] == [Ack]
+    assert ex.market.mid_at(SYM, t) == mid + 2
+    dup = core.new_order("k1", SYM, BUY, 500, MKT, None, IOC, t)
+    assert len(dup) == 1 and isinstance(dup[0], Rejected)
+    assert ex.leaks == [(SYM, t)]
+    assert ex.market.mid_at(SYM, t) == mid + 2
+    unk = core.new_order("k2", "NOPE", BUY, 500, MKT, None, IOC, t)
+    assert isinstance(unk[0], Rejected)
+    assert ex.leaks == [(SYM, t)]
 
 
 def test_cancel_unknown_is_refused(lit: tuple[VenueCore, int]) -> None:
