@@ -51,10 +51,8 @@ from router.domain import (
     VenueSessionChanged,
 )
 from router.engine import Engine
-from router.features import feature_engine
-from router.marketdata import MarketData
+from router.features import market_state
 from router.metrics import MarketDataCollector, Metrics, VenueStatsCollector
-from router.venuestats import VenueStats
 from router.waterfall import Planner, make_planner
 
 log = logging.getLogger("sor.app")
@@ -97,14 +95,6 @@ def venue_specs(cfg: Config) -> list[SessionSpec]:
                         host=v.host, port=v.port, heartbeat_s=cfg.fix.heartbeat_s, reconnect_s=cfg.fix.reconnect_s,
                         repeating_groups=True)
             for v in cfg.venues]
-
-
-def market_data(cfg: Config) -> MarketData:
-    """Rings for every configured (venue, symbol), allocated once here."""
-    m = cfg.marketdata
-    return MarketData([v.name for v in cfg.venues], [v.kind is VenueKind.LIT for v in cfg.venues],
-                      [s.symbol for s in cfg.symbols], depth=m.depth, book_capacity=m.book_capacity,
-                      trade_capacity=m.trade_capacity)
 
 
 def resolve_model_path(path: str) -> Path:
@@ -151,10 +141,7 @@ class Router:
         self.clock_ns = clock_ns
         self.metrics = metrics or Metrics([v.name for v in cfg.venues])
         prefix = cfg.router.exec_id_prefix or unique_prefix()
-        self.md = market_data(cfg)
-        self.stats = VenueStats([v.name for v in cfg.venues], [s.symbol for s in cfg.symbols],
-                                half_life_s=cfg.marketdata.stats_half_life_s)
-        self.features = feature_engine(cfg, self.md, self.stats)
+        self.md, self.stats, self.features = market_state(cfg)
         self.scorer, self.model_status = load_model(cfg, self.metrics)
         m_ = self.metrics
         self.planner: Planner = make_planner(

@@ -262,6 +262,11 @@ class Engine:
                 self._cancel_child(child, now_ns, out)
         return out
 
+    def plan_name(self, order_id: str) -> str:
+        """The name of the plan a working parent follows ("" once done)."""
+        plan = self._plans.get(order_id)
+        return plan.name if plan is not None else ""
+
     def next_deadline_ns(self) -> int | None:
         while self._deadlines:
             deadline, cid = self._deadlines[0]

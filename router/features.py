@@ -76,7 +76,7 @@ import numpy as np
 import numpy.typing as npt
 
 from router.config import Config
-from router.domain import OrdType, TimeInForce
+from router.domain import OrdType, TimeInForce, VenueKind
 from router.marketdata import MarketData
 from router.orders import ParentOrder
 from router.venuestats import N_STATS, STAT_FILL_RATE, STAT_MARKOUT_5S_BPS, VenueStats
@@ -953,9 +953,21 @@ class FeatureEngine:
 
 
 def feature_engine(cfg: Config, md: MarketData, stats: VenueStats) -> FeatureEngine:
-    """The feature engine of a config: the daemon and the backtest both build
-    it here, so both compute the same columns from the same parameters."""
+    """The feature engine of a config."""
     return FeatureEngine(md, stats, [v.take_fee_bps for v in cfg.venues], {})
+
+
+def market_state(cfg: Config) -> tuple[MarketData, VenueStats, FeatureEngine]:
+    """The rings, venue statistics and feature engine of a config, allocated
+    once. The daemon and the backtest both build them here, so both compute
+    the same columns from the same parameters."""
+    m = cfg.marketdata
+    venues = [v.name for v in cfg.venues]
+    symbols = [s.symbol for s in cfg.symbols]
+    md = MarketData(venues, [v.kind is VenueKind.LIT for v in cfg.venues], symbols, depth=m.depth,
+                    book_capacity=m.book_capacity, trade_capacity=m.trade_capacity)
+    stats = VenueStats(venues, symbols, half_life_s=m.stats_half_life_s)
+    return md, stats, feature_engine(cfg, md, stats)
 
 
 def _levels_sum(mv: memoryview[int], i: int, n: int) -> int:

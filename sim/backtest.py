@@ -55,11 +55,9 @@ from router.domain import (
     VenueSessionChanged,
 )
 from router.engine import Engine
-from router.features import FeatureEngine, feature_engine
-from router.marketdata import MarketData
+from router.features import FeatureEngine, market_state
 from router.metrics import Metrics
 from router.orders import ParentOrder
-from router.venuestats import VenueStats
 from router.waterfall import Plan, Planner, make_planner
 from sim.exchange import Ack, Canceled, CancelRefused, Filled, Out, Rejected, SharedMarket, Trade, VenueCore
 
@@ -217,13 +215,7 @@ class Backtest:
         self.market = SharedMarket(cfg, EPOCH_NS)
         self.cores = {v.name: VenueCore(cfg, v.name, self.market, f"{v.name}-bt") for v in cfg.venues}
         self.market.on_leak(self._on_leak)
-        m = cfg.marketdata
-        self.md = MarketData([v.name for v in cfg.venues], [v.kind is VenueKind.LIT for v in cfg.venues],
-                             [s.symbol for s in cfg.symbols], depth=m.depth, book_capacity=m.book_capacity,
-                             trade_capacity=m.trade_capacity)
-        self.stats = VenueStats([v.name for v in cfg.venues], [s.symbol for s in cfg.symbols],
-                                half_life_s=m.stats_half_life_s)
-        self.fe = feature_engine(cfg, self.md, self.stats)
+        self.md, self.stats, self.fe = market_state(cfg)
         self.fallbacks = 0
         self.scorer = scorer
         inner = planner or make_planner(cfg, self.fe, scorer, self._fallback, "missing")
@@ -307,8 +299,7 @@ class Backtest:
                                                        first_wave=parent.arrival_ns == now)
                 res = self.results.get(parent.cl_ord_id)
                 if res is not None and not res.plan:
-                    res.plan = self.engine._plans[parent.order_id].name if parent.order_id in self.engine._plans \
-                        else ""
+                    res.plan = self.engine.plan_name(parent.order_id)
                 self.at(now + NET_ONE_WAY_NS, self._venue_new, c)
             elif isinstance(c, CancelChild):
                 self.at(now + NET_ONE_WAY_NS, self._venue_cancel, c)
