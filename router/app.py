@@ -311,7 +311,7 @@ class Router:
             m = self.metrics
             m.tick_to_route.observe((t_sent - ev.recv_ns) / 1e9)
             m.stage["queue"].observe((t_start - ev.recv_ns) / 1e9)
-            m.stage["planning"].observe((t_planned - t_start) / 1e9)
+            m.stage["decision"].observe((t_planned - t_start) / 1e9)
             m.stage["send"].observe((t_sent - t_planned) / 1e9)
         elif isinstance(ev, VenueReport) and ev.exec_type is ExecType.TRADE and cmds:
             self.metrics.fill_to_report.observe((self.clock_ns() - ev.recv_ns) / 1e9)
@@ -342,6 +342,7 @@ class Router:
         v = md.venue_index[upd.venue]
         sym_index = md.symbol_index
         touched: set[int] = set()
+        applied = 0
         if upd.snapshot:
             s = sym_index.get(upd.symbol)
             if s is None:
@@ -365,9 +366,11 @@ class Router:
             else:
                 md.set_level(v, s, e.kind, e.level, e.px_ticks, e.size)
                 touched.add(s)
+            applied += 1
         for s in touched:
             md.commit_book(v, s, upd.recv_ns)
         vm.md_updates.inc()
+        vm.md_entries.inc(applied)
 
     def _on_venue_up_or_down(self, ev: VenueSessionChanged) -> None:
         if ev.venue not in self._lit:

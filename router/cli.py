@@ -69,6 +69,10 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--rates", type=float, nargs="+", help="offered parent rates per second, rising")
     b.add_argument("--latency-rate", type=float, default=250.0, help="pace of the latency runs (default 250/s)")
     b.add_argument("--json", default="bench-results.json", help="where to write the results")
+    b.add_argument("--md-rate", type=float, default=None,
+                   help="market data entries/s for the '+md' run (default 50000; --quick 5000; 0: no '+md' run)")
+    b.add_argument("--scrape-parents", type=int, default=None,
+                   help="parents with and without a 1 Hz metrics scraper, each (default: --parents)")
 
     bt = sub.add_parser("backtest", help="scenarios x policies on a simulated clock: table with 95%% CIs, JSON, PNG")
     bt.add_argument("--scenarios", nargs="+", help="scenario names or TOML files (default: all shipped)")
@@ -127,7 +131,8 @@ def main(argv: list[str] | None = None) -> int:
         bench = importlib.import_module("sim.bench")
         parents = args.parents if args.parents is not None else (300 if args.quick else 20000)
         return int(bench.run_bench(cfg, parents=parents, quick=args.quick, json_path=args.json,
-                                   window_s=args.window, rates=args.rates, latency_rate=args.latency_rate))
+                                   window_s=args.window, rates=args.rates, latency_rate=args.latency_rate,
+                                   md_per_s=args.md_rate, scrape_parents=args.scrape_parents))
     return 2
 
 

@@ -58,6 +58,11 @@ class VenueSimConfig(_Cfg, frozen=True, kw_only=True, forbid_unknown_fields=True
     moves the shared mid this many ticks toward the order's side (others
     trade ahead on the lit venues) before it crosses; the move decays with
     ``scenario.impact_half_life_ms``. 0 is a benign pool."""
+    md_churn_per_s: float = 0.0
+    """Lit venues, benchmarks: book entries per second of extra market data,
+    made by quote refreshes that change sizes but no price (so nothing
+    trades differently), published in messages of one symbol's changed
+    levels. 0 (the default) adds none."""
     seed: int = 1
     allowed_remote: list[str] = msgspec.field(default_factory=lambda: ["127.0.0.1"])
     """Peers the sim venue lets log on (the router's address); [] allows any."""

@@ -30,16 +30,18 @@ class MarketDataView(Protocol):
 
 # 5 us .. 50 ms, roughly x2 per bucket: the range a co-located router lives in.
 LATENCY_BUCKETS_S = (
-    5e-6, 10e-6, 20e-6, 40e-6, 75e-6, 100e-6, 150e-6, 250e-6, 500e-6,
+    5e-6, 10e-6, 20e-6, 30e-6, 40e-6, 50e-6, 75e-6, 100e-6, 150e-6, 250e-6, 500e-6,
     1e-3, 2e-3, 5e-3, 10e-3, 20e-3, 50e-3,
 )
 
 SLIPPAGE_BUCKETS_BPS = (-50.0, -20.0, -10.0, -5.0, -2.0, -1.0, 0.0, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0)
-STAGES = ("queue", "risk", "features", "scoring", "planning", "send")
-"""queue: decode started on quickfix's thread -> picked up by the loop (so
-it contains risk); risk: the edge's checks while decoding; features/scoring: the ML planner's inputs and
-models (later issues); planning: the engine's decision; send: encoding and
-handing the messages to quickfix."""
+STAGES = ("queue", "risk", "decision", "features", "scoring", "planning", "send")
+"""queue: decode started on quickfix's thread -> picked up by the engine
+(so it contains risk); risk: the edge's checks while decoding; decision: the
+engine's whole handling of a new parent, which with the ML planner contains
+features (the venue feature rows), scoring (the ONNX run) and planning (the
+waterfall built from the scores); send: encoding the children and handing
+them to quickfix."""
 
 PARENT_OUTCOMES = ("filled", "canceled", "rejected", "partial_canceled")
 CHILD_OUTCOMES = ("filled", "canceled", "rejected", "partial_canceled")
@@ -59,6 +61,7 @@ class VenueMetrics:
         self.session_up = m.session_up.labels(session=f"venue:{venue}")
         self.ack_latency = m.venue_ack_seconds.labels(venue=venue)
         self.md_updates = m.md_updates.labels(venue=venue)
+        self.md_entries = m.md_entries.labels(venue=venue)
         self.md_dropped = m.md_dropped.labels(venue=venue)
 
 
@@ -142,6 +145,10 @@ class Metrics:
         )
         self.model_info = Gauge("sor_model_info", "1 for the routing model version in use", ["version"], registry=r)
         self.md_updates = Counter("sor_md_updates", "Market data messages applied, by venue", ["venue"], registry=r)
+        self.md_entries = Counter(
+            "sor_md_entries", "Market data entries (price levels and trades) applied, by venue", ["venue"],
+            registry=r,
+        )
         self.md_dropped = Counter(
             "sor_md_dropped", "Market data entries the router could not apply, by venue", ["venue"], registry=r
         )

@@ -22,6 +22,8 @@ import json
 import os
 import platform
 import re
+import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -47,20 +49,45 @@ def mono_ns() -> int:
     return time.clock_gettime_ns(time.CLOCK_MONOTONIC)
 
 
-def bench_config(base: Config, driver: str, planner: str = "static") -> Config:
+def bench_config(base: Config, driver: str, planner: str = "static", md_per_s: float = 0.0) -> Config:
     """A deterministic market, one lit venue deep enough never to run dry:
     every IOC marketable parent fills in full on LIT1 with one child. With
     ``planner="ml"`` every parent also pays features and one ONNX scoring
-    run, which is what the ML rows measure."""
+    run, which is what the ML rows measure. ``md_per_s`` adds a second lit
+    venue, MD1, in its own process, that routes nothing (not allowed) and
+    publishes that many book entries per second to the router (quote-size
+    churn, five levels a side): market data arriving while orders route."""
     r = msgspec.structs.replace
     lit = next(v for v in base.venues if v.name == "LIT1")
-    sim = r(lit.sim, levels=1, level_size_mean=10_000_000, level_size_jitter=0.0, taker_rate_hz=0.0,
-            contra_prob=0.0, requote_ms=50)
+    sim = r(lit.sim, levels=5, level_size_mean=10_000_000, level_size_jitter=0.0, taker_rate_hz=0.0,
+            contra_prob=0.0, requote_ms=50, md_churn_per_s=0.0)
     symbols = [SymbolConfig(symbol=s, tick_size="0.01", lot_size=1, max_order_qty=100_000, ref_price="190.00")
                for s in SYMBOLS]
-    waterfall = r(base.waterfall, venues=["LIT1"], final_action="cancel", rest_venue=None, planner=planner)
-    return r(base, venues=[r(lit, sim=sim)], symbols=symbols, waterfall=waterfall,
+    venues = [r(lit, sim=sim)]
+    if md_per_s > 0:
+        venues.append(r(lit, name="MD1", target_comp_id="MD1", mic="MD1", sim=r(sim, md_churn_per_s=md_per_s)))
+    waterfall = r(base.waterfall, venues=["LIT1"], allowed_venues=["LIT1"], final_action="cancel",
+                  rest_venue=None, planner=planner)
+    return r(base, venues=venues, symbols=symbols, waterfall=waterfall,
              sim=r(base.sim, mid_vol_ticks=0.0), router=r(base.router, driver=driver))
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One daemon set-up the bench measures against a fresh cluster."""
+
+    key: str
+    driver: str
+    planner: str = "static"
+    md_per_s: float = 0.0
+
+
+def variants(md_per_s: float, drivers: tuple[str, ...] = ("threaded", "poll")) -> list[Variant]:
+    out = [Variant(d if p == "static" else f"{d}+ml", d, p) for d in drivers for p in ("static", "ml")]
+    if md_per_s > 0:
+        d = "poll" if "poll" in drivers else drivers[-1]
+        out.append(Variant(f"{d}+ml+md", d, "ml", md_per_s))
+    return out
 
 
 # ------------------------------------------------------------------ statistics
@@ -211,26 +238,110 @@ def tick_to_route(arrivals: dict[int, int], sent: Sent) -> tuple[list[int], int]
     return vals, len(sent.stamps) - len(vals)
 
 
-def run_driver(base: Config, work: Path, driver: str, n: int, warmup: int, rate: float,
-               rates: list[float], window_s: float, floor: dict[str, Any], planner: str = "static") -> dict[str, Any]:
-    cfg = localize(bench_config(base, driver, planner), work)
+class ScraperProcess:
+    """``sim.scraper`` at 1 Hz against the daemon, started and stopped
+    around a block of parents."""
+
+    def __init__(self, url: str, interval_s: float = 1.0) -> None:
+        self.url = url
+        self.interval_s = interval_s
+        self.proc: subprocess.Popen[str] | None = None
+
+    def start(self, timeout_s: float = 20.0) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-m", "sim.scraper", self.url, str(self.interval_s)],
+                                     stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parent.parent)
+        assert self.proc.stdout is not None
+        # Blocks until the child is up: its start-up CPU stays out of the block.
+        line = self.proc.stdout.readline().strip()
+        if line != "ready":
+            self.proc.kill()
+            raise RuntimeError(f"scraper did not start: {line!r}")
+
+    def stop(self) -> dict[str, Any]:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        out, _ = self.proc.communicate(timeout=20)
+        self.proc = None
+        return dict(json.loads(out.strip().splitlines()[-1]))
+
+
+def scrape_comparison(s: Sender, url: str, n: int, rate: float, block: int) -> dict[str, Any]:
+    """Tick-to-route with and without a 1 Hz scraper, in alternating blocks
+    of ``block`` parents (off first) until each side has ``n``: both sides
+    see the same drift of a shared machine."""
+    sides: dict[str, Sent] = {"off": Sent(), "on": Sent()}
+    scrapes = errors = 0
+    body = 0
+    slowest = 0.0
+    on = False
+    while min(len(x.stamps) for x in sides.values()) < n:
+        side = sides["on" if on else "off"]
+        k = min(block, n - len(side.stamps))
+        if k > 0:
+            scraper = ScraperProcess(url) if on else None
+            if scraper is not None:
+                scraper.start()
+            try:
+                sent = s.paced(k, rate)
+            finally:
+                if scraper is not None:
+                    st = scraper.stop()
+                    scrapes += st["scrapes"]
+                    errors += st["errors"]
+                    body = st["bytes"]
+                    slowest = max(slowest, st["max_ms"])
+            s.wait_all(sent, 30)
+            side.stamps += sent.stamps
+            side.cl_ord_ids += sent.cl_ord_ids
+        on = not on
+    return {"sides": sides, "scrapes": scrapes, "scrape_errors": errors, "body_bytes": body,
+            "slowest_scrape_ms": slowest, "block": block}
+
+
+def _md_entries(metrics: dict[str, float]) -> float:
+    return sum(v for k, v in metrics.items() if k.startswith("sor_md_entries_total{"))
+
+
+def _md_rate(before: tuple[float, float], after: tuple[float, float]) -> float | None:
+    """Entries/s the daemon applied between two (monotonic s, entries) readings."""
+    dt = after[0] - before[0]
+    return round((after[1] - before[1]) / dt, 1) if dt > 0 else None
+
+
+def run_driver(base: Config, work: Path, v: Variant, n: int, warmup: int, rate: float,
+               rates: list[float], window_s: float, floor: dict[str, Any], scrape_n: int = 0,
+               scrape_block: int = 1000) -> dict[str, Any]:
+    cfg = localize(bench_config(base, v.driver, v.planner, v.md_per_s), work)
     cluster = Cluster(cfg, work, record_traces=True)
     cluster.start(timeout_s=60)
     oms = SimOms("127.0.0.1", cfg.oms.port, sender_comp_id=cfg.oms.target_comp_id,
                  target_comp_id=cfg.oms.sender_comp_id, state_dir=work / "oms")
-    steps: list[tuple[float, Sent, int, list[int]]] = []
+    steps: list[tuple[float, Sent, int, list[int], float | None]] = []
+    scraped: dict[str, Any] | None = None
+    md_latency: float | None = None
+
+    def md_reading() -> tuple[float, float]:
+        return time.monotonic(), _md_entries(cluster.metrics())
+
     try:
         oms.start(timeout_s=30)
         s = Sender(oms)
         s.wait_all(s.paced(warmup, rate), 30)
+        m0 = md_reading()
         lat = s.paced(n, rate)
         s.wait_all(lat, 60)
+        md_latency = _md_rate(m0, md_reading())
         stages_metrics = cluster.metrics()
+        if scrape_n > 0:
+            scraped = scrape_comparison(s, f"http://{cfg.metrics.host}:{cfg.metrics.port}/metrics", scrape_n,
+                                        rate, scrape_block)
         for r in rates:
+            m0 = md_reading()
             sent = s.paced(None, r, window_s)
             done = s.wait_all(sent, 60)
+            md = _md_rate(m0, md_reading())
             rtts = first_er_rtts(oms, sent)
-            steps.append((r, sent, done, rtts))
+            steps.append((r, sent, done, rtts, md))
             # Online stop check (the venue's trace is only written at exit):
             # the OMS-observed first-ER p99, or a sender that cannot keep up.
             er_p99 = quantiles_us(rtts).get("p99", float("inf"))
@@ -255,9 +366,9 @@ def run_driver(base: Config, work: Path, driver: str, n: int, warmup: int, rate:
 
     ladder: list[dict[str, Any]] = []
     held = 0.0
-    for r, sent, done, rtts in steps:
-        v, miss = tick_to_route(arrivals, sent)
-        q = quantiles_us(v)
+    for r, sent, done, rtts, md in steps:
+        tv, miss = tick_to_route(arrivals, sent)
+        q = quantiles_us(tv)
         achieved = len(sent.stamps) / sent.elapsed_s if sent.elapsed_s > 0 else 0.0
         ok = bool(q) and q["p99"] <= P99_LIMIT_US and achieved >= 0.9 * r and miss == 0
         if ok:
@@ -265,9 +376,11 @@ def run_driver(base: Config, work: Path, driver: str, n: int, warmup: int, rate:
         ladder.append({"offered_per_s": r, "achieved_per_s": round(achieved, 1), "parents": len(sent.stamps),
                        "completed": done, "missing_at_venue": miss,
                        "tick_to_route_us": {k: q[k] for k in ("p50", "p99", "max") if k in q},
-                       "first_er_p99_us": quantiles_us(rtts).get("p99"), "held": ok})
+                       "first_er_p99_us": quantiles_us(rtts).get("p99"), "held": ok,
+                       "md_entries_per_s": md})
     sender_limited = any(st["achieved_per_s"] < 0.9 * st["offered_per_s"] for st in ladder)
-    return {
+    out: dict[str, Any] = {
+        "driver": v.driver, "planner": v.planner,
         "tick_to_route_us": ttr,
         "ratio_to_floor": ratio,
         "stages_us": {"note": "bucket-resolution estimates (upper bound of the bucket holding the quantile), "
@@ -275,8 +388,25 @@ def run_driver(base: Config, work: Path, driver: str, n: int, warmup: int, rate:
                       "stages": stages, "in_process_tick_to_route": in_proc},
         "throughput": {"window_s": window_s, "p99_limit_us": P99_LIMIT_US, "highest_rate_held_per_s": held,
                        "sender_limited": sender_limited, "steps": ladder},
+        "market_data": {"churn_offered_entries_per_s": v.md_per_s,
+                        "applied_entries_per_s_latency_phase": md_latency},
         "exit_codes": codes,
     }
+    if scraped is not None:
+        sides = {}
+        for name, sent in scraped["sides"].items():
+            tv, miss = tick_to_route(arrivals, sent)
+            sides[name] = dict(quantiles_us(tv), missing=float(miss))
+        off, on = sides["off"].get("p99.9"), sides["on"].get("p99.9")
+        out["scrape"] = {
+            "what": "1 Hz GET /metrics from another process, in alternating blocks with none",
+            "block_parents": scraped["block"], "scrapes": scraped["scrapes"],
+            "scrape_errors": scraped["scrape_errors"], "body_bytes": scraped["body_bytes"],
+            "slowest_scrape_ms": scraped["slowest_scrape_ms"],
+            "off_us": sides["off"], "on_us": sides["on"],
+            "p99.9_change_pct": round(100.0 * (on - off) / off, 1) if on and off else None,
+        }
+    return out
 
 
 # ---------------------------------------------------------------------- output
@@ -323,14 +453,36 @@ def print_report(res: dict[str, Any]) -> None:
         note = " (the Python sim OMS could not offer some rates: sender-limited)" if tp["sender_limited"] else ""
         print(f"  {d:<12}highest rate held: {tp['highest_rate_held_per_s']:.0f}/s{note}")
     print(f"\nml: {res['ml_note']}")
+    for d, r in res["drivers"].items():
+        md = r["market_data"]
+        if md["churn_offered_entries_per_s"] > 0:
+            per_step = ", ".join(f"{st['offered_per_s']:.0f}/s: {_fmt(st['md_entries_per_s'])}"
+                                 for st in r["throughput"]["steps"])
+            print(f"market data, {d}: churn offered {md['churn_offered_entries_per_s']:,.0f} entries/s; applied by "
+                  f"the daemon {_fmt(md['applied_entries_per_s_latency_phase'])}/s during the latency run; "
+                  f"per throughput step (parents/s: entries/s) {per_step}")
+    for d, r in res["drivers"].items():
+        sc = r.get("scrape")
+        if not sc:
+            continue
+        print(f"\nmetrics scraping, {d} ({sc['what']}; {sc['block_parents']} parents per block, "
+              f"{sc['scrapes']} scrapes of {sc['body_bytes']:,} bytes, slowest {sc['slowest_scrape_ms']} ms)")
+        for name in ("off", "on"):
+            t = sc[f"{name}_us"]
+            print(f"  {'scraper ' + name:<32}" + "".join(f"{_fmt(t.get(c)):>10}" for c in cols))
+        print(f"  p99.9 change with the scraper: {_fmt(sc['p99.9_change_pct'])}%")
 
 
 def run_bench(base: Config, parents: int, quick: bool, json_path: str, window_s: float | None = None,
               rates: list[float] | None = None, latency_rate: float = 250.0,
-              drivers: tuple[str, ...] = ("threaded", "poll")) -> int:
+              drivers: tuple[str, ...] = ("threaded", "poll"), md_per_s: float | None = None,
+              scrape_parents: int | None = None, scrape_variant: str = "poll+ml") -> int:
     warmup = min(1000, max(200, parents // 10))
     window = window_s if window_s is not None else (1.0 if quick else 2.0)
     ladder = rates or (QUICK_RATES if quick else FULL_RATES)
+    md_rate = md_per_s if md_per_s is not None else (5_000.0 if quick else 50_000.0)
+    scrape_n = scrape_parents if scrape_parents is not None else parents
+    block = max(50, min(1000, scrape_n // 4))
     res: dict[str, Any] = {
         "machine": {"cpus": os.cpu_count(), "cpus_usable": len(os.sched_getaffinity(0)),
                     "python": platform.python_version(), "platform": platform.platform(),
@@ -338,7 +490,9 @@ def run_bench(base: Config, parents: int, quick: bool, json_path: str, window_s:
         "parents": parents, "warmup": warmup, "latency_rate_per_s": latency_rate, "window_s": window,
         "ml": "on and off",
         "ml_note": "rows '<driver>+ml' route with the ML planner (features + one ONNX run of the shipped model per "
-                   "parent); rows '<driver>' with the static waterfall",
+                   "parent); rows '<driver>' with the static waterfall; '+md': market data churn from a second "
+                   "venue process (MD1) arrives during the whole run",
+        "md_churn_entries_per_s": md_rate, "scrape_parents": scrape_n, "scrape_variant": scrape_variant,
     }
     with tempfile.TemporaryDirectory(prefix="sor-bench-") as tmp:
         root = Path(tmp)
@@ -346,14 +500,14 @@ def run_bench(base: Config, parents: int, quick: bool, json_path: str, window_s:
         print(f"floor: {parents} orders OMS -> venue ...", file=sys.stderr, flush=True)
         res["floor"] = measure_floor(base, root / "floor", parents, warmup, latency_rate)
         res["drivers"] = {}
-        for d in drivers:
-            for planner in ("static", "ml"):
-                key = d if planner == "static" else f"{d}+ml"
-                work = root / key
-                work.mkdir()
-                print(f"{key}: {parents} parents, then rates {ladder} ...", file=sys.stderr, flush=True)
-                res["drivers"][key] = run_driver(base, work, d, parents, warmup, latency_rate, ladder, window,
-                                                 res["floor"], planner)
+        for v in variants(md_rate, drivers):
+            work = root / v.key
+            work.mkdir()
+            sn = scrape_n if v.key == scrape_variant else 0
+            extra = f", scraper on/off {sn} parents each" if sn else ""
+            print(f"{v.key}: {parents} parents{extra}, then rates {ladder} ...", file=sys.stderr, flush=True)
+            res["drivers"][v.key] = run_driver(base, work, v, parents, warmup, latency_rate, ladder, window,
+                                               res["floor"], sn, block)
     Path(json_path).write_text(json.dumps(res, indent=2))
     print_report(res)
     print(f"\nJSON: {json_path}")

@@ -209,6 +209,18 @@ class LitBook:
             book_side.drop_level(order.price_ticks)
         return remaining
 
+    def amend_qty(self, order_id: str, qty: int) -> bool:
+        """Change a resting order's size in place (a maker's quote refresh).
+        Time priority is kept either way: only the background makers amend,
+        and they only ever queue behind themselves at their own levels.
+        False if the order is not resting or ``qty <= 0``."""
+        order = self._orders.get(order_id)
+        if order is None or qty <= 0:
+            return False
+        self._sides[order.side].levels[order.price_ticks].total += qty - order.remaining
+        order.remaining = qty
+        return True
+
     # ----------------------------------------------------------------- matching
 
     def _match(
@@ -262,6 +274,8 @@ class BackgroundLiquidity:
 
     __slots__ = (
         "_book",
+        "_flick",
+        "_quotes",
         "_rng",
         "_seq",
         "half_spread_ticks",
@@ -294,6 +308,8 @@ class BackgroundLiquidity:
         self._book = book
         self._rng = rng
         self._seq = 0
+        self._quotes: list[str] = []
+        self._flick = False
         self.levels = levels
         self.half_spread_ticks = half_spread_ticks
         self.size_mean = size_mean
@@ -308,6 +324,7 @@ class BackgroundLiquidity:
         """
         for order_id in self._book.owner_orders(self.owner):
             self._book.cancel(order_id)
+        self._quotes.clear()
         sizes = self._sizes(2 * self.levels)
         fills: list[Fill] = []
         # Innermost level first, so a crossed resting order trades against
@@ -321,6 +338,22 @@ class BackgroundLiquidity:
             fills += self._place(Side.SELL, int(sizes[self.levels + i]), price, ts_ns)
         return fills
 
+    def flicker(self) -> int:
+        """Every quote still resting from the last ladder changes its size by
+        one lot, up on one call and back down on the next: quote-refresh
+        churn that moves no price and trades nothing, so a benchmark can set
+        the market data volume without touching what orders fill at.
+        Returns the number of quotes amended."""
+        self._flick = not self._flick
+        step = self.lot_size if self._flick else -self.lot_size
+        n = 0
+        book = self._book
+        for order_id in self._quotes:
+            qty = book.resting(order_id)
+            if qty is not None and book.amend_qty(order_id, qty + step if qty + step > 0 else qty + abs(step)):
+                n += 1
+        return n
+
     def take(self, side: Side, qty: int, ts_ns: int) -> list[Fill]:
         """An aggressive market IOC of ``qty`` shares; unmatched remainder vanishes."""
         result = self._book.submit(
@@ -329,9 +362,10 @@ class BackgroundLiquidity:
         return result.fills
 
     def _place(self, side: Side, qty: int, price: int, ts_ns: int) -> list[Fill]:
-        result = self._book.submit(
-            self._next_id(), self.owner, side, qty, OrdType.LIMIT, price, TimeInForce.DAY, ts_ns
-        )
+        order_id = self._next_id()
+        result = self._book.submit(order_id, self.owner, side, qty, OrdType.LIMIT, price, TimeInForce.DAY, ts_ns)
+        if result.rested_qty:
+            self._quotes.append(order_id)
         return result.fills
 
     def _sizes(self, n: int) -> npt.NDArray[np.int64]:

@@ -343,6 +343,11 @@ class VenueCore:
                     self._fills(symbol, bk.pool.on_contra_arrival(side, size, mid, ts_ns), side, out)
         return out
 
+    def flicker(self) -> int:
+        """Quote-refresh churn on every lit book (see ``BackgroundLiquidity.flicker``);
+        the number of quotes amended."""
+        return sum(bk.bg.flicker() for bk in self.books.values() if bk.bg is not None)
+
     def requote(self, symbol: str, ts_ns: int) -> list[Out]:
         """Lit makers move their ladder to the current mid now (after a leak)."""
         bk = self.books.get(symbol)

@@ -50,6 +50,7 @@ class MdPublisher:
         self._last: dict[str, tuple[Levels, Levels]] = {}
         self._seq = itertools.count(1)
         self.messages_sent = 0
+        self.entries_sent = 0
 
     @property
     def subscribed(self) -> frozenset[str]:
@@ -142,3 +143,4 @@ class MdPublisher:
             m.addGroup(g)
         self._send(m)
         self.messages_sent += 1
+        self.entries_sent += len(entries)

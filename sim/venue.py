@@ -72,6 +72,10 @@ from sim.mdfeed import MdPublisher
 
 log = logging.getLogger("sor.sim.venue")
 
+CHURN_MAX_ROUNDS = 20
+CHURN_MAX_LAG = 10_000
+"""Entries of churn backlog kept at most (0.2 s at 50,000/s)."""
+
 
 
 def day_epoch_ns(now_ns: int) -> int:
@@ -108,6 +112,9 @@ class VenueServer:
         self.gw = Gateway(f"sim-{venue_name}", [spec], self.app, state_dir, file_store=True)
         self._timer: asyncio.TimerHandle | None = None
         self._md_timer: asyncio.TimerHandle | None = None
+        self._churn_timer: asyncio.TimerHandle | None = None
+        self._churn_t0 = 0
+        self._churn_done = 0
         self.record_trace = record_trace
         self.trace_arrivals: list[tuple[int, int]] = []
         """(SorTraceNs(7002) of an arriving order, CLOCK_MONOTONIC at receipt)."""
@@ -129,10 +136,13 @@ class VenueServer:
         self._tick()
         if self.md is not None:
             self._md_tick()
+            if self.venue.sim.md_churn_per_s > 0:
+                self._churn_t0 = time.monotonic_ns()
+                self._churn_tick()
         self.gw.start()
 
     def stop(self) -> None:
-        for t in (self._timer, self._md_timer):
+        for t in (self._timer, self._md_timer, self._churn_timer):
             if t is not None:
                 t.cancel()
         self.gw.stop()
@@ -176,6 +186,34 @@ class VenueServer:
         except Exception:
             log.exception("venue %s market data publish failed", self.venue.name)
         self._md_timer = self.loop.call_later(self.venue.sim.md_interval_ms / 1000.0, self._md_tick)
+
+    def _churn_tick(self) -> None:
+        """Benchmark market data: keep the entries published by churn on the
+        schedule ``md_churn_per_s`` sets, in rounds of one flicker of every
+        quote plus one message per symbol. Behind schedule (a busy loop),
+        at most ``CHURN_MAX_ROUNDS`` rounds per wake-up: the rate actually
+        sent is what the receiver counts, and a backlog burst would measure
+        the burst, not the rate."""
+        assert self.md is not None
+        try:
+            due = self.venue.sim.md_churn_per_s * (time.monotonic_ns() - self._churn_t0) / 1e9
+            books = self.core.lit_books()
+            rounds = 0
+            while self._churn_done < due and rounds < CHURN_MAX_ROUNDS:
+                before = self.md.entries_sent
+                self.core.flicker()
+                self.md.publish_books(books)
+                sent = self.md.entries_sent - before
+                if sent == 0:  # nothing subscribed yet
+                    self._churn_done = int(due)
+                    break
+                self._churn_done += sent
+                rounds += 1
+            if self._churn_done < due - CHURN_MAX_LAG:
+                self._churn_done = int(due - CHURN_MAX_LAG)  # give up on a backlog; the receiver counts the truth
+        except Exception:
+            log.exception("venue %s market data churn failed", self.venue.name)
+        self._churn_timer = self.loop.call_later(0.001, self._churn_tick)
 
     # ----------------------------------------------------- loop: the venue
 

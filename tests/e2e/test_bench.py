@@ -30,15 +30,24 @@ def test_bench_quick_writes_results(tmp_path: Path) -> None:
     assert _positive(res["machine"]["cpus"])
     for q in ("p50", "p99", "max"):
         assert _positive(res["floor"]["rtt_us"][q])
-    assert set(res["drivers"]) == {"threaded", "poll", "threaded+ml", "poll+ml"}
+    assert set(res["drivers"]) == {"threaded", "poll", "threaded+ml", "poll+ml", "poll+ml+md"}
     for d in res["drivers"].values():
         assert {"tick_to_route_us", "ratio_to_floor", "stages_us", "throughput"} <= set(d)
         for q in ("p50", "p90", "p99", "p99.9", "max"):
             assert _positive(d["tick_to_route_us"][q])
         assert _positive(d["ratio_to_floor"]["p50"]) and _positive(d["ratio_to_floor"]["p99"])
-        assert d["stages_us"]["stages"], "daemon stage histograms were scraped"
-    for key in ("threaded+ml", "poll+ml"):
-        assert "scoring" in res["drivers"][key]["stages_us"]["stages"], "the ML rows really scored"
+        assert "decision" in d["stages_us"]["stages"], "daemon stage histograms were scraped"
         steps = d["throughput"]["steps"]
         assert steps and all(_positive(s["achieved_per_s"]) for s in steps)
         assert d["throughput"]["highest_rate_held_per_s"] >= 0
+    for key in ("threaded+ml", "poll+ml", "poll+ml+md"):
+        assert "scoring" in res["drivers"][key]["stages_us"]["stages"], "the ML rows really scored"
+    md = res["drivers"]["poll+ml+md"]["market_data"]
+    # The churn really reached the daemon's books (the rate is reported, not judged).
+    assert _positive(md["applied_entries_per_s_latency_phase"])
+    assert all(_positive(s["md_entries_per_s"]) for s in res["drivers"]["poll+ml+md"]["throughput"]["steps"])
+    sc = res["drivers"]["poll+ml"]["scrape"]
+    assert sc["scrapes"] > 0 and sc["scrape_errors"] == 0 and sc["body_bytes"] > 0
+    for side in ("off_us", "on_us"):
+        assert _positive(sc[side]["p99.9"]) and sc[side]["missing"] == 0
+    assert "scrape" not in res["drivers"]["poll"]

@@ -177,6 +177,38 @@ def test_bg_requote_ladder() -> None:
     assert book.best_bid() == 1009 and book.best_ask() == 1011
 
 
+def test_amend_qty_changes_size_and_level_total_only() -> None:
+    book = LitBook()
+    _lim(book, "a", SELL, 100, 1001)
+    _lim(book, "b", SELL, 50, 1001)
+    assert book.amend_qty("a", 30)
+    assert book.depth(SELL, 1) == [(1001, 80)]
+    assert book.resting("a") == 30
+    assert not book.amend_qty("a", 0) and not book.amend_qty("nope", 10)
+    # Priority kept: a buyer meets "a" first, with its amended size.
+    fills = _mkt(book, "t", BUY, 40).fills
+    assert [(f.maker_id, f.qty) for f in fills] == [("a", 30), ("b", 10)]
+    assert book.depth(SELL, 1) == [(1001, 40)]
+
+
+def test_bg_flicker_changes_sizes_not_prices_and_returns() -> None:
+    book = LitBook()
+    bg = _bg(book)
+    bg.requote(1000, 0)
+    before = book.depth(BUY, 10) + book.depth(SELL, 10)
+    assert bg.flicker() == 6
+    after = book.depth(BUY, 10) + book.depth(SELL, 10)
+    assert [p for p, _ in after] == [p for p, _ in before]
+    assert all(q2 - q1 == 100 for (_, q1), (_, q2) in zip(before, after, strict=True))
+    assert bg.flicker() == 6
+    assert book.depth(BUY, 10) + book.depth(SELL, 10) == before, "up one call, back down the next"
+    # A quote that traded away is skipped; a requote starts a fresh set.
+    _mkt(book, "t", BUY, 10**6)
+    assert bg.flicker() == 3
+    bg.requote(1000, 1)
+    assert bg.flicker() == 6
+
+
 def test_bg_requote_crosses_resting_router_order() -> None:
     book = LitBook()
     bg = _bg(book)
