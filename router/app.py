@@ -53,7 +53,7 @@ from router.domain import (
 from router.engine import Engine
 from router.features import market_state
 from router.metrics import MarketDataCollector, Metrics, VenueStatsCollector
-from router.waterfall import Planner, make_planner
+from router.waterfall import MLPlanner, Planner, make_planner
 
 log = logging.getLogger("sor.app")
 
@@ -144,9 +144,14 @@ class Router:
         self.md, self.stats, self.features = market_state(cfg)
         self.scorer, self.model_status = load_model(cfg, self.metrics)
         m_ = self.metrics
+        # Stage times are observed after the children are sent: a histogram
+        # observe is a few us, too dear to pay on the way to the venue.
+        self._pending_stages: list[tuple[str, int]] = []
         self.planner: Planner = make_planner(
             cfg, self.features, self.scorer, lambda reason: m_.model_fallbacks.labels(reason=reason).inc(),
-            self.model_status, stage_ns=lambda stage, ns: m_.stage[stage].observe(ns / 1e9), clock_ns=clock_ns)
+            self.model_status, stage_ns=lambda stage, ns: self._pending_stages.append((stage, ns)),
+            clock_ns=clock_ns)
+        self._warm = self.planner.warm if isinstance(self.planner, MLPlanner) else None
         self.engine = Engine(cfg, self.planner, self.metrics, prefix, market=self.md, stats=self.stats)
         inst = instruments(cfg)
         self.oms_codec = OmsCodec(inst, clock_ns)
@@ -216,11 +221,16 @@ class Router:
         except Exception:
             self.metrics.callback_errors.labels(callback="poll").inc()
             log.exception("quickfix poll failed")
+        r = self.cfg.router
         if self._events != before:
             self._idle_passes = 0
         else:
             self._idle_passes += 1
-        r = self.cfg.router
+            # Idle, so the decision path goes cold (a core that polled
+            # sockets for a few ms ran the model 4x slower): run it for no
+            # order now and then, off the path of any real one.
+            if self._warm is not None and r.poll_warm_every and self._idle_passes % r.poll_warm_every == 1:
+                self._warm(self.clock_ns())
         if self._idle_passes < r.poll_idle_spins:
             self.loop.call_soon(self._pump)
         else:
@@ -232,8 +242,13 @@ class Router:
         self._events += 1
         ev = self.oms_codec.decode(msg, key)
         if isinstance(ev, NewOrderReceived):
-            # recv_ns is stamped when decoding starts: the rest is the edge's checks.
-            self.metrics.stage["risk"].observe((self.clock_ns() - ev.recv_ns) / 1e9)
+            # recv_ns is stamped when decoding starts: the rest is the edge's
+            # checks. Inline (poll), observed once the children are out.
+            risk_ns = self.clock_ns() - ev.recv_ns
+            if self._polling:
+                self._pending_stages.append(("risk", risk_ns))
+            else:
+                self.metrics.stage["risk"].observe(risk_ns / 1e9)
         if isinstance(ev, Malformed):
             self.metrics.session_reject[ev.kind].inc()
             self._send_oms(OmsCodec.encode_session_reject(ev), key)
@@ -313,6 +328,10 @@ class Router:
             m.stage["queue"].observe((t_start - ev.recv_ns) / 1e9)
             m.stage["decision"].observe((t_planned - t_start) / 1e9)
             m.stage["send"].observe((t_sent - t_planned) / 1e9)
+        if self._pending_stages:
+            for stage, ns in self._pending_stages:
+                self.metrics.stage[stage].observe(ns / 1e9)
+            self._pending_stages.clear()
         elif isinstance(ev, VenueReport) and ev.exec_type is ExecType.TRADE and cmds:
             self.metrics.fill_to_report.observe((self.clock_ns() - ev.recv_ns) / 1e9)
         self._arm_timer()

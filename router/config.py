@@ -192,6 +192,10 @@ class RouterConfig(_Cfg, frozen=True, kw_only=True, forbid_unknown_fields=True):
     poll_idle_backoff_us: int = 200
     """poll driver: how long to yield the core when idle (bounds the latency
     an idle router adds to the next message)."""
+    poll_warm_every: int = 64
+    """poll driver, ML planner: every this many idle passes, run the
+    features and the model once for no order, so the next parent finds that
+    code in the caches (0: never)."""
     exec_id_prefix: str = ""
     """Prefix for ExecIDs/OrderIDs; empty means a per-start unique prefix."""
 

@@ -288,6 +288,7 @@ class FeatureEngine:
             if not (1.0 <= a < math.inf):
                 raise ValueError(f"adv[{sym!r}] must be >= 1 share, got {a}")
         self.md = md
+        self._warm_s = 0
         self.stats = stats
         self.n_venues = nv
         self.n_symbols = ns
@@ -705,6 +706,17 @@ class FeatureEngine:
         self._atr_val[k] = tr if seen else -1.0
 
     # ------------------------------------------------------------------ compute
+
+    def warm(self, now_ns: int) -> None:
+        """Run ``compute`` for a one-share limit buy on the next symbol in
+        turn, result unused: keeps this path's code and data in the caches
+        while the router idles (see ``Router._pump``). Same effect on the
+        state as an order at ``now_ns`` would have (the caches catch up), so
+        it changes no later result."""
+        n = len(self.md.symbols)
+        if n:
+            self._warm_s = (self._warm_s + 1) % n
+            self.compute(self._warm_s, 1, 1, True, 0, True, now_ns)
 
     def compute_order(self, order: ParentOrder, now_ns: int) -> F32:
         """``compute`` for a ParentOrder (symbol looked up in MarketData)."""

@@ -97,11 +97,17 @@ class VenueScorer(Protocol):
         why)."""
         ...
 
+    def warm(self) -> None:
+        """A run whose result is unused (keeps the model's code hot)."""
+        ...
+
 
 class OrderFeatures(Protocol):
     """What the planners need from ``router.features.FeatureEngine``."""
 
     def compute_order(self, order: ParentOrder, now_ns: int) -> npt.NDArray[np.float32]: ...
+
+    def warm(self, now_ns: int) -> None: ...
 
 
 # ------------------------------------------------------------------ helpers
@@ -433,6 +439,17 @@ class MLPlanner:
         return plan
 
     # ---------------------------------------------------------- internals
+
+    def warm(self, now_ns: int) -> None:
+        """Features and one model run for no order, results unused, nothing
+        recorded: the poll driver calls this while idle so the next real
+        order finds the decision path in the caches."""
+        try:
+            self._features.warm(now_ns)
+            if self._scorer is not None:
+                self._scorer.warm()
+        except Exception:
+            log.exception("warming the decision path failed")
 
     def _fallback(self, order: ParentOrder, venues_up: frozenset[str], reason: str, t0: int | None = None) -> Plan:
         """The static plan for an order the model could not score; ``t0``:

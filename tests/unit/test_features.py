@@ -391,6 +391,26 @@ def test_time_going_backwards_rebuilds() -> None:
     assert np.array_equal(fresh.compute(XYZ, 1, 500, True, 10003, True, NOW - 2 * S), earlier)
 
 
+def test_warm_changes_no_later_result() -> None:
+    """The poll driver warms the features while idle; a warmed engine and a
+    cold one agree on every order after (same market, same times)."""
+    md1, _, fe1 = make()
+    md2, _, fe2 = make()
+    rng = random.Random(7)
+    mid2 = 20000
+    for i in range(200):
+        t = S + i * 40 * MS
+        mid2 += rng.choice((-2, 0, 2))
+        for md in (md1, md2):
+            book(md, i % 2, XYZ, t, [(mid2 // 2 - 1, 100 + i)], [(mid2 // 2 + 1, 100)])
+            md.apply_trade(i % 2, XYZ, t, mid2 // 2, 10 + i % 7, 1 if i % 3 else -1)
+        for k in range(i % 4):
+            fe2.warm(t + k)
+        if i % 7 == 0:
+            a = fe1.compute(XYZ, -1, 300, True, 9990, False, t + 5).copy()
+            assert np.array_equal(fe2.compute(XYZ, -1, 300, True, 9990, False, t + 5), a)
+
+
 def test_catch_up_gives_the_same_values() -> None:
     md1, _, fe1 = make()
     md2, _, fe2 = make()

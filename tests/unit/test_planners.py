@@ -115,10 +115,14 @@ class FakeFeatures:
         self.out[:, C_TOUCH] = touch
         self.out[:, C_TOP3] = top3
         self.calls: list[int] = []
+        self.warmed: list[int] = []
 
     def compute_order(self, order: ParentOrder, now_ns: int) -> npt.NDArray[np.float32]:
         self.calls.append(now_ns)
         return self.out
+
+    def warm(self, now_ns: int) -> None:
+        self.warmed.append(now_ns)
 
 
 class FakeScorer:
@@ -130,6 +134,10 @@ class FakeScorer:
         self.raises = raises
         self.last_failure: str | None = None
         self.seen: list[npt.NDArray[np.float32]] = []
+        self.warms = 0
+
+    def warm(self) -> None:
+        self.warms += 1
 
     def score(self, features: npt.NDArray[np.float32]) -> npt.NDArray[np.float32] | None:
         self.seen.append(features.copy())
@@ -503,6 +511,19 @@ def test_stage_times_are_reported() -> None:
                         clock_ns=lambda: next(ticks))
     planner.plan(order(100), ALL)
     assert [s for s, _ in stages] == ["features", "planning"], "no scorer: nothing scored"
+
+
+def test_warm_runs_features_and_model_and_records_nothing() -> None:
+    stages: list[tuple[str, int]] = []
+    feats = FakeFeatures()
+    planner, scorer, fallbacks = ml(sc=scores([3.0, 1.0, 9.0, 8.0, 2.0]), features=feats,
+                                    stage_ns=lambda s, ns: stages.append((s, ns)), clock_ns=lambda: 0)
+    planner.warm(123)
+    assert feats.warmed == [123] and scorer.warms == 1
+    assert stages == [] and fallbacks == [] and feats.calls == [] and scorer.seen == []
+    assert planner.last_strategy is None and planner.last_scores is None
+    MLPlanner(make_cfg(), feats, None).warm(5)  # no model: features only
+    assert feats.warmed == [123, 5]
 
 
 # ---------------------------------------------------------------- baselines

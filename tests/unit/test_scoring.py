@@ -166,6 +166,22 @@ def test_output_buffer_is_reused_and_input_copied(tmp_path: Path) -> None:
     np.testing.assert_allclose(out2, reference(x2), rtol=1e-5, atol=1e-5)
 
 
+def test_warm_records_nothing_and_changes_no_score(tmp_path: Path) -> None:
+    sc = Scorer(install(tmp_path, linear_model()), V, budget_us=1)  # every real run is over budget
+    out = sc.score(features(3))
+    assert out is None and sc.last_failure == "over_budget"
+    failures, last_ns = dict(sc.failures), sc.last_run_ns
+    sc.last_failure = None
+    for _ in range(5):
+        sc.warm()
+    assert sc.failures == failures and sc.last_run_ns == last_ns and sc.last_failure is None
+    ok = Scorer(install(tmp_path, linear_model(), name="b.onnx"), V)
+    ok.warm()
+    out = ok.score(features(4))
+    assert out is not None
+    np.testing.assert_allclose(out, reference(features(4)), rtol=1e-5, atol=1e-5)
+
+
 def test_float64_features_are_cast(tmp_path: Path) -> None:
     sc = Scorer(install(tmp_path, linear_model()), V)
     x = features(3)
