@@ -14,6 +14,7 @@ Either way the loop thread owns the engine and does all sending.
 from __future__ import annotations
 
 import asyncio
+import gc
 import itertools
 import logging
 import signal
@@ -191,6 +192,7 @@ class Router:
     def start(self) -> None:
         version = self.scorer.version if self.scorer is not None else "static"
         self.metrics.model_info.labels(version=version).set(1)
+        self.metrics.watch_gc()
         if self.cfg.metrics.enabled:
             self.metrics.serve(self.cfg.metrics.host, self.cfg.metrics.port)
         self._lag_due_ns = self.clock_ns() + LAG_PROBE_NS
@@ -470,6 +472,11 @@ async def _serve(cfg: Config) -> None:
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    # Everything built so far (modules, onnxruntime, quickfix, config, the
+    # rings) lives for the whole run: move it out of the collector's sight,
+    # or every full collection walks it while the engine waits.
+    gc.collect()
+    gc.freeze()
     router.start()
     allowed = ", ".join(cfg.oms.allowed_remote) or "any address"
     print(f"sor: routing; OMS acceptor on port {cfg.oms.port} (logons from {allowed}), metrics on "

@@ -73,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="market data entries/s for the '+md' run (default 50000; --quick 5000; 0: no '+md' run)")
     b.add_argument("--scrape-parents", type=int, default=None,
                    help="parents with and without a 1 Hz metrics scraper, each (default: --parents)")
+    b.add_argument("--only", nargs="+", metavar="RUN",
+                   help="measure only these runs (threaded, threaded+ml, poll, poll+ml, poll+ml+md)")
 
     bt = sub.add_parser("backtest", help="scenarios x policies on a simulated clock: table with 95%% CIs, JSON, PNG")
     bt.add_argument("--scenarios", nargs="+", help="scenario names or TOML files (default: all shipped)")
@@ -132,7 +134,8 @@ def main(argv: list[str] | None = None) -> int:
         parents = args.parents if args.parents is not None else (300 if args.quick else 20000)
         return int(bench.run_bench(cfg, parents=parents, quick=args.quick, json_path=args.json,
                                    window_s=args.window, rates=args.rates, latency_rate=args.latency_rate,
-                                   md_per_s=args.md_rate, scrape_parents=args.scrape_parents))
+                                   md_per_s=args.md_rate, scrape_parents=args.scrape_parents,
+                                   only=args.only))
     return 2
 
 

@@ -187,8 +187,12 @@ class RouterConfig(_Cfg, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """threaded: quickfix's socket threads decode and hand events to the loop
     (idle CPU near zero, costs a thread hop). poll: the loop's thread pumps
     every FIX session and routes inline (no hop; spins a core while busy)."""
-    poll_idle_spins: int = 2000
-    """poll driver: empty passes before backing off."""
+    poll_idle_spins: int = 20000
+    """poll driver: empty passes before backing off. Spinning is what this
+    driver is for: under sor bench at 250 parents/s, 20000 (never backing
+    off between parents) gave tick-to-route p99.9 1.7 ms against 5.3 ms
+    with 2000 and 4.6 ms with 100, on a 2-core box shared with the OMS and
+    the venue."""
     poll_idle_backoff_us: int = 200
     """poll driver: how long to yield the core when idle (bounds the latency
     an idle router adds to the next message)."""

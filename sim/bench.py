@@ -298,6 +298,30 @@ def scrape_comparison(s: Sender, url: str, n: int, rate: float, block: int) -> d
             "slowest_scrape_ms": slowest, "block": block}
 
 
+def _max_bucket(metrics: dict[str, float], name: str) -> float | None:
+    """The upper bound (us) of the highest bucket any observation of
+    ``name`` fell in, over all label sets (None: +Inf or no observation)."""
+    best: float | None = None
+    series: dict[str, list[tuple[float, float]]] = {}
+    for key, value in metrics.items():
+        m = _BUCKET.match(key)
+        if not m or m.group(1) != name:
+            continue
+        labels = dict(_LABEL.findall(m.group(2)))
+        le = float(labels.pop("le").replace("+Inf", "inf"))
+        series.setdefault(str(sorted(labels.items())), []).append((le, value))
+    for buckets in series.values():
+        buckets.sort()
+        total = buckets[-1][1]
+        if total <= 0:
+            continue
+        first_full = next(le for le, c in buckets if c >= total)
+        if first_full == float("inf"):
+            return None
+        best = max(best or 0.0, first_full * 1e6)
+    return best
+
+
 def _md_entries(metrics: dict[str, float]) -> float:
     return sum(v for k, v in metrics.items() if k.startswith("sor_md_entries_total{"))
 
@@ -347,6 +371,7 @@ def run_driver(base: Config, work: Path, v: Variant, n: int, warmup: int, rate: 
             er_p99 = quantiles_us(rtts).get("p99", float("inf"))
             if er_p99 > P99_LIMIT_US or len(sent.stamps) < 0.8 * r * window_s:
                 break
+        final_metrics = cluster.metrics()
     finally:
         oms.stop()
         codes = cluster.stop()
@@ -363,6 +388,7 @@ def run_driver(base: Config, work: Path, v: Variant, n: int, warmup: int, rate: 
     ratio = {q: round(ttr[q] / fl[q], 2) for q in ("p50", "p99") if ttr.get(q) and fl.get(q)}
     stages = histogram_quantiles(stages_metrics, "sor_stage_seconds", "stage")
     in_proc = histogram_quantiles(stages_metrics, "sor_tick_to_route_seconds", None).get("", {})
+    gc_pauses = histogram_quantiles(final_metrics, "sor_gc_pause_seconds", "generation")
 
     ladder: list[dict[str, Any]] = []
     held = 0.0
@@ -390,6 +416,8 @@ def run_driver(base: Config, work: Path, v: Variant, n: int, warmup: int, rate: 
                        "sender_limited": sender_limited, "steps": ladder},
         "market_data": {"churn_offered_entries_per_s": v.md_per_s,
                         "applied_entries_per_s_latency_phase": md_latency},
+        "gc_pauses_us": {"note": "whole run, bucket-resolution estimates", "by_generation": gc_pauses,
+                         "max_le_us": _max_bucket(final_metrics, "sor_gc_pause_seconds")},
         "exit_codes": codes,
     }
     if scraped is not None:
@@ -442,6 +470,10 @@ def print_report(res: dict[str, Any]) -> None:
         if ip:
             parts.append(f"decode->child sent {_fmt(ip['p50_us_le'])}/{_fmt(ip['p99_us_le'])}")
         print(f"  {d:<12} p50/p99: " + ", ".join(parts))
+        g = r.get("gc_pauses_us", {})
+        if g.get("by_generation"):
+            cnt = ", ".join(f"gen{k} {v['count']}" for k, v in g["by_generation"].items())
+            print(f"  {'':<12} garbage collections: {cnt}; longest <= {_fmt(g['max_le_us'])} us")
     print(f"\nthroughput (window {res['window_s']} s per rate; held = wire p99 <= 5 ms and >= 90% of offered sent)")
     print(f"  {'driver':<12}{'offered/s':>10}{'achieved/s':>12}{'p50 us':>10}{'p99 us':>10}{'max us':>10}  held")
     for d, r in res["drivers"].items():
@@ -476,7 +508,8 @@ def print_report(res: dict[str, Any]) -> None:
 def run_bench(base: Config, parents: int, quick: bool, json_path: str, window_s: float | None = None,
               rates: list[float] | None = None, latency_rate: float = 250.0,
               drivers: tuple[str, ...] = ("threaded", "poll"), md_per_s: float | None = None,
-              scrape_parents: int | None = None, scrape_variant: str = "poll+ml") -> int:
+              scrape_parents: int | None = None, scrape_variant: str = "poll+ml",
+              only: list[str] | None = None) -> int:
     warmup = min(1000, max(200, parents // 10))
     window = window_s if window_s is not None else (1.0 if quick else 2.0)
     ladder = rates or (QUICK_RATES if quick else FULL_RATES)
@@ -501,6 +534,8 @@ def run_bench(base: Config, parents: int, quick: bool, json_path: str, window_s:
         res["floor"] = measure_floor(base, root / "floor", parents, warmup, latency_rate)
         res["drivers"] = {}
         for v in variants(md_rate, drivers):
+            if only and v.key not in only:
+                continue
             work = root / v.key
             work.mkdir()
             sn = scrape_n if v.key == scrape_variant else 0
