@@ -167,6 +167,10 @@ class Router:
         # wake-up drains everything queued since the last one.
         self._md_queue: deque[MarketDataReceived] = deque()
         self._md_wake_pending = False
+        # threaded driver: events hop to the loop the same way, one wake-up
+        # per burst rather than one per message.
+        self._inbox: deque[object] = deque()
+        self._inbox_wake_pending = False
         self._polling = cfg.router.driver == "poll"
         self._handoff: Callable[[object], None] = self._dispatch if self._polling else self._hop_to_loop
         self._idle_passes = 0
@@ -262,7 +266,18 @@ class Router:
         self._handoff(ev)
 
     def _hop_to_loop(self, ev: object) -> None:
-        self.loop.call_soon_threadsafe(self._dispatch, ev)
+        self._inbox.append(ev)
+        if not self._inbox_wake_pending:
+            self._inbox_wake_pending = True
+            self.loop.call_soon_threadsafe(self._drain_inbox)
+
+    def _drain_inbox(self) -> None:
+        # Cleared before draining, as for market data: an event queued
+        # meanwhile is drained here or schedules the next wake-up itself.
+        self._inbox_wake_pending = False
+        q = self._inbox
+        while q:
+            self._dispatch(q.popleft())
 
     def _on_oms_session(self, key: str, up: bool) -> None:
         self.metrics.oms_session_up.set(1 if up else 0)
