@@ -37,6 +37,7 @@ def test_bench_quick_writes_results(tmp_path: Path) -> None:
             assert _positive(d["tick_to_route_us"][q])
         assert _positive(d["ratio_to_floor"]["p50"]) and _positive(d["ratio_to_floor"]["p99"])
         assert "decision" in d["stages_us"]["stages"], "daemon stage histograms were scraped"
+        assert "by_generation" in d["gc_pauses_us"]
         steps = d["throughput"]["steps"]
         assert steps and all(_positive(s["achieved_per_s"]) for s in steps)
         assert d["throughput"]["highest_rate_held_per_s"] >= 0
