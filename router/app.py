@@ -200,6 +200,7 @@ class Router:
         if self.cfg.metrics.enabled:
             self.metrics.serve(self.cfg.metrics.host, self.cfg.metrics.port)
         self._lag_due_ns = self.clock_ns() + LAG_PROBE_NS
+        self._next_freeze_ns = self._lag_due_ns
         self.loop.call_later(LAG_PROBE_NS / 1e9, self._lag_probe)
         if self._polling:
             self.loop.call_soon(self._pump)
@@ -457,8 +458,25 @@ class Router:
         except Exception:
             self.metrics.callback_errors.labels(callback="markouts").inc()
             log.exception("markout update failed")
+        self._freeze_survivors(now)
         self._lag_due_ns = now + LAG_PROBE_NS
         self.loop.call_later(LAG_PROBE_NS / 1e9, self._lag_probe)
+
+    def _freeze_survivors(self, now: int) -> None:
+        """Every ``router.gc_freeze_interval_ms``, move everything alive into
+        the collector's permanent generation. The day's orders stay in
+        memory (cancels, late fills, duplicate ClOrdIDs need them), so a full
+        collection would walk a set that only grows: measured 20-50 ms
+        pauses with ~20,000 parents, triggered by whichever thread allocated
+        last (a metrics scrape too). Frozen objects are never collected: a
+        reference cycle that was still alive at a freeze and dies later is
+        kept until restart; ``sor_gc_frozen_objects`` shows the total."""
+        interval_ms = self.cfg.router.gc_freeze_interval_ms
+        if interval_ms <= 0 or now < self._next_freeze_ns:
+            return
+        gc.freeze()
+        self.metrics.gc_frozen.set(gc.get_freeze_count())
+        self._next_freeze_ns = now + interval_ms * 1_000_000
 
     def _arm_timer(self) -> None:
         nxt = self.engine.next_deadline_ns()

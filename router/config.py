@@ -200,6 +200,10 @@ class RouterConfig(_Cfg, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """poll driver, ML planner: every this many idle passes, run the
     features and the model once for no order, so the next parent finds that
     code in the caches (0: never)."""
+    gc_freeze_interval_ms: int = 1000
+    """Move every live object out of the garbage collector's sight this
+    often, so full collections never walk the day's orders (see
+    ``Router._freeze_survivors``); 0 only freezes once, at start-up."""
     exec_id_prefix: str = ""
     """Prefix for ExecIDs/OrderIDs; empty means a per-start unique prefix."""
 

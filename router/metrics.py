@@ -166,6 +166,9 @@ class Metrics:
             "sor_gc_pause_seconds", "Python garbage collections (the engine thread stops for them), by generation",
             ["generation"], buckets=LATENCY_BUCKETS_S, registry=r,
         )
+        self.gc_frozen = Gauge(
+            "sor_gc_frozen_objects", "Objects in the collector's permanent generation (never collected)", registry=r
+        )
 
         self.venue = {v: VenueMetrics(self, v) for v in venues}
         self.parent_outcome = {o: self.parent_orders.labels(outcome=o) for o in PARENT_OUTCOMES}

@@ -14,6 +14,7 @@ every sim process (venues and the sim OMS agree on the mid without talking).
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 from collections.abc import Callable
@@ -370,6 +371,15 @@ async def serve_venues(cfg: Config, venue_names: list[str], state_dir: str,
               flush=True)
     if ready is not None:
         ready()
+
+    def freeze() -> None:
+        # As the daemon does: a full collection over everything this
+        # process keeps would stall its quickfix callbacks, and the bench
+        # stamps arrivals in them (the venue is the instrument here).
+        gc.freeze()
+        loop.call_later(1.0, freeze)
+
+    freeze()
     await stop.wait()
     for server in servers:
         server.stop()
