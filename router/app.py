@@ -53,7 +53,7 @@ from router.domain import (
 )
 from router.engine import Engine
 from router.features import market_state
-from router.metrics import MarketDataCollector, Metrics, VenueStatsCollector
+from router.metrics import MarketDataCollector, Metrics, StepwiseExposition, VenueStatsCollector
 from router.waterfall import MLPlanner, Planner, make_planner
 
 log = logging.getLogger("sor.app")
@@ -173,6 +173,9 @@ class Router:
         self._inbox_wake_pending = False
         self._polling = cfg.router.driver == "poll"
         self._handoff: Callable[[object], None] = self._dispatch if self._polling else self._hop_to_loop
+        self.exposition = StepwiseExposition(
+            self.metrics.registry, wake=None if self._polling else self._wake_exposition,
+            on_fallback=self.metrics.scrape_fallbacks.inc)
         self._idle_passes = 0
         self._events = 0
         """Messages seen by the callbacks: tells the pump a pass was busy."""
@@ -198,7 +201,7 @@ class Router:
         self.metrics.model_info.labels(version=version).set(1)
         self.metrics.watch_gc()
         if self.cfg.metrics.enabled:
-            self.metrics.serve(self.cfg.metrics.host, self.cfg.metrics.port)
+            self.metrics.serve(self.cfg.metrics.host, self.cfg.metrics.port, self.exposition)
         self._lag_due_ns = self.clock_ns() + LAG_PROBE_NS
         self._next_freeze_ns = self._lag_due_ns
         self.loop.call_later(LAG_PROBE_NS / 1e9, self._lag_probe)
@@ -238,10 +241,32 @@ class Router:
             # order now and then, off the path of any real one.
             if self._warm is not None and r.poll_warm_every and self._idle_passes % r.poll_warm_every == 1:
                 self._warm(self.clock_ns())
-        if self._idle_passes < r.poll_idle_spins:
+        # A wanted scrape is formatted one family per idle pass, and one per
+        # eight busy ones so a steady flow cannot starve it.
+        scraping = self.exposition.wanted
+        if scraping and (self._idle_passes or self._events % 8 == 0):
+            self._step_exposition()
+        if scraping or self._idle_passes < r.poll_idle_spins:
             self.loop.call_soon(self._pump)
         else:
             self.loop.call_later(r.poll_idle_backoff_us / 1e6, self._pump)
+
+    def _step_exposition(self) -> bool:
+        try:
+            return self.exposition.step()
+        except Exception:
+            self.metrics.callback_errors.labels(callback="exposition").inc()
+            log.exception("formatting the metrics failed")
+            return False
+
+    def _wake_exposition(self) -> None:
+        """threaded driver, HTTP thread: have the loop format the scrape."""
+        self.loop.call_soon_threadsafe(self._exposition_steps)
+
+    def _exposition_steps(self) -> None:
+        # One family per loop iteration: events queued meanwhile go between.
+        if self._step_exposition():
+            self.loop.call_soon(self._exposition_steps)
 
     # ------------------------------------------- quickfix threads: decode only
 
