@@ -495,12 +495,13 @@ class Router:
         pauses with ~20,000 parents, triggered by whichever thread allocated
         last (a metrics scrape too). Frozen objects are never collected: a
         reference cycle that was still alive at a freeze and dies later is
-        kept until restart; ``sor_gc_frozen_objects`` shows the total."""
+        kept until restart. (``gc.get_freeze_count()`` is not exported: it
+        walks the whole frozen list, a multi-ms stall once the day's orders
+        are in it.)"""
         interval_ms = self.cfg.router.gc_freeze_interval_ms
         if interval_ms <= 0 or now < self._next_freeze_ns:
             return
         gc.freeze()
-        self.metrics.gc_frozen.set(gc.get_freeze_count())
         self._next_freeze_ns = now + interval_ms * 1_000_000
 
     def _arm_timer(self) -> None:

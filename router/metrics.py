@@ -175,9 +175,6 @@ class Metrics:
             "Scrapes the HTTP thread formatted itself because the engine did not in time (wedged or saturated)",
             registry=r,
         )
-        self.gc_frozen = Gauge(
-            "sor_gc_frozen_objects", "Objects in the collector's permanent generation (never collected)", registry=r
-        )
 
         self.venue = {v: VenueMetrics(self, v) for v in venues}
         self.parent_outcome = {o: self.parent_orders.labels(outcome=o) for o in PARENT_OUTCOMES}
