@@ -75,6 +75,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="parents with and without a 1 Hz metrics scraper, each (default: --parents)")
     b.add_argument("--only", nargs="+", metavar="RUN",
                    help="measure only these runs (threaded, threaded+ml, poll, poll+ml, poll+ml+md)")
+    b.add_argument("--profile", metavar="DIR",
+                   help="sample the daemon with py-spy during each latency run; speedscope files in DIR")
 
     bt = sub.add_parser("backtest", help="scenarios x policies on a simulated clock: table with 95%% CIs, JSON, PNG")
     bt.add_argument("--scenarios", nargs="+", help="scenario names or TOML files (default: all shipped)")
@@ -135,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         return int(bench.run_bench(cfg, parents=parents, quick=args.quick, json_path=args.json,
                                    window_s=args.window, rates=args.rates, latency_rate=args.latency_rate,
                                    md_per_s=args.md_rate, scrape_parents=args.scrape_parents,
-                                   only=args.only))
+                                   only=args.only, profile_dir=args.profile))
     return 2
 
 

@@ -23,6 +23,7 @@ import json
 import os
 import platform
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -340,15 +341,47 @@ def _md_rate(before: tuple[float, float], after: tuple[float, float]) -> float |
     return round((after[1] - before[1]) / dt, 1) if dt > 0 else None
 
 
+class Profiler:
+    """py-spy sampling the daemon (``--profile DIR``): non-blocking, so the
+    process is never paused for a sample, and flame-graph-ready output."""
+
+    def __init__(self, pid: int, out: Path) -> None:
+        self.out = out
+        self.proc: subprocess.Popen[bytes] | None = None
+        exe = shutil.which("py-spy")
+        if exe is None:
+            print("--profile: py-spy is not installed (pip install py-spy); not profiling", file=sys.stderr)
+            return
+        self.proc = subprocess.Popen([exe, "record", "--pid", str(pid), "--rate", "500", "--nonblocking",
+                                      "--threads", "--format", "speedscope", "--output", str(out)],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    def stop(self) -> str | None:
+        """Stop sampling; the profile's path, or None (py-spy could not attach)."""
+        if self.proc is None:
+            return None
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            _, err = self.proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return None
+        if not self.out.exists():
+            print(f"--profile: py-spy wrote nothing: {err.decode(errors='replace')[-500:]}", file=sys.stderr)
+            return None
+        return str(self.out)
+
+
 def run_driver(base: Config, work: Path, v: Variant, n: int, warmup: int, rate: float,
                rates: list[float], window_s: float, floor: dict[str, Any], scrape_n: int = 0,
-               scrape_block: int = 1000) -> dict[str, Any]:
+               scrape_block: int = 1000, profile_dir: Path | None = None) -> dict[str, Any]:
     cfg = localize(bench_config(base, v.driver, v.planner, v.md_per_s), work)
     cluster = Cluster(cfg, work, record_traces=True)
     cluster.start(timeout_s=60)
     oms = SimOms("127.0.0.1", cfg.oms.port, sender_comp_id=cfg.oms.target_comp_id,
                  target_comp_id=cfg.oms.sender_comp_id, state_dir=work / "oms")
     steps: list[tuple[float, Sent, int, list[int], float | None]] = []
+    profile: str | None = None
     scraped: dict[str, Any] | None = None
     md_latency: float | None = None
 
@@ -360,8 +393,12 @@ def run_driver(base: Config, work: Path, v: Variant, n: int, warmup: int, rate: 
         s = Sender(oms)
         s.wait_all(s.paced(warmup, rate), 30)
         m0 = md_reading()
+        prof = None
+        if profile_dir is not None and cluster.daemon is not None:
+            prof = Profiler(cluster.daemon.pid, profile_dir / f"daemon-{v.key}.speedscope.json")
         lat = s.paced(n, rate)
         s.wait_all(lat, 60)
+        profile = prof.stop() if prof is not None else None
         md_latency = _md_rate(m0, md_reading())
         stages_metrics = cluster.metrics()
         if scrape_n > 0:
@@ -426,6 +463,7 @@ def run_driver(base: Config, work: Path, v: Variant, n: int, warmup: int, rate: 
                         "applied_entries_per_s_latency_phase": md_latency},
         "gc_pauses_us": {"note": "whole run, bucket-resolution estimates", "by_generation": gc_pauses,
                          "max_le_us": _max_bucket(final_metrics, "sor_gc_pause_seconds")},
+        "profile": profile,
         "exit_codes": codes,
     }
     if scraped is not None:
@@ -517,7 +555,7 @@ def run_bench(base: Config, parents: int, quick: bool, json_path: str, window_s:
               rates: list[float] | None = None, latency_rate: float = 250.0,
               drivers: tuple[str, ...] = ("threaded", "poll"), md_per_s: float | None = None,
               scrape_parents: int | None = None, scrape_variant: str = "poll+ml",
-              only: list[str] | None = None) -> int:
+              only: list[str] | None = None, profile_dir: str | None = None) -> int:
     warmup = min(1000, max(200, parents // 10))
     window = window_s if window_s is not None else (1.0 if quick else 2.0)
     ladder = rates or (QUICK_RATES if quick else FULL_RATES)
@@ -535,6 +573,9 @@ def run_bench(base: Config, parents: int, quick: bool, json_path: str, window_s:
                    "venue process (MD1) arrives during the whole run",
         "md_churn_entries_per_s": md_rate, "scrape_parents": scrape_n, "scrape_variant": scrape_variant,
     }
+    prof_dir = Path(profile_dir).resolve() if profile_dir else None
+    if prof_dir is not None:
+        prof_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="sor-bench-") as tmp:
         root = Path(tmp)
         (root / "floor").mkdir()
@@ -550,7 +591,7 @@ def run_bench(base: Config, parents: int, quick: bool, json_path: str, window_s:
             extra = f", scraper on/off {sn} parents each" if sn else ""
             print(f"{v.key}: {parents} parents{extra}, then rates {ladder} ...", file=sys.stderr, flush=True)
             res["drivers"][v.key] = run_driver(base, work, v, parents, warmup, latency_rate, ladder, window,
-                                               res["floor"], sn, block)
+                                               res["floor"], sn, block, prof_dir)
     Path(json_path).write_text(json.dumps(res, indent=2))
     print_report(res)
     print(f"\nJSON: {json_path}")
