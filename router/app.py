@@ -177,6 +177,7 @@ class Router:
             self.metrics.registry, wake=None if self._polling else self._wake_exposition,
             on_fallback=self.metrics.scrape_fallbacks.inc)
         self._idle_passes = 0
+        self._busy_passes = 0
         self._events = 0
         """Messages seen by the callbacks: tells the pump a pass was busy."""
         self._stopping = False
@@ -234,6 +235,7 @@ class Router:
         r = self.cfg.router
         if self._events != before:
             self._idle_passes = 0
+            self._busy_passes += 1
         else:
             self._idle_passes += 1
             # Idle, so the decision path goes cold (a core that polled
@@ -244,7 +246,7 @@ class Router:
         # A wanted scrape is formatted one family per idle pass, and one per
         # eight busy ones so a steady flow cannot starve it.
         scraping = self.exposition.wanted
-        if scraping and (self._idle_passes or self._events % 8 == 0):
+        if scraping and (self._idle_passes or self._busy_passes % 8 == 0):
             self._step_exposition()
         if scraping or self._idle_passes < r.poll_idle_spins:
             self.loop.call_soon(self._pump)

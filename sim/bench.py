@@ -463,6 +463,7 @@ def run_driver(base: Config, work: Path, v: Variant, n: int, warmup: int, rate: 
                         "applied_entries_per_s_latency_phase": md_latency},
         "gc_pauses_us": {"note": "whole run, bucket-resolution estimates", "by_generation": gc_pauses,
                          "max_le_us": _max_bucket(final_metrics, "sor_gc_pause_seconds")},
+        "metrics_scrape_fallbacks": final_metrics.get("sor_metrics_scrape_fallbacks_total"),
         "profile": profile,
         "exit_codes": codes,
     }

@@ -38,6 +38,9 @@ def test_bench_quick_writes_results(tmp_path: Path) -> None:
         assert _positive(d["ratio_to_floor"]["p50"]) and _positive(d["ratio_to_floor"]["p99"])
         assert "decision" in d["stages_us"]["stages"], "daemon stage histograms were scraped"
         assert "by_generation" in d["gc_pauses_us"]
+        # Every scrape (the bench's own and the 1 Hz scraper's) was formatted
+        # by the engine's thread, none by the HTTP thread's fallback.
+        assert d["metrics_scrape_fallbacks"] == 0
         steps = d["throughput"]["steps"]
         assert steps and all(_positive(s["achieved_per_s"]) for s in steps)
         assert d["throughput"]["highest_rate_held_per_s"] >= 0
