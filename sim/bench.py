@@ -113,7 +113,7 @@ _LABEL = re.compile(r'(\w+)="([^"]*)"')
 
 
 def histogram_quantiles(metrics: dict[str, float], name: str, label: str | None) -> dict[str, dict[str, Any]]:
-    """{label value: {count, p50_us, p99_us}} from cumulative buckets; each
+    """{label value: {count, p50_us_le, p99_us_le, max_us_le}} from cumulative buckets; each
     quantile is the upper bound of the bucket it falls in (None: above the
     last finite bucket)."""
     series: dict[str, list[tuple[float, float]]] = {}
@@ -131,7 +131,7 @@ def histogram_quantiles(metrics: dict[str, float], name: str, label: str | None)
         if total <= 0:
             continue
         row: dict[str, Any] = {"count": int(total)}
-        for qname, q in (("p50", 0.5), ("p99", 0.99)):
+        for qname, q in (("p50", 0.5), ("p99", 0.99), ("max", 1.0)):
             le = next(b for b, c in buckets if c >= q * total)
             row[f"{qname}_us_le"] = None if le == float("inf") else round(le * 1e6, 1)
         out[key] = row
@@ -307,28 +307,11 @@ def scrape_comparison(s: Sender, url: str, n: int, rate: float, block: int) -> d
             "slowest_scrape_ms": slowest, "block": block}
 
 
-def _max_bucket(metrics: dict[str, float], name: str) -> float | None:
-    """The upper bound (us) of the highest bucket any observation of
-    ``name`` fell in, over all label sets (None: +Inf or no observation)."""
-    best: float | None = None
-    series: dict[str, list[tuple[float, float]]] = {}
-    for key, value in metrics.items():
-        m = _BUCKET.match(key)
-        if not m or m.group(1) != name:
-            continue
-        labels = dict(_LABEL.findall(m.group(2)))
-        le = float(labels.pop("le").replace("+Inf", "inf"))
-        series.setdefault(str(sorted(labels.items())), []).append((le, value))
-    for buckets in series.values():
-        buckets.sort()
-        total = buckets[-1][1]
-        if total <= 0:
-            continue
-        first_full = next(le for le, c in buckets if c >= total)
-        if first_full == float("inf"):
-            return None
-        best = max(best or 0.0, first_full * 1e6)
-    return best
+def _max_bucket(rows: dict[str, dict[str, Any]]) -> float | None:
+    """The highest ``max_us_le`` of ``histogram_quantiles`` rows (None: above
+    the last finite bucket, or no observation)."""
+    maxes = [r["max_us_le"] for r in rows.values()]
+    return None if not maxes or None in maxes else max(maxes)
 
 
 def _md_entries(metrics: dict[str, float]) -> float:
@@ -462,7 +445,7 @@ def run_driver(base: Config, work: Path, v: Variant, n: int, warmup: int, rate: 
         "market_data": {"churn_offered_entries_per_s": v.md_per_s,
                         "applied_entries_per_s_latency_phase": md_latency},
         "gc_pauses_us": {"note": "whole run, bucket-resolution estimates", "by_generation": gc_pauses,
-                         "max_le_us": _max_bucket(final_metrics, "sor_gc_pause_seconds")},
+                         "max_le_us": _max_bucket(gc_pauses)},
         "metrics_scrape_fallbacks": final_metrics.get("sor_metrics_scrape_fallbacks_total"),
         "profile": profile,
         "exit_codes": codes,
