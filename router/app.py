@@ -23,7 +23,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import msgspec
 
@@ -57,6 +57,8 @@ from router.metrics import MarketDataCollector, Metrics, StepwiseExposition, Ven
 from router.waterfall import MLPlanner, Planner, make_planner
 
 log = logging.getLogger("sor.app")
+
+T = TypeVar("T")
 
 LAG_PROBE_NS = 100_000_000
 """How often the loop checks how late it runs a timer."""
@@ -132,6 +134,33 @@ def load_model(cfg: Config, metrics: Metrics) -> tuple[Any, str]:
     return scorer, "ok"
 
 
+class LoopInbox(Generic[T]):
+    """Items from other threads, handled on the loop's thread in arrival
+    order with one loop wake-up per burst rather than one per item
+    (``call_soon_threadsafe`` writes to the loop's wake-up pipe each time)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, handle: Callable[[T], None]) -> None:
+        self._loop = loop
+        self._handle = handle
+        self._items: deque[T] = deque()
+        self._wake_pending = False
+
+    def put(self, item: T) -> None:
+        """Any thread (deque appends are atomic)."""
+        self._items.append(item)
+        if not self._wake_pending:
+            self._wake_pending = True
+            self._loop.call_soon_threadsafe(self._drain)
+
+    def _drain(self) -> None:
+        # Cleared before draining: an item put meanwhile is drained here or
+        # schedules the next wake-up itself.
+        self._wake_pending = False
+        items = self._items
+        while items:
+            self._handle(items.popleft())
+
+
 class Router:
     """The running daemon: engine on the loop, quickfix on its threads."""
 
@@ -165,12 +194,10 @@ class Router:
         self._md_req_ids = itertools.count(1)
         # Market data crosses from quickfix's threads in bursts: one loop
         # wake-up drains everything queued since the last one.
-        self._md_queue: deque[MarketDataReceived] = deque()
-        self._md_wake_pending = False
+        self._md_inbox = LoopInbox(loop, self._apply_md_counted)
         # threaded driver: events hop to the loop the same way, one wake-up
         # per burst rather than one per message.
-        self._inbox: deque[object] = deque()
-        self._inbox_wake_pending = False
+        self._inbox = LoopInbox(loop, self._dispatch)
         self._polling = cfg.router.driver == "poll"
         self._handoff: Callable[[object], None] = self._dispatch if self._polling else self._hop_to_loop
         self.exposition = StepwiseExposition(
@@ -181,6 +208,7 @@ class Router:
         self._events = 0
         """Messages seen by the callbacks: tells the pump a pass was busy."""
         self._stopping = False
+        self._unwatch_gc: Callable[[], None] = lambda: None
         self._venue_by_key = {session_key(session_id(s)): v.name for s, v in zip(venue_specs(cfg), cfg.venues)}
         self._venue_sid = {v.name: session_id(s) for s, v in zip(venue_specs(cfg), cfg.venues)}
         self._timer: asyncio.TimerHandle | None = None
@@ -200,7 +228,7 @@ class Router:
     def start(self) -> None:
         version = self.scorer.version if self.scorer is not None else "static"
         self.metrics.model_info.labels(version=version).set(1)
-        self.metrics.watch_gc()
+        self._unwatch_gc = self.metrics.watch_gc()
         if self.cfg.metrics.enabled:
             self.metrics.serve(self.cfg.metrics.host, self.cfg.metrics.port, self.exposition)
         self._lag_due_ns = self.clock_ns() + LAG_PROBE_NS
@@ -215,6 +243,7 @@ class Router:
 
     def stop(self) -> None:
         self._stopping = True
+        self._unwatch_gc()
         # OMS first so no new parents arrive while venues wind down.
         self.oms_gw.stop()
         self.venue_gw.stop()
@@ -294,18 +323,7 @@ class Router:
         self._handoff(ev)
 
     def _hop_to_loop(self, ev: object) -> None:
-        self._inbox.append(ev)
-        if not self._inbox_wake_pending:
-            self._inbox_wake_pending = True
-            self.loop.call_soon_threadsafe(self._drain_inbox)
-
-    def _drain_inbox(self) -> None:
-        # Cleared before draining, as for market data: an event queued
-        # meanwhile is drained here or schedules the next wake-up itself.
-        self._inbox_wake_pending = False
-        q = self._inbox
-        while q:
-            self._dispatch(q.popleft())
+        self._inbox.put(ev)
 
     def _on_oms_session(self, key: str, up: bool) -> None:
         self.metrics.oms_session_up.set(1 if up else 0)
@@ -320,10 +338,7 @@ class Router:
             if self._polling:
                 self._apply_md_counted(upd)
                 return
-            self._md_queue.append(upd)
-            if not self._md_wake_pending:
-                self._md_wake_pending = True
-                self.loop.call_soon_threadsafe(self._drain_md)
+            self._md_inbox.put(upd)
             return
         ev = self.venue_codec.decode(msg, venue)
         if ev is None:
@@ -365,6 +380,7 @@ class Router:
             # caused this stays as it was and the error is counted.
             self.metrics.callback_errors.labels(callback="engine").inc()
             log.exception("engine failed on %r", ev)
+            self._pending_stages.clear()  # timings of a decision that did not happen
             return
         if isinstance(ev, NewOrderReceived) and t_first_child is not None:
             t_sent = t_first_child
@@ -373,21 +389,13 @@ class Router:
             m.stage["queue"].observe((t_start - ev.recv_ns) / 1e9)
             m.stage["decision"].observe((t_planned - t_start) / 1e9)
             m.stage["send"].observe((t_sent - t_planned) / 1e9)
+        elif isinstance(ev, VenueReport) and ev.exec_type is ExecType.TRADE and cmds:
+            self.metrics.fill_to_report.observe((self.clock_ns() - ev.recv_ns) / 1e9)
         if self._pending_stages:
             for stage, ns in self._pending_stages:
                 self.metrics.stage[stage].observe(ns / 1e9)
             self._pending_stages.clear()
-        elif isinstance(ev, VenueReport) and ev.exec_type is ExecType.TRADE and cmds:
-            self.metrics.fill_to_report.observe((self.clock_ns() - ev.recv_ns) / 1e9)
         self._arm_timer()
-
-    def _drain_md(self) -> None:
-        # Cleared before draining: an update queued while we drain either
-        # gets drained here or schedules the next wake-up itself.
-        self._md_wake_pending = False
-        q = self._md_queue
-        while q:
-            self._apply_md_counted(q.popleft())
 
     def _apply_md_counted(self, upd: MarketDataReceived) -> None:
         try:

@@ -22,7 +22,6 @@ from prometheus_client import (
     Histogram,
     disable_created_metrics,
     generate_latest,
-    start_http_server,
 )
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -189,18 +188,13 @@ class Metrics:
             vm.session_up.set(0)
         self.oms_session_up.set(0)
 
-    def serve(self, host: str, port: int, exposition: StepwiseExposition | None = None) -> None:
-        """Expose /metrics on a daemon thread.
-
-        Without ``exposition``, prometheus-client's own server formats each
-        scrape on its thread. With one, the engine's thread formats it a
-        metric family at a time between events (see ``StepwiseExposition``).
-        The ``_created`` series, which Prometheus does not need from the
-        text format, are dropped either way (16% less work per scrape)."""
+    def serve(self, host: str, port: int, exposition: StepwiseExposition) -> None:
+        """Expose /metrics on a daemon thread; the engine's thread formats
+        each scrape a metric family at a time between events (see
+        ``StepwiseExposition``). The ``_created`` series, which Prometheus
+        does not need from the text format, are dropped (16% less work per
+        scrape)."""
         disable_created_metrics()
-        if exposition is None:
-            start_http_server(port, addr=host, registry=self.registry)
-            return
         exposition.serve(host, port)
 
     def watch_gc(self) -> Callable[[], None]:
@@ -340,6 +334,13 @@ class StepwiseExposition:
         server.daemon_threads = True
         self._server = server
         threading.Thread(target=server.serve_forever, name="metrics-http", daemon=True).start()
+
+    def close(self) -> None:
+        """Stop serving and free the port."""
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
 
 
 class MarketDataCollector(Collector):

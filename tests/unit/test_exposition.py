@@ -77,7 +77,13 @@ def test_served_over_http_while_the_engine_steps() -> None:
     finally:
         stop.set()
         engine.join(5)
+        e.close()
     assert e.fallbacks == 0
+    try:
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2)
+        raise AssertionError("closed: nothing listens any more")
+    except urllib.error.URLError:
+        pass
 
 
 def test_nothing_stepping_falls_back_to_the_http_thread() -> None:
