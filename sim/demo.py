@@ -24,6 +24,7 @@ from sim.exchange import mid_path
 from sim.harness import Cluster, localize
 from sim.invariants import InvariantError, check_all
 from sim.oms import SimOms
+from sim.pacing import sleep_until
 
 STATUS_NAMES = {"2": "filled", "4": "canceled", "8": "rejected", "C": "expired"}
 
@@ -79,8 +80,7 @@ def _drive(oms: SimOms, cfg: Config, paths: dict, ticks: dict[str, Decimal], rng
     for i in range(n):
         # Pace against the schedule, not with sleeps of fixed length.
         due = start + i * period
-        while time.monotonic() < due:
-            time.sleep(min(0.001, due - time.monotonic()))
+        sleep_until(due)
         sym = symbols[int(rng.integers(len(symbols)))]
         side = "1" if rng.random() < 0.5 else "2"
         qty = int(rng.choice([100, 200, 300, 500, 800, 1200]))

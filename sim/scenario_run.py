@@ -21,6 +21,7 @@ from sim.backtest import ParentResult, RunResult, limit_ticks, parent_stream
 from sim.exchange import SharedMarket
 from sim.harness import Cluster, localize
 from sim.oms import SimOms
+from sim.pacing import sleep_until
 
 WARM_S = 2.0
 """Books, market data and features settle before the first parent."""
@@ -48,8 +49,7 @@ def run_live(cfg: Config, policy: str, parents: int, workdir: Path, model_path: 
         t0 = time.monotonic() + WARM_S
         for spec in specs:
             due = t0 + spec.at_ns / 1e9
-            while time.monotonic() < due:
-                time.sleep(min(0.001, max(0.0, due - time.monotonic())))
+            sleep_until(due)
             now = time.time_ns()
             fair = market.fair_mid_at(spec.symbol, now)
             px = limit_ticks(local, fair, spec.side) * tick[spec.symbol]
