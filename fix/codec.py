@@ -18,26 +18,15 @@ from decimal import Decimal, Inexact, InvalidOperation, Overflow, localcontext
 import msgspec
 import quickfix as fix
 
-from router.domain import (
-    CancelChild,
+from router.domain.commands import CancelChild, RejectCancel, RejectOrder, ReportToOms, SendChildOrder
+from router.domain.events import (
     CancelRequested,
-    CxlRejReason,
-    ExecType,
-    Instrument,
     InvalidOrderReceived,
     NewOrderReceived,
-    OrdRejReason,
-    OrdStatus,
-    OrdType,
-    RejectCancel,
-    RejectOrder,
-    ReportToOms,
-    SendChildOrder,
-    Side,
-    TimeInForce,
     VenueCancelRejected,
     VenueReport,
 )
+from router.domain.types import CxlRejReason, ExecType, Instrument, OrdRejReason, OrdStatus, OrdType, Side, TimeInForce
 
 # Tags, named once.
 ACCOUNT = 1

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 
 import quickfix as fix
 
-from router.domain import MarketDataReceived, MdEntry
+from router.domain.events import MarketDataReceived, MdEntry
 
 MD_REQ_ID = 262
 SUBSCRIPTION_REQUEST_TYPE = 263

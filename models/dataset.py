@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from router.features import FEATURE_NAMES, N_FEATURES
+from router.features.catalogue import FEATURE_NAMES, N_FEATURES
 
 __all__ = ["FORMAT_VERSION", "Dataset", "FeatureMismatchError", "split_by_group"]
 

@@ -21,14 +21,17 @@ import numpy as np
 from models.dataset import Dataset
 from models.progress import Progress
 from router.config import Config
-from router.domain import OrdType, TimeInForce, VenueKind
-from router.features import N_FEATURES
-from router.orders import ParentOrder
-from router.waterfall import Plan, Slice, Wave
+from router.domain.orders import ParentOrder
+from router.domain.plan import Plan, Slice, Wave
+from router.domain.types import OrdType, TimeInForce, VenueKind
+from router.features.catalogue import N_FEATURES
+from router.routing.policy import RulePlanner
 from sim.backtest import Backtest
 
 
-class ExploringPlanner:
+class ExploringPlanner(RulePlanner):
+    name = "explore"
+
     def __init__(self, cfg: Config, seed: int) -> None:
         self._rng = np.random.default_rng([seed, 4242])
         self._lit = {v.name for v in cfg.venues if v.kind is VenueKind.LIT}
@@ -58,7 +61,6 @@ def explore_run(cfg: Config, seed: int, parents: int | None = None) -> Dataset:
     """One exploring backtest of a scenario; its first-wave children as rows."""
     bt = Backtest(cfg, "explore", planner=ExploringPlanner(cfg, seed), record=True, seed=seed)
     bt.run()
-    assert bt.recorder is not None
     vi = {v.name: i for i, v in enumerate(bt.cfg.venues)}
     fee = {v.name: v.take_fee_bps for v in bt.cfg.venues}
     by_cl = {r.cl_ord_id: r for r in bt.results.values()}
@@ -73,7 +75,7 @@ def explore_run(cfg: Config, seed: int, parents: int | None = None) -> Dataset:
         if not lab.first_wave:
             continue
         res = by_cl[lab.parent]
-        dec = bt.recorder.decisions.get(order_of[lab.parent])
+        dec = bt.rows.get(order_of[lab.parent])
         if dec is None:
             continue
         xs.append(dec.features[vi[lab.venue]])

@@ -28,8 +28,8 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from models.mlp import HEADS, MLP
-from router.features import FEATURE_NAMES
-from router.scoring import INPUT_NAME, OUTPUT_NAME, OUTPUTS
+from router.features.catalogue import FEATURE_NAMES
+from router.scoring.manifest import INPUT_NAME, OUTPUT_NAME, OUTPUTS
 
 __all__ = [
     "INPUT_NAME", "IR_VERSION", "OPSET", "OUTPUT_NAME", "PARITY_ATOL", "PARITY_RTOL",

@@ -42,7 +42,7 @@ import numpy.typing as npt
 
 from models.dataset import Dataset, split_by_group
 from models.progress import Progress
-from router.features import FEATURE_NAMES, N_FEATURES
+from router.features.catalogue import FEATURE_NAMES, N_FEATURES
 
 __all__ = ["HEADS", "MLP", "FitReport"]
 

@@ -36,8 +36,8 @@ import numpy.typing as npt
 from models.dataset import Dataset, split_by_group
 from models.export import INPUT_NAME, OPSET, OUTPUT_NAME, PARITY_ATOL, PARITY_RTOL, compare, export_onnx, parity_ok
 from models.mlp import HEADS, MLP
-from router.features import FEATURE_NAMES, N_FEATURES
-from router.scoring import ModelManifest, write_manifest
+from router.features.catalogue import FEATURE_NAMES, N_FEATURES
+from router.scoring.manifest import ModelManifest, write_manifest
 
 __all__ = ["MANIFEST_FILE", "MODEL_FILE", "ParityError", "baseline_means", "evaluate", "main", "train"]
 

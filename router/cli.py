@@ -1,13 +1,14 @@
 """The ``sor`` command.
 
-``run`` is the daemon. ``demo`` and ``sim-venue`` drive the simulator; they
-import ``sim`` lazily so the daemon never loads simulator code.
+``run`` is the daemon. ``demo``, ``sim-venue``, ``bench``, ``backtest`` and
+``train`` drive the simulator and the trainer; they import ``sim`` and
+``models`` inside their branch (by module path, so mypy checks the calls),
+so the daemon never loads simulator or training code.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import sys
 from pathlib import Path
@@ -100,11 +101,13 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     _logging(args.log_level)
     if args.cmd == "backtest":
-        report = importlib.import_module("sim.report")
+        from sim import report
+
         return int(report.main(args.scenarios, args.policies, args.parents, args.seed, args.model, args.json,
                                args.png))
     if args.cmd == "train":
-        pipeline = importlib.import_module("models.pipeline")
+        from models import pipeline
+
         return int(pipeline.run_train(args.scenarios, args.seeds, args.parents, Path(args.out), args.hidden,
                                       args.epochs, Path(args.dataset) if args.dataset else None,
                                       progress=not args.quiet))
@@ -123,16 +126,19 @@ def main(argv: list[str] | None = None) -> int:
         if unknown:
             print(f"sor: unknown venue {unknown[0]!r}", file=sys.stderr)
             return 2
-        sim_cli = importlib.import_module("sim.cli")
+        from sim import cli as sim_cli
+
         return int(sim_cli.run_venues(cfg, names, str(Path(args.state_dir)), args.record_trace))
     if args.cmd == "demo":
-        demo = importlib.import_module("sim.demo")
+        from sim import demo
+
         if args.driver:
             cfg = msgspec.structs.replace(cfg, router=msgspec.structs.replace(cfg.router, driver=args.driver))
         return int(demo.run_demo(args.config, cfg, orders=args.orders, rate=args.rate, seed=args.seed,
                                  keep_ports=args.keep_ports))
     if args.cmd == "bench":
-        bench = importlib.import_module("sim.bench")
+        from sim import bench
+
         parents = args.parents if args.parents is not None else (300 if args.quick else 20000)
         return int(bench.run_bench(cfg, parents=parents, quick=args.quick, json_path=args.json,
                                    window_s=args.window, rates=args.rates, latency_rate=args.latency_rate,

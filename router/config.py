@@ -17,7 +17,7 @@ from typing import Literal
 
 import msgspec
 
-from router.domain import VenueKind
+from router.domain.types import VenueKind
 
 
 class ConfigError(Exception):

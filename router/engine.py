@@ -1,9 +1,15 @@
-"""The routing engine: synchronous and sans-IO.
+"""The routing engine: synchronous and sans-IO, the only place where routing
+state changes.
 
-It takes decoded events with the time they happened and returns the
-commands to carry out (child orders, cancels, execution reports). It never
-reads a clock, never blocks and never touches a socket, so the daemon's
-drivers and the backtester run the very same code.
+``handle(event)`` takes one ``EngineEvent`` (OMS messages, venue reports,
+market data, venue session changes, timers) with the time it happened and
+returns a ``Step``: the commands to carry out (child orders, cancels,
+execution reports, market-data subscriptions) and, for a new parent, the
+``Decision`` that routed it. It never reads a clock, never blocks and never
+touches a socket, so the daemon's drivers and the backtester run the very
+same code on the same events. Timers are deadlines the engine asks for
+(``next_deadline_ns``) and a driver answers with ``TimerFired``: ack
+timeouts, dark-rest expiry, cancel watchdogs and markout horizons.
 
 Quantity invariants held here (and checked by the tests):
 - the open quantity of a parent's children never exceeds its leaves;
@@ -17,37 +23,59 @@ from __future__ import annotations
 import heapq
 import logging
 
+import msgspec
+from prometheus_client import Counter
+
 from router.config import Config
-from router.domain import (
+from router.domain.commands import (
     CancelChild,
-    CancelRequested,
     Command,
-    CxlRejReason,
-    ExecType,
-    InvalidOrderReceived,
-    NewOrderReceived,
-    OrdRejReason,
-    OrdStatus,
-    OrdType,
     RejectCancel,
     RejectOrder,
     ReportToOms,
     SendChildOrder,
-    Side,
+    SubscribeMarketData,
+)
+from router.domain.decision import Decision
+from router.domain.events import (
+    CancelRequested,
+    EngineEvent,
+    InvalidOrderReceived,
+    MarketDataReceived,
+    NewOrderReceived,
+    TimerFired,
     VenueCancelRejected,
     VenueReport,
     VenueSessionChanged,
 )
-from router.marketdata import MarketData
-from router.metrics import Metrics
-from router.orders import ChildEvent, ChildOrder, IllegalTransitionError, ParentEvent, ParentOrder
-from router.venuestats import VenueStats
-from router.waterfall import Plan, Planner, allocate, apply_limits
+from router.domain.orders import ChildEvent, ChildOrder, IllegalTransitionError, ParentEvent, ParentOrder
+from router.domain.plan import Plan
+from router.domain.types import CxlRejReason, ExecType, OrdRejReason, OrdStatus, OrdType, Side, VenueKind
+from router.learning.venuestats import VenueStats
+from router.market.feed import apply_update
+from router.market.rings import MarketData
+from router.metrics.registry import Metrics
+from router.routing.policy import Planner, allocate, apply_limits
 
 log = logging.getLogger("sor.engine")
 
 CE = ChildEvent
 PE = ParentEvent
+
+MARKOUT_BATCH_NS = 100_000_000
+"""Markouts fall due 1 s and 5 s after each fill; they are resolved at their
+horizon but no more often than this, so a burst of fills costs one pass."""
+
+
+class Step(msgspec.Struct, frozen=True, kw_only=True):
+    """What one event made the engine do."""
+
+    commands: list[Command]
+    decision: Decision | None = None
+    """For a new parent: how it was routed (also when it could not be)."""
+
+
+NO_COMMANDS: list[Command] = []
 
 
 class Engine:
@@ -75,6 +103,34 @@ class Engine:
         """What the planner sees; rebuilt on session changes, not per order."""
         self._open_parents = 0
         self._open_children = 0
+        self._lit = frozenset(v.name for v in cfg.venues if v.kind is VenueKind.LIT)
+        self._markout_at: int | None = None
+        self._last_markout_ns = -MARKOUT_BATCH_NS
+        self._fallbacks: dict[str, Counter] = {}
+
+    # --------------------------------------------------------------- input
+
+    def handle(self, ev: EngineEvent) -> Step:
+        """The one entry point: every input, in the order it happened."""
+        match ev:
+            case VenueReport():
+                return Step(commands=self.on_venue_report(ev))
+            case MarketDataReceived():
+                return Step(commands=self.on_market_data(ev))
+            case NewOrderReceived():
+                cmds, decision = self._new_order(ev)
+                return Step(commands=cmds, decision=decision)
+            case CancelRequested():
+                return Step(commands=self.on_cancel_request(ev))
+            case TimerFired():
+                return Step(commands=self.on_timer(ev.ts_ns))
+            case VenueCancelRejected():
+                return Step(commands=self.on_venue_cancel_rejected(ev))
+            case VenueSessionChanged():
+                return Step(commands=self.on_venue_session(ev))
+            case InvalidOrderReceived():
+                return Step(commands=self.on_invalid_order(ev))
+        raise TypeError(f"not an engine event: {ev!r}")
 
     # ------------------------------------------------------------------ ids
 
@@ -93,7 +149,32 @@ class Engine:
         vm = self._m.venue.get(ev.venue)
         if vm is not None:
             vm.session_up.set(1 if ev.up else 0)
+        md = self._market
+        if md is None or ev.venue not in self._lit:
+            return []
+        if ev.up:
+            # Every logon (re)subscribes: a venue forgets subscriptions when
+            # the session drops.
+            return [SubscribeMarketData(venue=ev.venue, symbols=md.symbols, depth=md.depth)]
+        # A book from a dead session must not look live.
+        v = md.venue_index[ev.venue]
+        for s in range(len(md.symbols)):
+            md.clear_book(v, s, ev.ts_ns)
         return []
+
+    def on_market_data(self, ev: MarketDataReceived) -> list[Command]:
+        if self._market is None:
+            return NO_COMMANDS
+        vm = self._m.venue[ev.venue]
+        used, applied, dropped = apply_update(self._market, ev)
+        if dropped:
+            vm.md_dropped.inc(dropped)
+        if used:
+            vm.md_updates.inc()
+            vm.md_entries.inc(applied)
+        elif ev.rejected:
+            log.warning("venue %s rejected the market data subscription", ev.venue)
+        return NO_COMMANDS
 
     def on_invalid_order(self, ev: InvalidOrderReceived) -> list[Command]:
         key = (ev.session, ev.cl_ord_id)
@@ -106,24 +187,30 @@ class Engine:
                                    ev.ord_type_raw, reason, text, ev.recv_ns)]
 
     def on_new_order(self, ev: NewOrderReceived) -> list[Command]:
+        return self._new_order(ev)[0]
+
+    def _new_order(self, ev: NewOrderReceived) -> tuple[list[Command], Decision | None]:
         self._m.parent_received.inc()
         key = (ev.session, ev.cl_ord_id)
         if key in self._cl_ord_ids:
             return [self._reject_order(ev.session, ev.cl_ord_id, ev.symbol, ev.side, str(ev.qty),
                                        ev.ord_type.value, OrdRejReason.DUPLICATE_ORDER,
-                                       f"duplicate ClOrdID {ev.cl_ord_id!r}", ev.recv_ns)]
+                                       f"duplicate ClOrdID {ev.cl_ord_id!r}", ev.recv_ns)], None
         order_id = self._next_id("P")
         parent = ParentOrder(
             order_id=order_id, session=ev.session, cl_ord_id=ev.cl_ord_id, symbol=ev.symbol,
             side=ev.side, qty=ev.qty, ord_type=ev.ord_type, price_ticks=ev.price_ticks,
             tif=ev.tif, arrival_ns=ev.recv_ns, strategy=ev.strategy, trace_ns=ev.trace_ns,
         )
-        plan = self._planner.plan(parent, self._venues_up_view)
+        decision = self._planner.decide(parent, self._venues_up_view)
+        if decision.fallback is not None:
+            self._count_fallback(decision.fallback)
+        plan = decision.plan
         if not plan.waves:
             self._cl_ord_ids[key] = ""
             return [self._reject_order(ev.session, ev.cl_ord_id, ev.symbol, ev.side, str(ev.qty),
                                        ev.ord_type.value, OrdRejReason.EXCHANGE_CLOSED,
-                                       "no venue session is up to route to", ev.recv_ns)]
+                                       "no venue session is up to route to", ev.recv_ns)], decision
         self._cl_ord_ids[key] = order_id
         if self._market is not None:
             s = self._market.symbol_index.get(parent.symbol)
@@ -141,7 +228,7 @@ class Engine:
         # wait for the ack's encoding. The ack still precedes every fill (those
         # are handled later on this same thread) and any terminal report.
         sends = [c for c in routed if isinstance(c, SendChildOrder)]
-        return [*sends, ack, *(c for c in routed if not isinstance(c, SendChildOrder))]
+        return [*sends, ack, *(c for c in routed if not isinstance(c, SendChildOrder))], decision
 
     def on_cancel_request(self, ev: CancelRequested) -> list[Command]:
         key = (ev.session, ev.orig_cl_ord_id)
@@ -244,6 +331,8 @@ class Engine:
 
     def on_timer(self, now_ns: int) -> list[Command]:
         out: list[Command] = []
+        if self._markout_at is not None and self._markout_at <= now_ns:
+            self._resolve_markouts(now_ns)
         while self._deadlines and self._deadlines[0][0] <= now_ns:
             deadline, cid = heapq.heappop(self._deadlines)
             child = self.children.get(cid)
@@ -268,13 +357,37 @@ class Engine:
         return plan.name if plan is not None else ""
 
     def next_deadline_ns(self) -> int | None:
+        """When the engine next wants a ``TimerFired`` (None: no deadline)."""
+        mk = self._markout_at
         while self._deadlines:
             deadline, cid = self._deadlines[0]
             child = self.children.get(cid)
             if child is not None and not child.is_terminal and child.deadline_ns == deadline:
-                return deadline
+                return deadline if mk is None or deadline < mk else mk
             heapq.heappop(self._deadlines)
-        return None
+        return mk
+
+    def _resolve_markouts(self, now_ns: int) -> None:
+        st, md = self._stats, self._market
+        self._markout_at = None
+        if st is None or md is None:
+            return
+        st.update_markouts(now_ns, md.consolidated_mid2)
+        self._last_markout_ns = now_ns
+        self._arm_markouts()
+
+    def _arm_markouts(self) -> None:
+        if self._markout_at is not None or self._stats is None:
+            return
+        due = self._stats.next_markout_ns()
+        if due is not None:
+            self._markout_at = max(due, self._last_markout_ns + MARKOUT_BATCH_NS)
+
+    def _count_fallback(self, reason: str) -> None:
+        c = self._fallbacks.get(reason)
+        if c is None:
+            c = self._fallbacks[reason] = self._m.model_fallbacks.labels(reason=reason)
+        c.inc()
 
     # -------------------------------------------------------------- internals
 
@@ -314,6 +427,8 @@ class Engine:
                 st = self._stats
                 st.record_fill(st.venue_index[child.venue], st.symbol_index[child.symbol], child.side.sign,
                                ev.last_px_ticks, qty, ev.recv_ns)
+                if self._markout_at is None:
+                    self._arm_markouts()
             vm.fills.inc()
             vm.filled_qty.inc(qty)
             parent_was_cancel = parent.state is OrdStatus.PENDING_CANCEL

@@ -1,15 +1,19 @@
 """Discrete-event backtest: a scenario's venues and the router's own engine on
 a simulated clock, in one process, no FIX.
 
-What runs is the daemon's code: ``router.engine.Engine``, the planners of
-``router.waterfall`` (``make_planner``), ``router.features.FeatureEngine``
-over ``router.marketdata.MarketData`` and ``router.venuestats.VenueStats``,
-and ``router.scoring.Scorer`` for the ML planner. Only the wire is replaced:
-child orders reach ``sim.exchange.VenueCore`` (the same matching the FIX sim
-venues run) after a one-way latency, and what the venues answer or publish
-comes back to the engine as the decoded events the FIX edge would have
-produced, after the venue's latency. Time is an int of nanoseconds that
-only this module advances.
+What runs is the daemon's code: ``router.engine.Engine`` fed through its one
+entry point, ``Engine.handle``, with the planners of ``router.routing``
+(``make_planner``), ``router.features.engine.FeatureEngine`` over
+``router.market.rings.MarketData`` and ``router.learning.venuestats.
+VenueStats``, and ``router.scoring.onnx.Scorer`` for the ML planner. Only
+the wire is replaced: child orders reach ``sim.exchange.VenueCore`` (the
+same matching the FIX sim venues run) after a one-way latency, and what the
+venues answer or publish comes back to the engine as the decoded events
+the FIX edge would have produced, after the venue's latency: execution
+reports, and market data as the same snapshot-then-incremental entries the
+FIX venue sends (``sim.mdupdates``). Timers (ack timeouts, dark rests,
+markouts) are the engine's deadlines, fired as ``TimerFired``. Time is an
+int of nanoseconds that only this module advances.
 
 The parent stream (``parent_stream``) is a pure function of the scenario, so
 the FIX run of the same scenario (``sim.scenario_run``) sends the very same
@@ -37,34 +41,28 @@ import numpy as np
 import numpy.typing as npt
 
 from router.config import Config
-from router.domain import (
-    CancelChild,
-    Command,
-    ExecType,
+from router.domain.commands import CancelChild, Command, RejectOrder, ReportToOms, SendChildOrder
+from router.domain.events import (
+    EngineEvent,
+    MarketDataReceived,
     NewOrderReceived,
-    OrdStatus,
-    OrdType,
-    RejectOrder,
-    ReportToOms,
-    SendChildOrder,
-    Side,
-    TimeInForce,
+    TimerFired,
     VenueCancelRejected,
-    VenueKind,
     VenueReport,
     VenueSessionChanged,
 )
-from router.engine import Engine
-from router.features import FeatureEngine, market_state
-from router.metrics import Metrics
-from router.orders import ParentOrder
-from router.waterfall import Plan, Planner, make_planner
+from router.domain.types import ExecType, OrdStatus, OrdType, Side, TimeInForce, VenueKind
+from router.engine import Engine, Step
+from router.features.engine import market_state
+from router.metrics.registry import Metrics
+from router.routing.factory import make_planner
+from router.routing.policy import Planner
 from sim.exchange import Ack, Canceled, CancelRefused, Filled, Out, Rejected, SharedMarket, Trade, VenueCore
+from sim.mdupdates import Levels, level_changes, snapshot_entries, trade_entry
 
 NET_ONE_WAY_NS = 40_000
 """Loopback one-way latency per hop (router <-> venue), on top of the venue's
 own ack latency, about what a quickfix hop costs on this class of machine."""
-MARKOUT_EVERY_NS = 100_000_000
 EPOCH_NS = 1_000_000_000_000
 """The simulated clock's start (any fixed instant: the seeded mid is a
 function of time since the epoch)."""
@@ -162,7 +160,9 @@ class ChildLabel:
 
 
 @dataclass(slots=True)
-class Decision:
+class FeatureRow:
+    """A parent's features at arrival, for training rows."""
+
     parent: str
     features: npt.NDArray[np.float32]
     """[V, N_FEATURES] at arrival, copied."""
@@ -179,20 +179,6 @@ class RunResult(msgspec.Struct, kw_only=True):
 
 
 # ------------------------------------------------------------------- the run
-
-
-class _Recorder:
-    """Wraps a planner to keep each decision's features (training rows)."""
-
-    def __init__(self, inner: Planner, fe: FeatureEngine) -> None:
-        self.inner = inner
-        self.fe = fe
-        self.decisions: dict[str, Decision] = {}
-
-    def plan(self, order: ParentOrder, venues_up: frozenset[str]) -> Plan:
-        x = self.fe.compute_order(order, order.arrival_ns).copy()
-        self.decisions[order.order_id] = Decision(order.order_id, x)
-        return self.inner.plan(order, venues_up)
 
 
 class Backtest:
@@ -218,10 +204,13 @@ class Backtest:
         self.md, self.stats, self.fe = market_state(cfg)
         self.fallbacks = 0
         self.scorer = scorer
-        inner = planner or make_planner(cfg, self.fe, scorer, self._fallback, "missing")
-        self.recorder = _Recorder(inner, self.fe) if record else None
+        self.planner = planner or make_planner(cfg, self.fe, scorer, "missing")
+        self.record = record
+        self.rows: dict[str, FeatureRow] = {}
+        """order_id -> features at arrival (``record=True``): the decision's
+        own when its planner read the market, else computed once here."""
         self.metrics = Metrics([v.name for v in cfg.venues])
-        self.engine = Engine(cfg, self.recorder or inner, self.metrics, "BT", market=self.md, stats=self.stats)
+        self.engine = Engine(cfg, self.planner, self.metrics, "BT", market=self.md, stats=self.stats)
         self.specs = parent_stream(cfg, parents)
         self._heap: list[tuple[int, int, Callable[..., None], tuple[Any, ...]]] = []
         self._seq = 0
@@ -230,7 +219,7 @@ class Backtest:
         self._si = {s.symbol: i for i, s in enumerate(cfg.symbols)}
         self._fee = {v.last_mkt: v.take_fee_bps for v in cfg.venues}
         self._lat = {v.name: v.sim.ack_latency_us * 1000 + NET_ONE_WAY_NS for v in cfg.venues}
-        self._last_book: dict[tuple[str, str], tuple[Any, Any]] = {}
+        self._last_book: dict[tuple[str, str], tuple[Levels, Levels]] = {}
         self.results: dict[str, ParentResult] = {}
         self._by_order: dict[str, ParentResult] = {}
         self.children: dict[str, ChildLabel] = {}
@@ -242,8 +231,8 @@ class Backtest:
         self._seq += 1
         heapq.heappush(self._heap, (t, self._seq, fn, args))
 
-    def _fallback(self, reason: str) -> None:
-        self.fallbacks += 1
+    def _handle(self, ev: EngineEvent) -> None:
+        self._deliver(self.engine.handle(ev))
 
     # ------------------------------------------------------------- the run
 
@@ -253,11 +242,12 @@ class Backtest:
         wall0 = time.perf_counter()
         cfg = self.cfg
         for v in cfg.venues:
-            self._deliver(self.engine.on_venue_session(VenueSessionChanged(venue=v.name, up=True, ts_ns=self.now)))
+            # The engine answers a lit venue's logon with a subscription;
+            # the venue publishes from its first tick either way.
+            self._handle(VenueSessionChanged(venue=v.name, up=True, ts_ns=self.now))
             self.at(self.now, self._venue_tick, v.name)
             if v.kind is VenueKind.LIT:
                 self.at(self.now + 1, self._md_tick, v.name)
-        self.at(self.now + MARKOUT_EVERY_NS, self._markouts)
         warm = 2_000_000_000  # books and features fill before the first parent
         for spec in self.specs:
             self.at(EPOCH_NS + warm + spec.at_ns, self._parent, spec)
@@ -288,10 +278,21 @@ class Backtest:
         ev = NewOrderReceived(session="OMS", cl_ord_id=spec.cl_ord_id, symbol=spec.symbol, side=spec.side,
                               qty=spec.qty, ord_type=OrdType.LIMIT, price_ticks=limit_ticks(self.cfg, fair, spec.side),
                               tif=spec.tif, recv_ns=self.now)
-        self._deliver(self.engine.on_new_order(ev))
+        step = self.engine.handle(ev)
+        d = step.decision
+        if d is not None:
+            if d.fallback is not None:
+                self.fallbacks += 1
+            if self.record and d.order_id in self.engine.parents:
+                x = d.features
+                if x is None:
+                    x = self.fe.compute_order(self.engine.parents[d.order_id], self.now).copy()
+                self.rows[d.order_id] = FeatureRow(d.order_id, x)
+        self._deliver(step)
 
-    def _deliver(self, cmds: list[Command]) -> None:
+    def _deliver(self, step: Step) -> None:
         now = self.now
+        cmds: list[Command] = step.commands
         for c in cmds:
             if isinstance(c, SendChildOrder):
                 parent = self.engine.parents[self.engine.children[c.child_id].parent_id]
@@ -316,7 +317,7 @@ class Backtest:
 
     def _timer(self, d: int) -> None:
         self._timer_at.discard(d)
-        self._deliver(self.engine.on_timer(self.now))
+        self._handle(TimerFired(ts_ns=self.now))
 
     def _report(self, r: ReportToOms) -> None:
         res = self.results.get(r.cl_ord_id)
@@ -355,30 +356,35 @@ class Backtest:
                 self._venue_outs(name, core.requote(symbol, ts_ns))
 
     def _md_tick(self, venue: str) -> None:
+        """Publish what changed in the venue's books since its last message,
+        as the FIX venue does: a snapshot first, then changed levels."""
         core = self.cores[venue]
         depth = self.cfg.marketdata.depth
+        at = self.now + self._lat[venue]
         for sym, book in core.lit_books().items():
-            bids = book.depth(Side.BUY, depth)
-            asks = book.depth(Side.SELL, depth)
+            new = (tuple(book.depth(Side.BUY, depth)), tuple(book.depth(Side.SELL, depth)))
             key = (venue, sym)
-            if self._last_book.get(key) != (bids, asks):
-                self._last_book[key] = (bids, asks)
-                self.at(self.now + self._lat[venue], self._md_book, venue, sym, bids, asks)
+            old = self._last_book.get(key)
+            if old == new:
+                continue
+            self._last_book[key] = new
+            if old is None:
+                ev = MarketDataReceived(venue=venue, snapshot=True, symbol=sym,
+                                        entries=tuple(snapshot_entries(sym, *new)), recv_ns=at)
+            else:
+                ev = MarketDataReceived(venue=venue, snapshot=False, symbol="",
+                                        entries=tuple(level_changes(sym, old, new)), recv_ns=at)
+            self.at(at, self._handle, ev)
         self.at(self.now + self.cfg.venue(venue).sim.md_interval_ms * 1_000_000, self._md_tick, venue)
-
-    def _md_book(self, venue: str, sym: str, bids: list[tuple[int, int]], asks: list[tuple[int, int]]) -> None:
-        self.md.apply_book(self._vi[venue], self._si[sym], self.now, [p for p, _ in bids], [z for _, z in bids],
-                           [p for p, _ in asks], [z for _, z in asks])
-
-    def _md_trade(self, venue: str, t: Trade) -> None:
-        side = 0 if t.aggressor is None else t.aggressor.sign
-        self.md.apply_trade(self._vi[venue], self._si[t.symbol], self.now, t.px_ticks, t.qty, side)
 
     def _venue_outs(self, venue: str, outs: list[Out]) -> None:
         lat = self._lat[venue]
         for o in outs:
             if isinstance(o, Trade):
-                self.at(self.now + lat, self._md_trade, venue, o)
+                at = self.now + lat
+                self.at(at, self._handle, MarketDataReceived(
+                    venue=venue, snapshot=False, symbol="", recv_ns=at,
+                    entries=(trade_entry(o.symbol, o.px_ticks, o.qty, o.aggressor),)))
                 continue
             if isinstance(o, Filled):
                 lab = self.children.get(o.order.cl_ord_id)
@@ -401,33 +407,29 @@ class Backtest:
             ev = VenueReport(venue=venue, child_id=o.order.cl_ord_id, exec_id=self.cores[venue].next_exec_id(),
                              exec_type=ExecType.NEW, ord_status=OrdStatus.NEW, last_qty=0, last_px_ticks=0,
                              cum_qty=cum, leaves_qty=qty - cum, text="", recv_ns=now)
-            self._deliver(eng.on_venue_report(ev))
+            self._deliver(eng.handle(ev))
         elif isinstance(o, Filled):
             ev = VenueReport(venue=venue, child_id=o.order.cl_ord_id, exec_id=self.cores[venue].next_exec_id(),
                              exec_type=ExecType.TRADE,
                              ord_status=OrdStatus.FILLED if done else OrdStatus.PARTIALLY_FILLED,
                              last_qty=o.qty, last_px_ticks=o.px_ticks, cum_qty=cum,
                              leaves_qty=0 if done else qty - cum, text="", recv_ns=now)
-            self._deliver(eng.on_venue_report(ev))
+            self._deliver(eng.handle(ev))
         elif isinstance(o, Canceled):
             ev = VenueReport(venue=venue, child_id=o.order.cl_ord_id, exec_id=self.cores[venue].next_exec_id(),
                              exec_type=ExecType.CANCELED, ord_status=OrdStatus.CANCELED, last_qty=0,
                              last_px_ticks=0, cum_qty=cum, leaves_qty=0, text=o.text, recv_ns=now)
-            self._deliver(eng.on_venue_report(ev))
+            self._deliver(eng.handle(ev))
         elif isinstance(o, Rejected):
             ev = VenueReport(venue=venue, child_id=o.cl_ord_id, exec_id=self.cores[venue].next_exec_id(),
                              exec_type=ExecType.REJECTED, ord_status=OrdStatus.REJECTED, last_qty=0,
                              last_px_ticks=0, cum_qty=0, leaves_qty=0, text=o.text, recv_ns=now)
-            self._deliver(eng.on_venue_report(ev))
+            self._deliver(eng.handle(ev))
         elif isinstance(o, CancelRefused):
             reason = 1 if o.order is None else 0
-            self._deliver(eng.on_venue_cancel_rejected(VenueCancelRejected(
+            self._deliver(eng.handle(VenueCancelRejected(
                 venue=venue, child_id=o.orig_cl_ord_id, text="too late to cancel" if reason == 0 else "unknown order",
                 recv_ns=now, reason=reason)))
-
-    def _markouts(self) -> None:
-        self.stats.update_markouts(self.now, self.md.consolidated_mid2)
-        self.at(self.now + MARKOUT_EVERY_NS, self._markouts)
 
     # ------------------------------------------------------------ results
 

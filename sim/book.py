@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from router.domain import OrdType, Side, TimeInForce
+from router.domain.types import OrdType, Side, TimeInForce
 
 __all__ = ["BackgroundLiquidity", "Fill", "LitBook", "SubmitResult", "validate_order"]
 

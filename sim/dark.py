@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from router.domain import OrdType, Side, TimeInForce
+from router.domain.types import OrdType, Side, TimeInForce
 from sim.book import Fill, SubmitResult, validate_order
 
 __all__ = ["CONTRA_ID", "CONTRA_OWNER", "DarkPool"]

@@ -37,7 +37,7 @@ import msgspec
 import numpy as np
 
 from router.config import Config, SymbolConfig, VenueConfig, VenueSimConfig
-from router.domain import OrdType, Side, TimeInForce, VenueKind
+from router.domain.types import OrdType, Side, TimeInForce, VenueKind
 from sim.book import BackgroundLiquidity, Fill, LitBook, SubmitResult
 from sim.dark import DarkPool
 from sim.midpath import MidPath

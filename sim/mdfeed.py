@@ -31,14 +31,17 @@ from fix.mdcodec import (
     MD_UPDATE_ACTION,
     NO_MD_ENTRIES,
 )
-from router.domain import Side
+from router.domain.events import MdEntry
+from router.domain.types import Side
 from sim.book import LitBook
+from sim.mdupdates import Levels, level_changes, snapshot_entries, trade_entry
 
 SYMBOL = 55
 TEXT = 58
 
-Levels = tuple[tuple[int, int], ...]
 Entry = list[tuple[int, str]]
+ENTRY_TYPE = ("0", "1", "2")
+"""MDEntryType(269) by ``MdEntry.kind``: bid, offer, trade."""
 
 
 class MdPublisher:
@@ -79,11 +82,9 @@ class MdPublisher:
         m.getHeader().setField(35, "W")
         m.setField(MD_REQ_ID, self._req_ids[symbol])
         m.setField(SYMBOL, symbol)
-        entries: list[Entry] = []
-        for typ, levels in (("0", bids), ("1", asks)):
-            for i, (px, sz) in enumerate(levels):
-                entries.append([(MD_ENTRY_TYPE, typ), (MD_ENTRY_PX, t.to_str(px)), (MD_ENTRY_SIZE, str(sz)),
-                                (MD_PRICE_LEVEL, str(i + 1))])
+        entries: list[Entry] = [[(MD_ENTRY_TYPE, ENTRY_TYPE[e.kind]), (MD_ENTRY_PX, t.to_str(e.px_ticks)),
+                                 (MD_ENTRY_SIZE, str(e.size)), (MD_PRICE_LEVEL, str(e.level + 1))]
+                                for e in snapshot_entries(symbol, bids, asks)]
         self._with_entries(m, MD_ENTRY_TYPE, entries)
         self._last[symbol] = (bids, asks)
 
@@ -91,26 +92,17 @@ class MdPublisher:
         """Send an incremental refresh for every subscribed symbol whose top
         levels changed since the last message."""
         for symbol, req_id in self._req_ids.items():
-            bids, asks = self._levels(books[symbol])
+            new = self._levels(books[symbol])
             prev = self._last.get(symbol)
-            if prev == (bids, asks):
+            if prev == new:
                 continue
             t = self._ticks[symbol]
-            entries: list[Entry] = []
-            for typ, new, old in (("0", bids, prev[0] if prev else ()), ("1", asks, prev[1] if prev else ())):
-                for i, lvl in enumerate(new):
-                    if i >= len(old) or old[i] != lvl:
-                        entries.append([(MD_UPDATE_ACTION, "1"), (MD_ENTRY_TYPE, typ), (SYMBOL, symbol),
-                                        (MD_ENTRY_PX, t.to_str(lvl[0])), (MD_ENTRY_SIZE, str(lvl[1])),
-                                        (MD_PRICE_LEVEL, str(i + 1))])
-                for i in range(len(old) - 1, len(new) - 1, -1):
-                    entries.append([(MD_UPDATE_ACTION, "2"), (MD_ENTRY_TYPE, typ), (SYMBOL, symbol),
-                                    (MD_PRICE_LEVEL, str(i + 1))])
+            entries = [self._incremental(e, t) for e in level_changes(symbol, prev or ((), ()), new)]
             m = fix.Message()
             m.getHeader().setField(35, "X")
             m.setField(MD_REQ_ID, req_id)
             self._with_entries(m, MD_UPDATE_ACTION, entries)
-            self._last[symbol] = (bids, asks)
+            self._last[symbol] = new
 
     def publish_trade(self, symbol: str, px_ticks: int, qty: int, aggressor: Side | None) -> None:
         req_id = self._req_ids.get(symbol)
@@ -119,11 +111,19 @@ class MdPublisher:
         m = fix.Message()
         m.getHeader().setField(35, "X")
         m.setField(MD_REQ_ID, req_id)
-        entry = [(MD_UPDATE_ACTION, "0"), (MD_ENTRY_TYPE, "2"), (SYMBOL, symbol),
-                 (MD_ENTRY_PX, self._ticks[symbol].to_str(px_ticks)), (MD_ENTRY_SIZE, str(qty))]
+        entry = self._incremental(trade_entry(symbol, px_ticks, qty, aggressor), self._ticks[symbol])
         if aggressor is not None:
             entry.append((AGGRESSOR_SIDE, aggressor.value))
         self._with_entries(m, MD_UPDATE_ACTION, [entry])
+
+    @staticmethod
+    def _incremental(e: MdEntry, t: Ticks) -> Entry:
+        out = [(MD_UPDATE_ACTION, e.action), (MD_ENTRY_TYPE, ENTRY_TYPE[e.kind]), (SYMBOL, e.symbol)]
+        if e.action != "2":
+            out += [(MD_ENTRY_PX, t.to_str(e.px_ticks)), (MD_ENTRY_SIZE, str(e.size))]
+        if e.kind != 2:
+            out.append((MD_PRICE_LEVEL, str(e.level + 1)))
+        return out
 
     def reject(self, req_id: str, text: str) -> None:
         m = fix.Message()

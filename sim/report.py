@@ -29,7 +29,7 @@ def default_model_path() -> Path:
 def make_scorer(cfg: Config, model_path: str | None) -> Any:
     import msgspec
 
-    from router.scoring import load_scorer
+    from router.scoring.onnx import load_scorer
 
     path = model_path or str(default_model_path())
     # Budget off: a backtest must not depend on how busy this machine is.

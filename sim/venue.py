@@ -55,7 +55,7 @@ from fix.codec import (
 from fix.gateway import Gateway
 from fix.settings import SessionSpec, session_id, session_key
 from router.config import Config
-from router.domain import OrdType, Side, TimeInForce, VenueKind
+from router.domain.types import OrdType, Side, TimeInForce, VenueKind
 from sim.exchange import (
     Ack,
     Canceled,

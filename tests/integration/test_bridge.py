@@ -21,7 +21,8 @@ from fix.bridge import BridgeApplication
 from fix.codec import MSG_SEQ_NUM, OmsCodec
 from fix.gateway import Gateway
 from fix.settings import SessionSpec
-from router.domain import Instrument, NewOrderReceived, Side
+from router.domain.events import NewOrderReceived
+from router.domain.types import Instrument, Side
 from sim.oms import SimOms
 
 INSTRUMENTS = [Instrument(symbol="AAPL", tick_size="0.01", lot_size=1, max_order_qty=10_000)]

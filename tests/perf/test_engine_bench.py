@@ -18,21 +18,12 @@ from prometheus_client import CollectorRegistry
 from fix.codec import OmsCodec, VenueCodec
 from router.app import instruments
 from router.config import Config
-from router.domain import (
-    ExecType,
-    NewOrderReceived,
-    OrdStatus,
-    OrdType,
-    ReportToOms,
-    SendChildOrder,
-    Side,
-    TimeInForce,
-    VenueReport,
-    VenueSessionChanged,
-)
+from router.domain.commands import ReportToOms, SendChildOrder
+from router.domain.events import NewOrderReceived, VenueReport, VenueSessionChanged
+from router.domain.types import ExecType, OrdStatus, OrdType, Side, TimeInForce
 from router.engine import Engine
-from router.metrics import Metrics
-from router.waterfall import StaticWaterfall
+from router.metrics.registry import Metrics
+from router.routing.baselines import StaticWaterfall
 
 N = 20_000
 WARMUP = 2_000

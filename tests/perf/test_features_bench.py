@@ -56,9 +56,9 @@ from collections.abc import Callable
 
 import numpy as np
 
-from router.features import FeatureEngine
-from router.marketdata import MarketData
-from router.venuestats import VenueStats
+from router.features.engine import FeatureEngine
+from router.learning.venuestats import VenueStats
+from router.market.rings import MarketData
 
 N = 20_000
 WARMUP = 2_000

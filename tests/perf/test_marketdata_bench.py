@@ -41,7 +41,7 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from router.marketdata import MarketData
+from router.market.rings import MarketData
 
 pytestmark = pytest.mark.perf
 

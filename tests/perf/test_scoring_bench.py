@@ -48,8 +48,9 @@ import numpy as np
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from router.features import FEATURE_NAMES, N_FEATURES
-from router.scoring import ModelManifest, Scorer, cuda_available, manifest_path, sha256_file, write_manifest
+from router.features.catalogue import FEATURE_NAMES, N_FEATURES
+from router.scoring.manifest import ModelManifest, manifest_path, sha256_file, write_manifest
+from router.scoring.onnx import Scorer, cuda_available
 
 pytestmark = pytest.mark.perf
 

@@ -132,7 +132,7 @@ def declared_metric_names() -> set[str]:
     router/*.py (prometheus-client adds _total to counters and
     _bucket/_sum/_count to histograms)."""
     names: set[str] = set()
-    for path in (REPO / "router").glob("*.py"):
+    for path in (REPO / "router").rglob("*.py"):
         for kind, name in _DECL.findall(path.read_text()):
             if kind.startswith("Counter"):
                 base = name.removesuffix("_total")

@@ -1,0 +1,169 @@
+"""Events: what happened, decoded, with the time it happened.
+
+Every input of the engine is one of ``EngineEvent``, a tagged union
+(``msgspec`` tag = the class name), so the journal can record any input as
+it came and recovery or replay can decode it back into the same type. Each
+event says when it happened in ``ts_ns`` (for most, the ``recv_ns`` stamp
+taken when the edge started decoding it).
+"""
+
+from __future__ import annotations
+
+from router.domain.types import CxlRejReason, ExecType, Msg, OrdRejReason, OrdStatus, OrdType, Side, TimeInForce
+
+
+class Event(Msg, frozen=True, kw_only=True, tag=True):
+    """Base of every engine input."""
+
+
+# ---------------------------------------------------------------- OMS side events
+
+
+class NewOrderReceived(Event, frozen=True, kw_only=True):
+    """A NewOrderSingle from the OMS, already decoded and validated for shape.
+
+    ``price_ticks`` is None for market orders. ``session`` is the OMS session
+    key the answer must go back to.
+    """
+
+    session: str
+    cl_ord_id: str
+    symbol: str
+    side: Side
+    qty: int
+    ord_type: OrdType
+    price_ticks: int | None
+    tif: TimeInForce
+    recv_ns: int
+    strategy: str | None = None
+    trace_ns: int | None = None
+    """Tag 7002 from the OMS (a CLOCK_MONOTONIC stamp): copied onto the
+    children so a benchmark can time OMS-to-venue on one clock."""
+
+    @property
+    def ts_ns(self) -> int:
+        return self.recv_ns
+
+
+class InvalidOrderReceived(Event, frozen=True, kw_only=True):
+    """A NewOrderSingle well-formed on the wire but not tradable (unknown
+    symbol, bad quantity, off-tick price, unsupported type). Raw wire values
+    are kept so the reject can echo them."""
+
+    session: str
+    cl_ord_id: str
+    symbol: str
+    side: Side
+    qty_raw: str
+    ord_type_raw: str
+    reason: OrdRejReason
+    text: str
+    recv_ns: int
+
+    @property
+    def ts_ns(self) -> int:
+        return self.recv_ns
+
+
+class CancelRequested(Event, frozen=True, kw_only=True):
+    """OrderCancelRequest, or an OrderCancelReplaceRequest when ``replace``."""
+
+    session: str
+    cl_ord_id: str
+    orig_cl_ord_id: str
+    symbol: str
+    side: Side | None
+    recv_ns: int
+    replace: bool = False
+
+
+# -------------------------------------------------------------- venue side events
+
+    @property
+    def ts_ns(self) -> int:
+        return self.recv_ns
+
+
+class VenueReport(Event, frozen=True, kw_only=True):
+    """An ExecutionReport from a venue about one of our child orders."""
+
+    venue: str
+    child_id: str
+    exec_id: str
+    exec_type: ExecType
+    ord_status: OrdStatus
+    last_qty: int
+    last_px_ticks: int
+    cum_qty: int
+    leaves_qty: int
+    text: str
+    recv_ns: int
+
+    @property
+    def ts_ns(self) -> int:
+        return self.recv_ns
+
+
+class VenueCancelRejected(Event, frozen=True, kw_only=True):
+    venue: str
+    child_id: str
+    text: str
+    recv_ns: int
+    reason: int = CxlRejReason.OTHER
+    """CxlRejReason(102) as the venue sent it."""
+
+    @property
+    def ts_ns(self) -> int:
+        return self.recv_ns
+
+
+class VenueSessionChanged(Event, frozen=True, kw_only=True):
+    venue: str
+    up: bool
+    ts_ns: int
+
+
+class MdEntry(Msg, frozen=True, kw_only=True):
+    """One market-data entry: a book level (kind 0 bid / 1 ask) or a trade
+    (kind 2). ``action`` is MDUpdateAction: 0 new, 1 change, 2 delete;
+    ``level`` is 0-based; ``aggressor`` +1 buyer, -1 seller, 0 unknown.
+    kind -1 or level -1 marks an entry the decoder could not read."""
+
+    action: str
+    kind: int
+    symbol: str
+    px_ticks: int
+    size: int
+    level: int
+    aggressor: int
+
+
+class MarketDataReceived(Event, frozen=True, kw_only=True):
+    """A snapshot (35=W), incremental refresh (35=X) or request reject (35=Y)."""
+
+    venue: str
+    snapshot: bool
+    symbol: str
+    entries: tuple[MdEntry, ...]
+    recv_ns: int
+    rejected: bool = False
+
+    @property
+    def ts_ns(self) -> int:
+        return self.recv_ns
+
+
+# ---------------------------------------------------------------------- timers
+
+
+class TimerFired(Event, frozen=True, kw_only=True):
+    """The driver's clock reached a deadline the engine asked for
+    (``Engine.next_deadline_ns``): ack timeouts, dark-rest expiry, cancel
+    watchdogs and markout horizons all fall due through this one event."""
+
+    ts_ns: int
+
+
+EngineEvent = (NewOrderReceived | InvalidOrderReceived | CancelRequested | VenueReport | VenueCancelRejected
+               | VenueSessionChanged | MarketDataReceived | TimerFired)
+"""Every input the engine takes; operator commands join it with the risk issue."""

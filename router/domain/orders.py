@@ -1,0 +1,209 @@
+"""Parent and child order lifecycles as explicit transition tables.
+
+Both machines use FIX OrdStatus values as their states so a state is also
+what goes on the wire. An event that has no entry in the table for the
+current state raises ``IllegalTransitionError``; the engine logs and counts it and
+leaves the order untouched.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from router.domain.types import TERMINAL_STATUSES, OrdStatus, OrdType, Side, TimeInForce
+
+S = OrdStatus
+
+
+class IllegalTransitionError(Exception):
+    def __init__(self, kind: str, order_id: str, state: OrdStatus, event: enum.Enum) -> None:
+        super().__init__(f"{kind} {order_id}: event {event.name} is illegal in state {state.name}")
+        self.kind = kind
+        self.state = state
+        self.event = event
+
+
+class ParentEvent(enum.Enum):
+    ACCEPT = "accept"
+    REJECT = "reject"
+    PARTIAL_FILL = "partial_fill"
+    FULL_FILL = "full_fill"
+    CANCEL_REQUESTED = "cancel_requested"
+    CANCEL_REFUSED = "cancel_refused"
+    CANCELED = "canceled"
+    """Remainder canceled: by the OMS's request or because routing ended."""
+
+
+class ChildEvent(enum.Enum):
+    ACK = "ack"
+    REJECT = "reject"
+    PARTIAL_FILL = "partial_fill"
+    FULL_FILL = "full_fill"
+    CANCEL_SENT = "cancel_sent"
+    CANCEL_REFUSED = "cancel_refused"
+    CANCELED = "canceled"
+    """Canceled by us, or the venue expired the remainder (IOC)."""
+
+
+PE = ParentEvent
+CE = ChildEvent
+E = TypeVar("E", ParentEvent, ChildEvent)
+
+# A parent's state is what the OMS has been told. PENDING_CANCEL is entered
+# while children are being pulled back; fills still arrive there.
+# CANCEL_REFUSED from PENDING_CANCEL returns to the state held before the
+# request, so the table maps to None and the machine restores it.
+PARENT_TRANSITIONS: dict[tuple[OrdStatus, ParentEvent], OrdStatus | None] = {
+    (S.PENDING_NEW, PE.ACCEPT): S.NEW,
+    (S.PENDING_NEW, PE.REJECT): S.REJECTED,
+    (S.NEW, PE.PARTIAL_FILL): S.PARTIALLY_FILLED,
+    (S.NEW, PE.FULL_FILL): S.FILLED,
+    (S.NEW, PE.CANCEL_REQUESTED): S.PENDING_CANCEL,
+    (S.NEW, PE.CANCELED): S.CANCELED,
+    (S.PARTIALLY_FILLED, PE.PARTIAL_FILL): S.PARTIALLY_FILLED,
+    (S.PARTIALLY_FILLED, PE.FULL_FILL): S.FILLED,
+    (S.PARTIALLY_FILLED, PE.CANCEL_REQUESTED): S.PENDING_CANCEL,
+    (S.PARTIALLY_FILLED, PE.CANCELED): S.CANCELED,
+    (S.PENDING_CANCEL, PE.PARTIAL_FILL): S.PENDING_CANCEL,
+    (S.PENDING_CANCEL, PE.FULL_FILL): S.FILLED,
+    (S.PENDING_CANCEL, PE.CANCELED): S.CANCELED,
+    (S.PENDING_CANCEL, PE.CANCEL_REFUSED): None,
+}
+
+CHILD_TRANSITIONS: dict[tuple[OrdStatus, ChildEvent], OrdStatus | None] = {
+    (S.PENDING_NEW, CE.ACK): S.NEW,
+    (S.PENDING_NEW, CE.REJECT): S.REJECTED,
+    # Venues may skip the ack and answer an IOC with its outcome directly.
+    (S.PENDING_NEW, CE.PARTIAL_FILL): S.PARTIALLY_FILLED,
+    (S.PENDING_NEW, CE.FULL_FILL): S.FILLED,
+    (S.PENDING_NEW, CE.CANCELED): S.CANCELED,
+    (S.PENDING_NEW, CE.CANCEL_SENT): S.PENDING_CANCEL,
+    (S.NEW, CE.PARTIAL_FILL): S.PARTIALLY_FILLED,
+    (S.NEW, CE.FULL_FILL): S.FILLED,
+    (S.NEW, CE.CANCELED): S.CANCELED,
+    (S.NEW, CE.CANCEL_SENT): S.PENDING_CANCEL,
+    (S.PARTIALLY_FILLED, CE.PARTIAL_FILL): S.PARTIALLY_FILLED,
+    (S.PARTIALLY_FILLED, CE.FULL_FILL): S.FILLED,
+    (S.PARTIALLY_FILLED, CE.CANCELED): S.CANCELED,
+    (S.PARTIALLY_FILLED, CE.CANCEL_SENT): S.PENDING_CANCEL,
+    # A cancel races the venue: fills, the ack or a reject may still arrive.
+    (S.PENDING_CANCEL, CE.ACK): S.PENDING_CANCEL,
+    (S.PENDING_CANCEL, CE.PARTIAL_FILL): S.PENDING_CANCEL,
+    (S.PENDING_CANCEL, CE.FULL_FILL): S.FILLED,
+    (S.PENDING_CANCEL, CE.CANCELED): S.CANCELED,
+    (S.PENDING_CANCEL, CE.REJECT): S.REJECTED,
+    (S.PENDING_CANCEL, CE.CANCEL_REFUSED): None,
+}
+
+
+def _next(table: dict[tuple[OrdStatus, E], OrdStatus | None], kind: str, order_id: str, state: OrdStatus,
+          event: E) -> OrdStatus | None:
+    key = (state, event)
+    if key not in table:
+        raise IllegalTransitionError(kind, order_id, state, event)
+    return table[key]
+
+
+def _restore_state(filled: int, acked: bool) -> OrdStatus:
+    """The state a refused cancel returns to: what the order would be in had
+    the cancel never been sent."""
+    if filled > 0:
+        return S.PARTIALLY_FILLED
+    return S.NEW if acked else S.PENDING_NEW
+
+
+@dataclass(slots=True)
+class ParentOrder:
+    order_id: str
+    session: str
+    cl_ord_id: str
+    symbol: str
+    side: Side
+    qty: int
+    ord_type: OrdType
+    price_ticks: int | None
+    tif: TimeInForce
+    arrival_ns: int
+    strategy: str | None = None
+    trace_ns: int | None = None
+    state: OrdStatus = S.PENDING_NEW
+    cum_qty: int = 0
+    notional_ticks: int = 0
+    """Sum of fill qty * fill price in ticks; AvgPx is notional / cum_qty."""
+    pending_cancel_cl_ord_id: str | None = None
+    children: list[str] = field(default_factory=list)
+    step: int = 0
+    """Index of the next waterfall wave to send."""
+    routing_done: bool = False
+    """The plan is exhausted: nothing more will be sent for this parent."""
+    arrival_mid2: int = 0
+    """Consolidated bid+ask (2 x mid, ticks) when the parent arrived; 0 unknown."""
+
+    @property
+    def leaves_qty(self) -> int:
+        return 0 if self.state in TERMINAL_STATUSES else self.qty - self.cum_qty
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.state in TERMINAL_STATUSES
+
+    def apply(self, event: ParentEvent) -> OrdStatus:
+        nxt = _next(PARENT_TRANSITIONS, "parent", self.order_id, self.state, event)
+        self.state = _restore_state(self.cum_qty, True) if nxt is None else nxt
+        return self.state
+
+    def fill(self, qty: int, price_ticks: int) -> OrdStatus:
+        """Book a fill; the caller guarantees qty <= leaves (children never
+        exceed the parent's leaves)."""
+        if qty <= 0 or qty > self.qty - self.cum_qty:
+            raise ValueError(f"parent {self.order_id}: fill of {qty} with {self.qty - self.cum_qty} leaves")
+        event = PE.FULL_FILL if self.cum_qty + qty == self.qty else PE.PARTIAL_FILL
+        nxt = _next(PARENT_TRANSITIONS, "parent", self.order_id, self.state, event)
+        assert nxt is not None  # fills never restore a prior state
+        self.cum_qty += qty
+        self.notional_ticks += qty * price_ticks
+        self.state = nxt
+        return self.state
+
+
+@dataclass(slots=True)
+class ChildOrder:
+    child_id: str
+    parent_id: str
+    venue: str
+    symbol: str
+    side: Side
+    qty: int
+    ord_type: OrdType
+    price_ticks: int | None
+    tif: TimeInForce
+    sent_ns: int
+    state: OrdStatus = S.PENDING_NEW
+    cum_qty: int = 0
+    acked_ns: int | None = None
+    first_fill_ns: int | None = None
+    deadline_ns: int | None = None
+    """Next watchdog: the ack timeout, a cancel's answer, or ``expire_ns``."""
+    expire_ns: int | None = None
+    """When the slice's own time is up (Slice.timeout_ms); None: no limit."""
+    seen_exec_ids: set[str] = field(default_factory=set)
+
+    @property
+    def open_qty(self) -> int:
+        """What may still fill: counts against the parent's leaves."""
+        return 0 if self.state in TERMINAL_STATUSES else self.qty - self.cum_qty
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.state in TERMINAL_STATUSES
+
+    def apply(self, event: ChildEvent) -> OrdStatus:
+        nxt = _next(CHILD_TRANSITIONS, "child", self.child_id, self.state, event)
+        self.state = _restore_state(self.cum_qty, self.acked_ns is not None) if nxt is None else nxt
+        return self.state
+
+    def fill_event(self, qty: int) -> ChildEvent:
+        return CE.FULL_FILL if self.cum_qty + qty >= self.qty else CE.PARTIAL_FILL
+

@@ -1,0 +1,1 @@
+"""Routing: plan types and sizing, the rule-based planners, the ML planner."""

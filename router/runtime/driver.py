@@ -1,0 +1,268 @@
+"""The daemon's driver: brings every event to the engine on the loop's thread
+and carries out what the engine returns.
+
+Two ways for a decoded event to reach ``_dispatch``, chosen by
+``router.driver``:
+
+- ``threaded``: quickfix's socket threads decode each message and hand the
+  event to the loop through a ``LoopInbox`` (one wake-up per burst);
+- ``poll``: the loop's own thread pumps every quickfix session with
+  ``poll()``, so callbacks, decoding and routing run inline with no hop.
+
+Either way the loop's thread owns the engine and does all sending. Timers
+are the engine's deadlines (``TimerFired``); the lag probe, the metrics
+exposition and the collector's freezes are the driver's own housekeeping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+from collections.abc import Callable
+from typing import Protocol
+
+from router.config import RouterConfig
+from router.domain.commands import Command
+from router.domain.events import EngineEvent, Event, MarketDataReceived, NewOrderReceived, TimerFired, VenueReport
+from router.domain.types import ExecType
+from router.engine import Engine
+from router.metrics.exposition import StepwiseExposition
+from router.metrics.registry import Metrics
+from router.runtime.inbox import LoopInbox
+
+log = logging.getLogger("sor.driver")
+
+LAG_PROBE_NS = 100_000_000
+"""How often the loop checks how late it runs a timer."""
+
+INBOX_CAPACITY = 65_536
+"""Events queued between quickfix's threads and the loop before the
+producing thread is made to wait (threaded driver)."""
+
+
+class Transport(Protocol):
+    """The FIX edge as the driver sees it (``fix.edge.RouterEdge``)."""
+
+    on_event: Callable[[Event, int], None]
+    events: int
+
+    def start(self) -> None: ...
+
+    def poll(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def execute(self, cmds: list[Command]) -> int | None: ...
+
+
+class Driver:
+    def __init__(self, cfg: RouterConfig, loop: asyncio.AbstractEventLoop, engine: Engine, edge: Transport,
+                 metrics: Metrics, exposition: StepwiseExposition | None, clock_ns: Callable[[], int],
+                 warm: Callable[[int], None] | None = None) -> None:
+        self.cfg = cfg
+        self.loop = loop
+        self.engine = engine
+        self.edge = edge
+        self.metrics = metrics
+        self.clock_ns = clock_ns
+        self.exposition = exposition
+        self._warm = warm
+        self.polling = cfg.driver == "poll"
+        m = metrics
+        # Market data crosses from quickfix's threads in bursts: one loop
+        # wake-up drains everything queued since the last one. Events hop
+        # the same way in their own inbox, so a flood of quotes never sits
+        # in front of a fill.
+        self.md_inbox: LoopInbox[EngineEvent] = LoopInbox(
+            loop, self._dispatch_md, INBOX_CAPACITY, m.inbox_overflows.labels(inbox="marketdata").inc)
+        self.inbox: LoopInbox[EngineEvent] = LoopInbox(
+            loop, self._dispatch, INBOX_CAPACITY, m.inbox_overflows.labels(inbox="events").inc)
+        m.inbox_depth.labels(inbox="marketdata").set_function(lambda: self.md_inbox.depth)
+        m.inbox_depth.labels(inbox="events").set_function(lambda: self.inbox.depth)
+        edge.on_event = self._inline if self.polling else self._hop
+        self._risk_ns = 0
+        self._idle_passes = 0
+        self._busy_passes = 0
+        self._stopping = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: int | None = None
+        self._lag_due_ns = 0
+        self._next_freeze_ns = 0
+
+    # ------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        self._lag_due_ns = self.clock_ns() + LAG_PROBE_NS
+        self._next_freeze_ns = self._lag_due_ns
+        self.loop.call_later(LAG_PROBE_NS / 1e9, self._lag_probe)
+        if self.polling:
+            self.loop.call_soon(self._pump)
+            return
+        self.edge.start()
+
+    def stop(self) -> None:
+        self._stopping = True
+        self.edge.stop()
+
+    # ------------------------------------------------ from the edge's callbacks
+
+    def _inline(self, ev: Event, decoded_ns: int) -> None:
+        """poll: the callback runs on the loop's thread; route at once."""
+        if decoded_ns:
+            self._risk_ns = decoded_ns - ev.recv_ns  # type: ignore[attr-defined]
+        self._dispatch(ev)  # type: ignore[arg-type]
+
+    def _hop(self, ev: Event, decoded_ns: int) -> None:
+        """threaded: quickfix's thread; queue for the loop."""
+        if type(ev) is MarketDataReceived:
+            self.md_inbox.put(ev)
+            return
+        if decoded_ns:
+            # recv_ns is stamped when decoding starts: the rest is the edge's checks.
+            self.metrics.stage["risk"].observe((decoded_ns - ev.recv_ns) / 1e9)  # type: ignore[attr-defined]
+        self.inbox.put(ev)  # type: ignore[arg-type]
+
+    # ------------------------------------------------- loop thread: the engine
+
+    def _dispatch_md(self, ev: EngineEvent) -> None:
+        try:
+            self.engine.handle(ev)
+        except Exception:
+            self.metrics.callback_errors.labels(callback="marketdata").inc()
+            log.exception("market data update failed: %r", ev)
+
+    def _dispatch(self, ev: EngineEvent) -> None:
+        if type(ev) is MarketDataReceived:
+            self._dispatch_md(ev)
+            return
+        t_start = self.clock_ns()
+        try:
+            step = self.engine.handle(ev)
+            t_planned = self.clock_ns()
+            t_first_child = self.edge.execute(step.commands)
+        except Exception:
+            # The engine must never take the daemon down; the order that
+            # caused this stays as it was and the error is counted.
+            self.metrics.callback_errors.labels(callback="engine").inc()
+            log.exception("engine failed on %r", ev)
+            self._risk_ns = 0
+            return
+        # Stage times are observed after the children are sent: a histogram
+        # observe is a few us, too dear to pay on the way to the venue.
+        m = self.metrics
+        if type(ev) is NewOrderReceived:
+            if t_first_child is not None:
+                m.tick_to_route.observe((t_first_child - ev.recv_ns) / 1e9)
+                m.stage["queue"].observe((t_start - ev.recv_ns) / 1e9)
+                m.stage["decision"].observe((t_planned - t_start) / 1e9)
+                m.stage["send"].observe((t_first_child - t_planned) / 1e9)
+            if step.decision is not None:
+                for stage, ns in step.decision.stages_ns:
+                    m.stage[stage].observe(ns / 1e9)
+            if self._risk_ns:
+                m.stage["risk"].observe(self._risk_ns / 1e9)
+                self._risk_ns = 0
+        elif type(ev) is VenueReport and ev.exec_type is ExecType.TRADE and step.commands:
+            m.fill_to_report.observe((self.clock_ns() - ev.recv_ns) / 1e9)
+        self._arm_timer()
+
+    # ------------------------------------------------------------ poll pump
+
+    def _pump(self) -> None:
+        """poll driver: one pass over every FIX engine, then again at once
+        while busy; after ``poll_idle_spins`` empty passes, yield the core for
+        ``poll_idle_backoff_us`` (uvloop timers round that to 1 ms)."""
+        if self._stopping:
+            return
+        edge = self.edge
+        before = edge.events
+        try:
+            edge.poll()
+        except Exception:
+            self.metrics.callback_errors.labels(callback="poll").inc()
+            log.exception("quickfix poll failed")
+        r = self.cfg
+        if edge.events != before:
+            self._idle_passes = 0
+            self._busy_passes += 1
+        else:
+            self._idle_passes += 1
+            # Idle, so the decision path goes cold (a core that polled
+            # sockets for a few ms ran the model 4x slower): run it for no
+            # order now and then, off the path of any real one.
+            if self._warm is not None and r.poll_warm_every and self._idle_passes % r.poll_warm_every == 1:
+                self._warm(self.clock_ns())
+        # A wanted scrape is formatted one family per idle pass, and one per
+        # eight busy ones so a steady flow cannot starve it.
+        scraping = self.exposition is not None and self.exposition.wanted
+        if scraping and (self._idle_passes or self._busy_passes % 8 == 0):
+            self._step_exposition()
+        if scraping or self._idle_passes < r.poll_idle_spins:
+            self.loop.call_soon(self._pump)
+        else:
+            self.loop.call_later(r.poll_idle_backoff_us / 1e6, self._pump)
+
+    # ------------------------------------------------------------ exposition
+
+    def _step_exposition(self) -> bool:
+        if self.exposition is None:
+            return False
+        try:
+            return self.exposition.step()
+        except Exception:
+            self.metrics.callback_errors.labels(callback="exposition").inc()
+            log.exception("formatting the metrics failed")
+            return False
+
+    def wake_exposition(self) -> None:
+        """threaded driver, HTTP thread: have the loop format the scrape."""
+        self.loop.call_soon_threadsafe(self._exposition_steps)
+
+    def _exposition_steps(self) -> None:
+        # One family per loop iteration: events queued meanwhile go between.
+        if self._step_exposition():
+            self.loop.call_soon(self._exposition_steps)
+
+    # ------------------------------------------------------------ timers
+
+    def _arm_timer(self) -> None:
+        nxt = self.engine.next_deadline_ns()
+        if nxt is None or (self._timer_at is not None and self._timer_at <= nxt):
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = nxt
+        delay = max(0.0, (nxt - self.clock_ns()) / 1e9)
+        self._timer = self.loop.call_later(delay, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        try:
+            self.edge.execute(self.engine.handle(TimerFired(ts_ns=self.clock_ns())).commands)
+        except Exception:
+            self.metrics.callback_errors.labels(callback="timer").inc()
+            log.exception("engine timer failed")
+        self._arm_timer()
+
+    def _lag_probe(self) -> None:
+        now = self.clock_ns()
+        self.metrics.event_loop_lag.observe(max(0, now - self._lag_due_ns) / 1e9)
+        self._freeze_survivors(now)
+        self._lag_due_ns = now + LAG_PROBE_NS
+        self.loop.call_later(LAG_PROBE_NS / 1e9, self._lag_probe)
+
+    def _freeze_survivors(self, now: int) -> None:
+        """Every ``router.gc_freeze_interval_ms``, move everything alive into
+        the collector's permanent generation, so a full collection does not
+        walk what lives for the whole run (the rings, onnxruntime, the
+        compact records the engine keeps of finished orders). Frozen objects
+        are never collected: a reference cycle that was still alive at a
+        freeze and dies later is kept until restart. (``gc.get_freeze_count()``
+        is not exported: it walks the whole frozen list.)"""
+        interval_ms = self.cfg.gc_freeze_interval_ms
+        if interval_ms <= 0 or now < self._next_freeze_ns:
+            return
+        gc.freeze()
+        self._next_freeze_ns = now + interval_ms * 1_000_000

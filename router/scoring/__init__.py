@@ -1,0 +1,1 @@
+"""The venue model: its contract and manifest, and the onnxruntime scorer."""
