@@ -8,7 +8,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint typecheck unit e2e perf install clean deps-system promtool
+.PHONY: demo test lint typecheck imports unit e2e perf install clean deps-system promtool
 
 # Debian's prometheus package provides promtool and the prometheus server,
 # which tests/unit/test_deploy.py and tests/e2e/test_prometheus.py run.
@@ -32,7 +32,11 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-test: $(STAMP) deps-system lint typecheck
+# The import map of docs/architecture.md (contracts in pyproject.toml).
+imports: $(STAMP)
+	$(BIN)/lint-imports
+
+test: $(STAMP) deps-system lint typecheck imports
 	$(BIN)/python -m pytest -q
 
 # Installs the package only when promtool or prometheus is missing. Where

@@ -112,6 +112,13 @@ class Unsupported(msgspec.Struct, frozen=True, kw_only=True):
 OmsInbound = NewOrderReceived | InvalidOrderReceived | CancelRequested | Malformed | Unsupported
 
 
+def raw_fields(raw: str) -> list[tuple[str, str]]:
+    """(tag, value) pairs of a raw wire string (``msg.toString()``), in wire
+    order, repeating groups included: cheaper than walking the FieldMap
+    through SWIG, and independent of any data dictionary."""
+    return [(t, v) for t, _, v in (p.partition("=") for p in raw.split("\x01") if p)]
+
+
 def field(msg: fix.FieldMap, tag: int) -> str | None:
     return msg.getField(tag) if msg.isSetField(tag) else None  # type: ignore[no-any-return]
 

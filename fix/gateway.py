@@ -123,9 +123,6 @@ class Gateway:
         _KEEP_ALIVE.remove(self)
         del self._engine
 
-    def logged_on(self, key: str) -> bool:
-        return key in self.app.logged_on
-
 
 def hard_exit(code: int) -> None:
     """Leave without interpreter teardown while quickfix threads exist (see

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable
 
 import quickfix as fix
 
+from fix.codec import raw_fields
 from router.domain.events import MarketDataReceived, MdEntry
 
 MD_REQ_ID = 262
@@ -66,8 +67,8 @@ class MdDecoder:
     def decode(self, raw: str, venue: str) -> MarketDataReceived:
         """``raw`` is ``msg.toString()`` of a 35=W, 35=X or 35=Y message."""
         now = self._clock_ns()
-        fields = [p.partition("=") for p in raw.split("\x01") if p]
-        mt = next((v for t, _, v in fields if t == "35"), "")
+        fields = raw_fields(raw)
+        mt = next((v for t, v in fields if t == "35"), "")
         if mt == "Y":
             return MarketDataReceived(venue=venue, snapshot=False, symbol="", entries=(), recv_ns=now,
                                       rejected=True)
@@ -78,7 +79,7 @@ class MdDecoder:
         symbol = ""
         entries: list[MdEntry] = []
         cur: dict[str, str] | None = None
-        for tag, _, value in fields:
+        for tag, value in fields:
             if tag == delimiter:
                 if cur is not None:
                     entries.append(self._entry(cur, symbol))

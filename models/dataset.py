@@ -31,9 +31,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from router.features.catalogue import FEATURE_NAMES, N_FEATURES
+from router.features.catalogue import FEATURE_NAMES, N_FEATURES, FeatureMismatchError, check_feature_names
 
-__all__ = ["FORMAT_VERSION", "Dataset", "FeatureMismatchError", "split_by_group"]
+__all__ = ["FORMAT_VERSION", "Dataset", "split_by_group"]
 
 FORMAT_VERSION = 1
 
@@ -43,10 +43,6 @@ Bool = npt.NDArray[np.bool_]
 Str = npt.NDArray[np.str_]
 
 _ARRAYS = ("X", "cost_bps", "fill_frac", "markout_bps", "has_fill", "group", "venue", "scenario")
-
-
-class FeatureMismatchError(ValueError):
-    """A dataset file was built with a feature list other than ``FEATURE_NAMES``."""
 
 
 def _as_str_array(a: Any, n: int, name: str) -> Str:
@@ -224,9 +220,8 @@ class Dataset:
         with np.load(Path(path), allow_pickle=False) as z:
             if "feature_names" not in z.files:
                 raise FeatureMismatchError(f"{path}: no feature_names stored; not a SOR training dataset")
-            names = tuple(str(s) for s in z["feature_names"])
-            if names != FEATURE_NAMES:
-                raise FeatureMismatchError(_mismatch_message(str(path), names))
+            check_feature_names([str(s) for s in z["feature_names"]], "dataset", str(path),
+                                "Build it again: regenerate the dataset with the current router.features.")
             version = int(z["format_version"]) if "format_version" in z.files else -1
             if version != FORMAT_VERSION:
                 raise ValueError(f"{path}: dataset format {version}, this build reads {FORMAT_VERSION}")
@@ -234,22 +229,6 @@ class Dataset:
             if missing:
                 raise ValueError(f"{path}: missing arrays {missing}")
             return cls(**{name: z[name] for name in _ARRAYS})
-
-
-def _mismatch_message(path: str, names: tuple[str, ...]) -> str:
-    expected = set(FEATURE_NAMES)
-    got = set(names)
-    detail: list[str] = []
-    if missing := [n for n in FEATURE_NAMES if n not in got]:
-        detail.append(f"missing {missing}")
-    if extra := [n for n in names if n not in expected]:
-        detail.append(f"unknown {extra}")
-    if not detail:
-        detail.append("same names in another order")
-    return (
-        f"{path}: dataset was built with a different feature list ({len(names)} columns, "
-        f"this build has {N_FEATURES}: {'; '.join(detail)}); regenerate it with the current router.features"
-    )
 
 
 def split_by_group(ds: Dataset, fraction: float, *, seed: int = 0) -> tuple[Dataset, Dataset]:

@@ -20,19 +20,19 @@ import numpy as np
 
 from models.dataset import Dataset
 from models.progress import Progress
-from router.config import Config
 from router.domain.orders import ParentOrder
 from router.domain.plan import Plan, Slice, Wave
 from router.domain.types import OrdType, TimeInForce, VenueKind
 from router.features.catalogue import N_FEATURES
 from router.routing.policy import RulePlanner
 from sim.backtest import Backtest
+from sim.config import SimClusterConfig
 
 
 class ExploringPlanner(RulePlanner):
     name = "explore"
 
-    def __init__(self, cfg: Config, seed: int) -> None:
+    def __init__(self, cfg: SimClusterConfig, seed: int) -> None:
         self._rng = np.random.default_rng([seed, 4242])
         self._lit = {v.name for v in cfg.venues if v.kind is VenueKind.LIT}
         self._static = list(cfg.waterfall.venues)
@@ -57,7 +57,7 @@ class ExploringPlanner(RulePlanner):
         return Plan(waves=tuple(waves), name="explore", final="cancel")
 
 
-def explore_run(cfg: Config, seed: int, parents: int | None = None) -> Dataset:
+def explore_run(cfg: SimClusterConfig, seed: int, parents: int | None = None) -> Dataset:
     """One exploring backtest of a scenario; its first-wave children as rows."""
     bt = Backtest(cfg, "explore", planner=ExploringPlanner(cfg, seed), record=True, seed=seed)
     bt.run()
@@ -100,7 +100,7 @@ def explore_run(cfg: Config, seed: int, parents: int | None = None) -> Dataset:
                    scenario=np.asarray([name] * len(venue), dtype=str))
 
 
-def explore(cfgs: Iterable[Config], seeds: Iterable[int], parents: int | None = None,
+def explore(cfgs: Iterable[SimClusterConfig], seeds: Iterable[int], parents: int | None = None,
             progress: bool = True) -> Dataset:
     jobs = [(c, s) for c in cfgs for s in seeds]
     bar = Progress(len(jobs), "simulating") if progress else None

@@ -29,9 +29,7 @@ deterministic for a seed (given the same BLAS threads).
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import math
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -39,6 +37,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from threadpoolctl import threadpool_limits
 
 from models.dataset import Dataset, split_by_group
 from models.progress import Progress
@@ -80,51 +79,23 @@ class FitReport:
         }
 
 
-_BLAS_SET = ("scipy_openblas_set_num_threads64_", "openblas_set_num_threads64_", "openblas_set_num_threads")
-_BLAS_GET = ("scipy_openblas_get_num_threads64_", "openblas_get_num_threads64_", "openblas_get_num_threads")
-
-
-def _openblas_handles() -> list[tuple[Any, Any]]:
-    """``(get, set)`` thread-count functions of every OpenBLAS loaded in this process (Linux only)."""
-    if not sys.platform.startswith("linux"):
-        return []
-    try:
-        with open("/proc/self/maps") as f:
-            paths = sorted({line.split()[-1] for line in f if "openblas" in line.lower() and "/" in line})
-    except OSError:
-        return []
-    handles = []
-    for path in paths:
-        try:
-            lib = ctypes.CDLL(path)
-        except OSError:
-            continue
-        get = next((getattr(lib, n) for n in _BLAS_GET if hasattr(lib, n)), None)
-        set_ = next((getattr(lib, n) for n in _BLAS_SET if hasattr(lib, n)), None)
-        if get is not None and set_ is not None:
-            handles.append((get, set_))
-    return handles
-
-
 @contextlib.contextmanager
 def blas_threads(n: int | None) -> Iterator[None]:
-    """Run the block with OpenBLAS limited to ``n`` threads (``None``: leave it alone).
+    """Run the block with BLAS limited to ``n`` threads (``None``: leave it alone).
 
     Training multiplies small matrices (a minibatch by 28x64 or 64x64), where
     threads buy nothing, and a threaded OpenBLAS that spin-waits collapses
     (10x and worse) when other processes share the cores. One thread is also
     what makes a seed reproduce bit for bit across machines with different
-    core counts. Best effort: a no-op where OpenBLAS cannot be found.
+    core counts. threadpoolctl finds every BLAS loaded in the process
+    (OpenBLAS, MKL, BLIS) and puts the old counts back on exit; where it
+    finds none this is a no-op.
     """
-    handles = _openblas_handles() if n is not None else []
-    saved = [int(get()) for get, _ in handles]
-    for _, set_ in handles:
-        set_(int(n or 1))
-    try:
+    if n is None:
         yield
-    finally:
-        for (_, set_), k in zip(handles, saved):
-            set_(k)
+        return
+    with threadpool_limits(limits=max(int(n), 1), user_api="blas"):
+        yield
 
 
 def _sigmoid(z: F32) -> F32:
@@ -297,7 +268,25 @@ class MLP:
         g = g * m
         g[:, 1] = _sigmoid(z[:, 1]) - t[:, 1]
         g *= w
-        return loss, g.astype(np.float32, copy=False)
+        # float32 in training (a no-op there); the gradient check runs this in float64.
+        return loss, g.astype(z.dtype, copy=False)
+
+    def loss_and_grads(self, xs: F32, t: F32, m: F32) -> tuple[float, list[F32]]:
+        """Loss of one minibatch and its gradient for each parameter, in ``_PARAM_NAMES`` order.
+
+        ``xs`` is standardised input ``[n, n_in]``; ``t`` and ``m`` are the
+        batch's rows of ``_targets``. This is the backward pass training
+        uses, kept apart so a finite-difference test checks the very code
+        that trains. It follows the dtype of the inputs and parameters.
+        """
+        a1, h1, a2, h2, z = self._logits(xs)
+        loss, dz = self._loss_grad(z, t, m, want_grad=True)
+        assert dz is not None
+        dh2 = dz @ self.W3.T
+        dh2 *= a2 > 0
+        dh1 = dh2 @ self.W2.T
+        dh1 *= a1 > 0
+        return loss, [xs.T @ dh1, dh1.sum(axis=0), h1.T @ dh2, dh2.sum(axis=0), h2.T @ dz, dz.sum(axis=0)]
 
     def loss(self, ds: Dataset) -> float:
         """Mean weighted multi-task loss on a dataset (standardised units)."""
@@ -327,7 +316,7 @@ class MLP:
 
         Without ``valid``, ``valid_fraction`` of ``train``'s groups are split
         off for early stopping (none if ``valid_fraction`` is 0: then all
-        epochs run and the last one is kept). ``threads`` caps OpenBLAS while
+        epochs run and the last one is kept). ``threads`` caps BLAS while
         fitting (see ``blas_threads``; ``None`` leaves it as it is).
         """
         if len(train) == 0:
@@ -378,16 +367,8 @@ class MLP:
                 train_loss = 0.0
                 for s in range(0, n, bs):
                     idx = perm[s : s + bs]
-                    xb = xs[idx]
-                    a1, h1, a2, h2, z = self._logits(xb)
-                    loss, dz = self._loss_grad(z, t[idx], m[idx], want_grad=True)
-                    assert dz is not None
+                    loss, grads = self.loss_and_grads(xs[idx], t[idx], m[idx])
                     train_loss += loss * idx.size
-                    dh2 = dz @ self.W3.T
-                    dh2 *= a2 > 0
-                    dh1 = dh2 @ self.W2.T
-                    dh1 *= a1 > 0
-                    grads = [xb.T @ dh1, dh1.sum(axis=0), h1.T @ dh2, dh2.sum(axis=0), h2.T @ dz, dz.sum(axis=0)]
                     step += 1
                     c1 = 1.0 - beta1**step
                     c2 = 1.0 - beta2**step

@@ -1,48 +1,34 @@
-"""A tiny text progress bar for long training and data-generation runs.
+"""The progress bar of long training and data-generation runs, on tqdm.
 
-``Progress(total, label)`` writes to stderr. On a terminal it redraws one
-line in place (at most ten times a second) with done/total, percent, rate
-and ETA; anywhere else (a log file, CI, a pipe) it stays quiet until
-``close()``, which prints one final summary line. No dependencies; the
-clock is injectable so tests need not sleep.
+``Progress(total, label)`` writes to stderr. On a terminal it is tqdm's live
+bar (done/total, percent, rate, ETA, redrawn at most ten times a second);
+anywhere else (a log file, CI, a pipe) it stays quiet until ``close()``,
+which prints one final summary line: a log gets the outcome, not hundreds of
+carriage-return redraws. This wrapper is the one place that makes that
+choice, so every bar of the training pipeline behaves the same.
 """
 
 from __future__ import annotations
 
+import math
 import sys
-import time
-from collections.abc import Callable
 from types import TracebackType
 from typing import TextIO
 
-__all__ = ["Progress", "format_count", "format_duration"]
+from tqdm import tqdm
 
-_BAR_WIDTH = 24
+__all__ = ["Progress"]
+
 _REDRAW_S = 0.1
+_SUMMARY = "{desc}{n_fmt}/{total_fmt} ({percentage:.1f}%) in {elapsed}, {rate_fmt}{postfix}"
+"""The closing line off a terminal, e.g. ``train: 500/500 (100.0%) in 00:04, 125.00rows/s``."""
+_SCALE_FROM = 10_000
+"""Counts this large read better as ``1.20M`` than as seven digits; small ones stay exact."""
 
 
-def format_duration(seconds: float) -> str:
-    """``75.2`` -> ``"1:15"``; hours when needed; ``"?"`` when unknown."""
-    if seconds != seconds or seconds < 0 or seconds == float("inf"):  # NaN, negative or infinite
-        return "?"
-    s = round(seconds)
-    h, rem = divmod(s, 3600)
-    m, sec = divmod(rem, 60)
-    return f"{h}:{m:02d}:{sec:02d}" if h else f"{m}:{sec:02d}"
-
-
-def format_count(x: float) -> str:
-    """Short human count: ``950``, ``12.3k``, ``4.10M``."""
-    ax = abs(x)
-    if ax >= 1e9:
-        return f"{x / 1e9:.2f}G"
-    if ax >= 1e6:
-        return f"{x / 1e6:.2f}M"
-    if ax >= 1e4:
-        return f"{x / 1e3:.1f}k"
-    if ax >= 100 or x == int(x):
-        return f"{x:.0f}"
-    return f"{x:.1f}"
+def _isatty(stream: TextIO) -> bool:
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty()) if callable(isatty) else False
 
 
 class Progress:
@@ -61,50 +47,46 @@ class Progress:
         stream: TextIO | None = None,
         enabled: bool = True,
         unit: str = "it",
-        clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.total = max(int(total), 0)
-        self.label = label
-        self.unit = unit
-        self.done = 0
-        self.note = ""
         self._stream = stream if stream is not None else sys.stderr
-        self._enabled = enabled
-        self._clock = clock
-        self._start = clock()
-        self._last_draw = float("-inf")
+        self._label = label
+        self._live = _isatty(self._stream)
+        total = max(int(total), 0)
+        # Off a terminal tqdm still counts and times, but an infinite delay
+        # keeps it from ever drawing; close() prints the summary from its figures.
+        self._bar = tqdm(
+            total=total,
+            desc=label or None,
+            unit=unit,
+            unit_scale=total >= _SCALE_FROM,
+            file=self._stream,
+            disable=not enabled,
+            leave=True,
+            mininterval=_REDRAW_S if self._live else math.inf,
+            delay=0.0 if self._live else math.inf,
+        )
         self._closed = False
-        isatty = getattr(self._stream, "isatty", None)
-        self._tty = bool(isatty()) if callable(isatty) else False
-        self._width = 0  # length of the last line drawn, to blank leftovers
 
-    # ------------------------------------------------------------------ api
     def update(self, n: int = 1, *, note: str | None = None) -> None:
         if self._closed:
             return
-        self.done += n
         if note is not None:
-            self.note = note
-        if not (self._enabled and self._tty):
-            return
-        now = self._clock()
-        if now - self._last_draw >= _REDRAW_S or self.done >= self.total:
-            self._last_draw = now
-            self._draw(self.line(now))
+            self._bar.set_postfix_str(note, refresh=False)
+        self._bar.update(n)
 
     def close(self) -> None:
         if self._closed:
             return
         self._closed = True
-        if not self._enabled:
-            return
-        text = self.final_line(self._clock())
-        if self._tty:
-            pad = " " * max(self._width - len(text), 0)
-            self._stream.write(f"\r{text}{pad}\n")
-        else:
-            self._stream.write(text + "\n")
-        self._stream.flush()
+        summary = None
+        if not self._bar.disable and not self._live:
+            figures = dict(self._bar.format_dict)
+            figures.update(bar_format=_SUMMARY, prefix=f"{self._label}: " if self._label else "")
+            summary = tqdm.format_meter(**figures)
+        self._bar.close()
+        if summary is not None:
+            self._stream.write(summary + "\n")
+            self._stream.flush()
 
     def __enter__(self) -> Progress:
         return self
@@ -116,41 +98,3 @@ class Progress:
         tb: TracebackType | None,
     ) -> None:
         self.close()
-
-    # ------------------------------------------------------------ rendering
-    def line(self, now: float) -> str:
-        """The in-place line: ``label [#####-----] 120/500 24.0% 1.2k it/s ETA 0:03 note``."""
-        elapsed = max(now - self._start, 0.0)
-        rate = self.done / elapsed if elapsed > 0 else 0.0
-        frac = min(self.done / self.total, 1.0) if self.total else 1.0
-        fill = round(frac * _BAR_WIDTH)
-        bar = "#" * fill + "-" * (_BAR_WIDTH - fill)
-        eta = (self.total - self.done) / rate if rate > 0 else float("nan")
-        parts = [
-            f"{self.label} [{bar}]" if self.label else f"[{bar}]",
-            f"{self.done}/{self.total}",
-            f"{100.0 * frac:5.1f}%",
-            f"{format_count(rate)} {self.unit}/s",
-            f"ETA {format_duration(max(eta, 0.0)) if eta == eta else '?'}",
-        ]
-        if self.note:
-            parts.append(self.note)
-        return " ".join(parts)
-
-    def final_line(self, now: float) -> str:
-        """``label: 500/500 (100.0%) in 0:04, 125 it/s note``."""
-        elapsed = max(now - self._start, 0.0)
-        rate = self.done / elapsed if elapsed > 0 else 0.0
-        pct = 100.0 * self.done / self.total if self.total else 100.0
-        head = f"{self.label}: " if self.label else ""
-        text = (
-            f"{head}{self.done}/{self.total} ({pct:.1f}%) in {format_duration(elapsed)}, "
-            f"{format_count(rate)} {self.unit}/s"
-        )
-        return f"{text} {self.note}" if self.note else text
-
-    def _draw(self, text: str) -> None:
-        pad = " " * max(self._width - len(text), 0)
-        self._width = len(text)
-        self._stream.write(f"\r{text}{pad}")
-        self._stream.flush()

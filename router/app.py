@@ -20,6 +20,7 @@ from typing import Any
 
 import msgspec
 
+from fix.clock import monotonic_ns
 from fix.edge import RouterEdge
 from fix.gateway import hard_exit
 from fix.settings import SessionSpec
@@ -36,13 +37,6 @@ from router.routing.policy import Planner
 from router.runtime.driver import Driver
 
 log = logging.getLogger("sor.app")
-
-def monotonic_ns() -> int:
-    # CLOCK_MONOTONIC is shared by every process on the box, so stamps taken
-    # by the OMS, the router and a venue can be compared (perf_counter_ns is
-    # per process).
-    return time.clock_gettime_ns(time.CLOCK_MONOTONIC)
-
 
 def unique_prefix() -> str:
     """Per-start prefix so OrderIDs/ExecIDs never repeat across restarts."""
@@ -202,7 +196,8 @@ def run_daemon(cfg: Config) -> int:
     features do not match this build's)."""
     import uvloop
 
-    from router.scoring.manifest import FeatureMismatchError, check_features, manifest_path, read_manifest
+    from router.features.catalogue import FeatureMismatchError
+    from router.scoring.manifest import check_features, manifest_path, read_manifest
 
     if cfg.waterfall.planner == "ml":
         mpath = manifest_path(resolve_model_path(cfg.model.path))

@@ -3,7 +3,10 @@
 ``run`` is the daemon. ``demo``, ``sim-venue``, ``bench``, ``backtest`` and
 ``train`` drive the simulator and the trainer; they import ``sim`` and
 ``models`` inside their branch (by module path, so mypy checks the calls),
-so the daemon never loads simulator or training code.
+so the daemon never loads simulator or training code. ``run`` reads the
+router's sections of the file (``router.config``); the simulator's commands
+read the full tree (``sim.config``), and ``check-config`` checks the
+simulator's sections too when the file has them.
 """
 
 from __future__ import annotations
@@ -12,20 +15,52 @@ import argparse
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
 
 import msgspec
 
-from router.config import Config, ConfigError, load_config
+from router.config import Config, ConfigError, load_config, read_config_text, read_toml, simulator_sections
+
+if TYPE_CHECKING:
+    from sim.config import SimClusterConfig
 
 DEFAULT_CONFIG = "config/sor.toml"
 
 
+def _bad_config(e: ConfigError) -> NoReturn:
+    print(f"sor: bad config: {e}", file=sys.stderr)
+    raise SystemExit(2) from None
+
+
 def _load(path: str) -> Config:
+    """The router's sections, as the daemon reads them."""
     try:
         return load_config(path)
     except ConfigError as e:
-        print(f"sor: bad config: {e}", file=sys.stderr)
-        raise SystemExit(2) from None
+        _bad_config(e)
+
+
+def _load_sim(path: str) -> SimClusterConfig:
+    """The full tree: the router's sections and the simulator's."""
+    from sim.config import load_sim_config
+
+    try:
+        return load_sim_config(path)
+    except ConfigError as e:
+        _bad_config(e)
+
+
+def _check_config(path: str) -> int:
+    cfg = _load(path)
+    try:
+        sim_sections = simulator_sections(read_toml(read_config_text(path), path))
+    except ConfigError as e:
+        _bad_config(e)
+    if sim_sections:
+        _load_sim(path)
+    extra = ", simulator sections ok" if sim_sections else ""
+    print(f"{path}: ok ({len(cfg.venues)} venues, {len(cfg.symbols)} symbols){extra}")
+    return 0
 
 
 def _logging(level: str) -> None:
@@ -111,15 +146,13 @@ def main(argv: list[str] | None = None) -> int:
         return int(pipeline.run_train(args.scenarios, args.seeds, args.parents, Path(args.out), args.hidden,
                                       args.epochs, Path(args.dataset) if args.dataset else None,
                                       progress=not args.quiet))
-    cfg = _load(args.config)
-
     if args.cmd == "check-config":
-        print(f"{args.config}: ok ({len(cfg.venues)} venues, {len(cfg.symbols)} symbols)")
-        return 0
+        return _check_config(args.config)
     if args.cmd == "run":
         from router.app import run_daemon
 
-        return run_daemon(cfg)
+        return run_daemon(_load(args.config))
+    cfg = _load_sim(args.config)
     if args.cmd == "sim-venue":
         names = [v.name for v in cfg.venues] if args.all else list(args.venue)
         unknown = [n for n in names if n not in {v.name for v in cfg.venues}]

@@ -40,7 +40,6 @@ import msgspec
 import numpy as np
 import numpy.typing as npt
 
-from router.config import Config
 from router.domain.commands import CancelChild, Command, RejectOrder, ReportToOms, SendChildOrder
 from router.domain.events import (
     EngineEvent,
@@ -57,6 +56,7 @@ from router.features.engine import market_state
 from router.metrics.registry import Metrics
 from router.routing.factory import make_planner
 from router.routing.policy import Planner
+from sim.config import SimClusterConfig
 from sim.exchange import Ack, Canceled, CancelRefused, Filled, Out, Rejected, SharedMarket, Trade, VenueCore
 from sim.mdupdates import Levels, level_changes, snapshot_entries, trade_entry
 
@@ -80,7 +80,7 @@ class ParentSpec:
     tif: TimeInForce
 
 
-def parent_stream(cfg: Config, n: int | None = None) -> list[ParentSpec]:
+def parent_stream(cfg: SimClusterConfig, n: int | None = None) -> list[ParentSpec]:
     """The scenario's parents: exponential gaps, uniform lot sizes, sides and
     symbols drawn from the flow's own seed (independent of the venues')."""
     assert cfg.scenario is not None
@@ -101,7 +101,7 @@ def parent_stream(cfg: Config, n: int | None = None) -> list[ParentSpec]:
     return out
 
 
-def limit_ticks(cfg: Config, fair_mid: int, side: Side) -> int:
+def limit_ticks(cfg: SimClusterConfig, fair_mid: int, side: Side) -> int:
     assert cfg.scenario is not None
     k = cfg.scenario.flow.limit_through_ticks
     return fair_mid + k if side is Side.BUY else max(1, fair_mid - k)
@@ -184,7 +184,7 @@ class RunResult(msgspec.Struct, kw_only=True):
 class Backtest:
     """One scenario, one policy, one seed: ``run()`` returns per-parent results."""
 
-    def __init__(self, cfg: Config, policy: str, scorer: Any = None, *, parents: int | None = None,
+    def __init__(self, cfg: SimClusterConfig, policy: str, scorer: Any = None, *, parents: int | None = None,
                  planner: Planner | None = None, record: bool = False, seed: int | None = None) -> None:
         if cfg.scenario is None:
             raise ValueError("config has no [scenario]")
@@ -310,7 +310,7 @@ class Backtest:
                 res = self.results.get(c.cl_ord_id)
                 if res is not None:
                     res.done_ns = now
-        d = self.engine.next_deadline_ns()
+        d = self.engine.next_timer_ns()
         if d is not None and d not in self._timer_at:
             self._timer_at.add(d)
             self.at(max(d, now), self._timer, d)

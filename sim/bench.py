@@ -22,21 +22,23 @@ import gc
 import json
 import os
 import platform
-import re
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import msgspec
+from prometheus_client.samples import Sample
 
-from router.config import Config, SymbolConfig
-from sim.harness import Cluster, localize
+from router.config import SymbolConfig
+from sim.config import SimClusterConfig
+from sim.harness import Cluster, localize, sample_values
 from sim.oms import SimOms
 
 TRACE = 7002
@@ -51,7 +53,8 @@ def mono_ns() -> int:
     return time.clock_gettime_ns(time.CLOCK_MONOTONIC)
 
 
-def bench_config(base: Config, driver: str, planner: str = "static", md_per_s: float = 0.0) -> Config:
+def bench_config(base: SimClusterConfig, driver: str, planner: str = "static",
+                 md_per_s: float = 0.0) -> SimClusterConfig:
     """A deterministic market, one lit venue deep enough never to run dry:
     every IOC marketable parent fills in full on LIT1 with one child. With
     ``planner="ml"`` every parent also pays features and one ONNX scoring
@@ -108,22 +111,17 @@ def quantiles_us(values_ns: list[int]) -> dict[str, float]:
     return out
 
 
-_BUCKET = re.compile(r'^(\w+)_bucket\{(.*)\}$')
-_LABEL = re.compile(r'(\w+)="([^"]*)"')
-
-
-def histogram_quantiles(metrics: dict[str, float], name: str, label: str | None) -> dict[str, dict[str, Any]]:
+def histogram_quantiles(samples: Iterable[Sample], name: str, label: str | None) -> dict[str, dict[str, Any]]:
     """{label value: {count, p50_us_le, p99_us_le, max_us_le}} from cumulative buckets; each
     quantile is the upper bound of the bucket it falls in (None: above the
     last finite bucket)."""
     series: dict[str, list[tuple[float, float]]] = {}
-    for key, value in metrics.items():
-        m = _BUCKET.match(key)
-        if not m or m.group(1) != name:
+    bucket = f"{name}_bucket"
+    for s in samples:
+        if s.name != bucket:
             continue
-        labels = dict(_LABEL.findall(m.group(2)))
-        le = float(labels.pop("le").replace("+Inf", "inf"))
-        series.setdefault(labels.get(label, "") if label else "", []).append((le, value))
+        le = float(s.labels["le"])  # "+Inf" included: float() reads it
+        series.setdefault(s.labels.get(label, "") if label else "", []).append((le, float(s.value)))
     out: dict[str, dict[str, Any]] = {}
     for key, buckets in sorted(series.items()):
         buckets.sort()
@@ -220,7 +218,7 @@ def first_er_rtts(oms: SimOms, sent: Sent) -> list[int]:
 # ---------------------------------------------------------------------- phases
 
 
-def measure_floor(base: Config, work: Path, n: int, warmup: int, rate: float) -> dict[str, Any]:
+def measure_floor(base: SimClusterConfig, work: Path, n: int, warmup: int, rate: float) -> dict[str, Any]:
     """OMS -> one sim venue directly: the OMS logs on as the router would."""
     cfg = localize(bench_config(base, "threaded"), work)
     venue = cfg.venues[0]
@@ -355,7 +353,7 @@ class Profiler:
         return str(self.out)
 
 
-def run_driver(base: Config, work: Path, v: Variant, n: int, warmup: int, rate: float,
+def run_driver(base: SimClusterConfig, work: Path, v: Variant, n: int, warmup: int, rate: float,
                rates: list[float], window_s: float, floor: dict[str, Any], scrape_n: int = 0,
                scrape_block: int = 1000, profile_dir: Path | None = None) -> dict[str, Any]:
     cfg = localize(bench_config(base, v.driver, v.planner, v.md_per_s), work)
@@ -383,7 +381,7 @@ def run_driver(base: Config, work: Path, v: Variant, n: int, warmup: int, rate: 
         s.wait_all(lat, 60)
         profile = prof.stop() if prof is not None else None
         md_latency = _md_rate(m0, md_reading())
-        stages_metrics = cluster.metrics()
+        stages_samples = cluster.samples()
         if scrape_n > 0:
             scraped = scrape_comparison(s, f"http://{cfg.metrics.host}:{cfg.metrics.port}/metrics", scrape_n,
                                         rate, scrape_block)
@@ -399,7 +397,7 @@ def run_driver(base: Config, work: Path, v: Variant, n: int, warmup: int, rate: 
             er_p99 = quantiles_us(rtts).get("p99", float("inf"))
             if er_p99 > P99_LIMIT_US or len(sent.stamps) < 0.8 * r * window_s:
                 break
-        final_metrics = cluster.metrics()
+        final_samples = cluster.samples()
     finally:
         oms.stop()
         codes = cluster.stop()
@@ -414,9 +412,9 @@ def run_driver(base: Config, work: Path, v: Variant, n: int, warmup: int, rate: 
     ttr["missing"] = float(missing)
     fl = floor["rtt_us"]
     ratio = {q: round(ttr[q] / fl[q], 2) for q in ("p50", "p99") if ttr.get(q) and fl.get(q)}
-    stages = histogram_quantiles(stages_metrics, "sor_stage_seconds", "stage")
-    in_proc = histogram_quantiles(stages_metrics, "sor_tick_to_route_seconds", None).get("", {})
-    gc_pauses = histogram_quantiles(final_metrics, "sor_gc_pause_seconds", "generation")
+    stages = histogram_quantiles(stages_samples, "sor_stage_seconds", "stage")
+    in_proc = histogram_quantiles(stages_samples, "sor_tick_to_route_seconds", None).get("", {})
+    gc_pauses = histogram_quantiles(final_samples, "sor_gc_pause_seconds", "generation")
 
     ladder: list[dict[str, Any]] = []
     held = 0.0
@@ -446,7 +444,7 @@ def run_driver(base: Config, work: Path, v: Variant, n: int, warmup: int, rate: 
                         "applied_entries_per_s_latency_phase": md_latency},
         "gc_pauses_us": {"note": "whole run, bucket-resolution estimates", "by_generation": gc_pauses,
                          "max_le_us": _max_bucket(gc_pauses)},
-        "metrics_scrape_fallbacks": final_metrics.get("sor_metrics_scrape_fallbacks_total"),
+        "metrics_scrape_fallbacks": sample_values(final_samples).get("sor_metrics_scrape_fallbacks_total"),
         "profile": profile,
         "exit_codes": codes,
     }
@@ -535,7 +533,7 @@ def print_report(res: dict[str, Any]) -> None:
         print(f"  p99.9 change with the scraper: {_fmt(sc['p99.9_change_pct'])}%")
 
 
-def run_bench(base: Config, parents: int, quick: bool, json_path: str, window_s: float | None = None,
+def run_bench(base: SimClusterConfig, parents: int, quick: bool, json_path: str, window_s: float | None = None,
               rates: list[float] | None = None, latency_rate: float = 250.0,
               drivers: tuple[str, ...] = ("threaded", "poll"), md_per_s: float | None = None,
               scrape_parents: int | None = None, scrape_variant: str = "poll+ml",

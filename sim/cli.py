@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from fix.gateway import hard_exit
-from router.config import Config
+from sim.config import SimClusterConfig
 from sim.venue import serve_venues
 
 
-def run_venues(cfg: Config, venues: list[str], state_dir: str, record_trace: str | None = None) -> int:
+def run_venues(cfg: SimClusterConfig, venues: list[str], state_dir: str, record_trace: str | None = None) -> int:
     import uvloop
 
     uvloop.run(serve_venues(cfg, venues, state_dir, record_trace=record_trace))

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from fix.codec import AVG_PX, CUM_QTY, EXEC_TYPE, LAST_MKT, LAST_QTY, ORD_STATUS
-from router.config import Config
+from sim.config import SimClusterConfig
 from sim.exchange import mid_path
 from sim.harness import Cluster, localize
 from sim.invariants import InvariantError, check_all
@@ -33,7 +33,7 @@ def _pct(values: list[float], p: float) -> float:
     return float(np.percentile(values, p)) if values else float("nan")
 
 
-def run_demo(config_path: str, cfg: Config, orders: int = 200, rate: float = 200.0, seed: int = 1,
+def run_demo(config_path: str, cfg: SimClusterConfig, orders: int = 200, rate: float = 200.0, seed: int = 1,
              keep_ports: bool = False) -> int:
     rng = np.random.default_rng(seed)
     with tempfile.TemporaryDirectory(prefix="sor-demo-") as tmp:
@@ -71,7 +71,7 @@ def run_demo(config_path: str, cfg: Config, orders: int = 200, rate: float = 200
         return rc
 
 
-def _drive(oms: SimOms, cfg: Config, paths: dict, ticks: dict[str, Decimal], rng: np.random.Generator,
+def _drive(oms: SimOms, cfg: SimClusterConfig, paths: dict, ticks: dict[str, Decimal], rng: np.random.Generator,
            n: int, rate: float) -> int:
     symbols = [s.symbol for s in cfg.symbols]
     sent: dict[str, tuple[str, str, int, float]] = {}  # cl -> (symbol, side, qty, arrival mid)

@@ -36,9 +36,10 @@ from decimal import Decimal
 import msgspec
 import numpy as np
 
-from router.config import Config, SymbolConfig, VenueConfig, VenueSimConfig
+from router.config import SymbolConfig
 from router.domain.types import OrdType, Side, TimeInForce, VenueKind
 from sim.book import BackgroundLiquidity, Fill, LitBook, SubmitResult
+from sim.config import SimClusterConfig, SimVenueConfig, VenueSimConfig
 from sim.dark import DarkPool
 from sim.midpath import MidPath
 
@@ -60,7 +61,7 @@ __all__ = [
 ]
 
 
-def mid_path(cfg: Config, sym: SymbolConfig, epoch_ns: int) -> MidPath:
+def mid_path(cfg: SimClusterConfig, sym: SymbolConfig, epoch_ns: int) -> MidPath:
     tick = Decimal(sym.tick_size)
     start = int(Decimal(sym.ref_price) / tick)
     # Each symbol gets its own walk, but the same for every process.
@@ -148,7 +149,7 @@ class SharedMarket:
     ``epoch_ns`` is the scenario start: regime times count from it.
     """
 
-    def __init__(self, cfg: Config, epoch_ns: int) -> None:
+    def __init__(self, cfg: SimClusterConfig, epoch_ns: int) -> None:
         self.cfg = cfg
         self.epoch_ns = epoch_ns
         self.paths = {s.symbol: mid_path(cfg, s, epoch_ns) for s in cfg.symbols}
@@ -192,7 +193,7 @@ class SharedMarket:
 
     # -- regimes
 
-    def _build_schedule(self, venue: VenueConfig) -> list[tuple[int, VenueSimConfig]]:
+    def _build_schedule(self, venue: SimVenueConfig) -> list[tuple[int, VenueSimConfig]]:
         out = [(self.epoch_ns, venue.sim)]
         regimes = sorted((r for r in (self.cfg.scenario.regimes if self.cfg.scenario else []) if r.venue == venue.name),
                          key=lambda r: r.at_s)
@@ -223,7 +224,7 @@ class _Book:
 
     __slots__ = ("bg", "book", "pool")
 
-    def __init__(self, venue: VenueConfig, sym: SymbolConfig, rng: np.random.Generator) -> None:
+    def __init__(self, venue: SimVenueConfig, sym: SymbolConfig, rng: np.random.Generator) -> None:
         s = venue.sim
         self.book: LitBook | None = None
         self.bg: BackgroundLiquidity | None = None
@@ -241,7 +242,7 @@ class VenueCore:
     """One simulated venue for every configured symbol. Not thread-safe: one
     owner (an event loop or the backtest) calls it."""
 
-    def __init__(self, cfg: Config, venue_name: str, market: SharedMarket, tag: str) -> None:
+    def __init__(self, cfg: SimClusterConfig, venue_name: str, market: SharedMarket, tag: str) -> None:
         self.cfg = cfg
         self.venue = cfg.venue(venue_name)
         self.market = market

@@ -15,12 +15,14 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import msgspec
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
 
-from router.config import Config, dump_config
+from sim.config import SimClusterConfig, dump_config
 
 
 def free_port() -> int:
@@ -29,7 +31,8 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def localize(cfg: Config, state_dir: Path, keep_ports: bool = False, epoch_ns: int | None = None) -> Config:
+def localize(cfg: SimClusterConfig, state_dir: Path, keep_ports: bool = False,
+             epoch_ns: int | None = None) -> SimClusterConfig:
     """The same config on fresh loopback ports with its own state dir."""
     venues = [msgspec.structs.replace(v, host="127.0.0.1", port=v.port if keep_ports else free_port())
               for v in cfg.venues]
@@ -55,26 +58,48 @@ def poll_until(predicate: Callable[[], bool], timeout_s: float, interval_s: floa
         time.sleep(min(interval_s, left))
 
 
+def parse_samples(text: str) -> list[Sample]:
+    """Every sample of a Prometheus text exposition, in exposition order.
+
+    The one parser of ``/metrics`` in the harness and the bench:
+    prometheus-client's own, so escapes and label quoting are read as the
+    exposition writes them."""
+    return [s for family in text_string_to_metric_families(text) for s in family.samples]
+
+
+def _escape_label(value: str) -> str:
+    # The text format's three escapes, so a key reads as the exposition line does.
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def sample_key(sample: Sample) -> str:
+    """``name{a="x",b="y"}`` (labels in exposition order), or ``name`` without labels."""
+    if not sample.labels:
+        return sample.name
+    labels = ",".join(f'{k}="{_escape_label(v)}"' for k, v in sample.labels.items())
+    return f"{sample.name}{{{labels}}}"
+
+
+def sample_values(samples: Iterable[Sample]) -> dict[str, float]:
+    """{'name{labels}': value}, keyed by ``sample_key``."""
+    return {sample_key(s): float(s.value) for s in samples}
+
+
+def scrape_samples(host: str, port: int, timeout_s: float = 2.0) -> list[Sample]:
+    """One GET of ``/metrics``, parsed by ``parse_samples``."""
+    with urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=timeout_s) as r:
+        return parse_samples(r.read().decode())
+
+
 def scrape(host: str, port: int, timeout_s: float = 2.0) -> dict[str, float]:
     """Prometheus text exposition -> {'name{labels}': value}."""
-    with urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=timeout_s) as r:
-        text = r.read().decode()
-    out: dict[str, float] = {}
-    for line in text.splitlines():
-        if not line or line.startswith("#"):
-            continue
-        name, _, value = line.rpartition(" ")
-        try:
-            out[name] = float(value)
-        except ValueError:
-            continue
-    return out
+    return sample_values(scrape_samples(host, port, timeout_s))
 
 
 class Cluster:
     """Venue processes + the daemon process, for one config."""
 
-    def __init__(self, cfg: Config, workdir: Path, log_level: str = "WARNING", record_traces: bool = False,
+    def __init__(self, cfg: SimClusterConfig, workdir: Path, log_level: str = "WARNING", record_traces: bool = False,
                  venues_in_one: bool = False) -> None:
         self.cfg = cfg
         self.venues_in_one = venues_in_one
@@ -118,6 +143,10 @@ class Cluster:
 
     def metrics(self) -> dict[str, float]:
         return scrape(self.cfg.metrics.host, self.cfg.metrics.port)
+
+    def samples(self) -> list[Sample]:
+        """The daemon's metrics with their labels apart (what histogram readers need)."""
+        return scrape_samples(self.cfg.metrics.host, self.cfg.metrics.port)
 
     def wait_sessions(self, want: dict[str, float], timeout_s: float) -> None:
         """Wait until each venue's session-up gauge has the wanted value."""

@@ -19,9 +19,7 @@ from fix.codec import (
     ORDER_ID,
     ORDER_QTY,
 )
-from sim.oms import Received
-
-TERMINAL = frozenset({"2", "4", "8", "C"})
+from sim.oms import TERMINAL, Received
 
 
 class InvariantError(AssertionError):

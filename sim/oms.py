@@ -18,6 +18,7 @@ import msgspec
 import quickfix as fix
 
 from fix.bridge import BridgeApplication, send
+from fix.clock import monotonic_ns
 from fix.codec import (
     CL_ORD_ID,
     MSG_TYPE,
@@ -29,15 +30,14 @@ from fix.codec import (
     SIDE,
     SYMBOL,
     TIME_IN_FORCE,
+    raw_fields,
 )
 from fix.gateway import Gateway
 from fix.settings import SessionSpec
+from router.domain.types import TERMINAL_STATUSES
 
-TERMINAL = frozenset({"2", "4", "8", "C"})
-
-
-def monotonic_ns() -> int:
-    return time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+TERMINAL = frozenset(s.value for s in TERMINAL_STATUSES)
+"""OrdStatus(39) wire values after which an order is done."""
 
 
 class Received(msgspec.Struct, frozen=True):
@@ -50,14 +50,7 @@ class Received(msgspec.Struct, frozen=True):
 
 
 def _flatten(msg: fix.Message) -> dict[int, str]:
-    # Split the raw wire string: cheaper than iterating the FieldMap through
-    # SWIG and independent of any data dictionary.
-    out: dict[int, str] = {}
-    for part in msg.toString().split("\x01"):
-        if part:
-            tag, _, value = part.partition("=")
-            out[int(tag)] = value
-    return out
+    return {int(t): v for t, v in raw_fields(msg.toString())}
 
 
 class SimOms:

@@ -7,26 +7,26 @@ import json
 from pathlib import Path
 from typing import Any
 
-from router.config import Config, load_config
 from sim.backtest import POLICIES, Backtest, summarize
+from sim.config import SimClusterConfig, load_sim_config
 
 SCENARIO_DIR = Path(__file__).resolve().parent / "scenarios"
 SCENARIOS = ("calm", "regime", "toxic_dark", "thin")
 BASELINES = ("static", "equal", "displayed")
 
 
-def scenario_config(name_or_path: str) -> Config:
+def scenario_config(name_or_path: str) -> SimClusterConfig:
     p = Path(name_or_path)
     if not p.suffix:
         p = SCENARIO_DIR / f"{name_or_path}.toml"
-    return load_config(p)
+    return load_sim_config(p)
 
 
 def default_model_path() -> Path:
     return Path(__file__).resolve().parent.parent / "models" / "default" / "model.onnx"
 
 
-def make_scorer(cfg: Config, model_path: str | None) -> Any:
+def make_scorer(cfg: SimClusterConfig, model_path: str | None) -> Any:
     import msgspec
 
     from router.scoring.onnx import load_scorer

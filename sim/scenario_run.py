@@ -16,8 +16,8 @@ from pathlib import Path
 
 import msgspec
 
-from router.config import Config
 from sim.backtest import ParentResult, RunResult, limit_ticks, parent_stream
+from sim.config import SimClusterConfig
 from sim.exchange import SharedMarket
 from sim.harness import Cluster, localize
 from sim.oms import SimOms
@@ -27,7 +27,7 @@ WARM_S = 2.0
 """Books, market data and features settle before the first parent."""
 
 
-def run_live(cfg: Config, policy: str, parents: int, workdir: Path, model_path: str | None = None,
+def run_live(cfg: SimClusterConfig, policy: str, parents: int, workdir: Path, model_path: str | None = None,
              timeout_s: float = 60.0) -> RunResult:
     if cfg.scenario is None:
         raise ValueError("config has no [scenario]")

@@ -51,11 +51,12 @@ from fix.codec import (
     Ticks,
     field,
     msg_type,
+    raw_fields,
 )
 from fix.gateway import Gateway
 from fix.settings import SessionSpec, session_id, session_key
-from router.config import Config
 from router.domain.types import OrdType, Side, TimeInForce, VenueKind
+from sim.config import SimClusterConfig
 from sim.exchange import (
     Ack,
     Canceled,
@@ -90,7 +91,7 @@ __all__ = ["VenueServer", "day_epoch_ns", "mid_path", "serve_venue", "serve_venu
 
 
 class VenueServer:
-    def __init__(self, cfg: Config, venue_name: str, loop: asyncio.AbstractEventLoop, state_dir: str,
+    def __init__(self, cfg: SimClusterConfig, venue_name: str, loop: asyncio.AbstractEventLoop, state_dir: str,
                  wall_ns: Callable[[], int] = time.time_ns, record_trace: bool = False,
                  market: SharedMarket | None = None) -> None:
         self.cfg = cfg
@@ -160,9 +161,9 @@ class VenueServer:
         mt = msg_type(msg)
         if mt == "V":
             # Symbols sit in a repeating group; the raw string keeps them.
-            parts = [p.partition("=") for p in msg.toString().split("\x01")]
-            req = {int(t): v for t, _, v in parts if t in ("262", "263")}
-            symbols = [v for t, _, v in parts if t == "55"]
+            parts = raw_fields(msg.toString())
+            req = {int(t): v for t, v in parts if t in ("262", "263")}
+            symbols = [v for t, v in parts if t == "55"]
             self.loop.call_soon_threadsafe(self._on_md_request, req.get(262, ""), req.get(263, "1"), symbols)
             return
         fields = {t: field(msg, t) for t in (CL_ORD_ID, ORIG_CL_ORD_ID, SYMBOL, SIDE, ORDER_QTY, ORD_TYPE, PRICE,
@@ -346,12 +347,12 @@ class VenueServer:
         self._timer = self.loop.call_later(dt, self._tick)
 
 
-async def serve_venue(cfg: Config, venue_name: str, state_dir: str, ready: Callable[[], None] | None = None,
+async def serve_venue(cfg: SimClusterConfig, venue_name: str, state_dir: str, ready: Callable[[], None] | None = None,
                       record_trace: str | None = None) -> None:
     await serve_venues(cfg, [venue_name], state_dir, ready, record_trace)
 
 
-async def serve_venues(cfg: Config, venue_names: list[str], state_dir: str,
+async def serve_venues(cfg: SimClusterConfig, venue_names: list[str], state_dir: str,
                        ready: Callable[[], None] | None = None, record_trace: str | None = None) -> None:
     """Serve ``venue_names`` from this process, sharing one market (leaks
     reach every venue here). ``record_trace`` applies to a single venue."""

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from router.config import Config, load_config
+from sim.config import SimClusterConfig, load_sim_config
 from sim.harness import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -18,5 +18,5 @@ def port() -> int:
 
 
 @pytest.fixture(scope="session")
-def default_config() -> Config:
-    return load_config(ROOT / "config" / "sor.toml")
+def default_config() -> SimClusterConfig:
+    return load_sim_config(ROOT / "config" / "sor.toml")

@@ -50,7 +50,6 @@ class ReportToOms(Msg, frozen=True, kw_only=True):
     last_qty: int
     last_px_ticks: int
     last_mkt: str | None
-    ord_rej_reason: int | None
     text: str
     transact_ns: int
 

@@ -158,7 +158,7 @@ class MarketDataReceived(Event, frozen=True, kw_only=True):
 
 class TimerFired(Event, frozen=True, kw_only=True):
     """The driver's clock reached a deadline the engine asked for
-    (``Engine.next_deadline_ns``): ack timeouts, dark-rest expiry, cancel
+    (``Engine.next_timer_ns``): ack timeouts, dark-rest expiry, cancel
     watchdogs and markout horizons all fall due through this one event."""
 
     ts_ns: int

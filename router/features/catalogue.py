@@ -43,6 +43,7 @@ Choices worth knowing when reading a model's behaviour:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Final, Literal
 
 import msgspec
@@ -90,7 +91,9 @@ FEATURES: Final[tuple[Feature, ...]] = (
             description="1 when the NBBO is crossed or locked (bid >= ask, both present), else 0"),
     # ------------------------------------------------------------------ order
     Feature(name="size_over_adv", unit="ratio", group="order",
-            description="order qty / the symbol's average daily volume (default ADV if unknown)"),
+            description="order qty / the symbol's average daily volume: symbols[].adv_shares, else the lit "
+                        "venues' prints since start scaled to a 6.5 h day (time floored at 60 s); 0 before "
+                        "any print"),
     Feature(name="size_over_top3", unit="ratio", group="order",
             description="order qty / consolidated contra-side size in the top 3 levels; capped at 100, "
                         "also when that size is 0"),
@@ -172,3 +175,52 @@ assert all(f.group == "order" for f in FEATURES[N_MARKET:N_SHARED])
 assert [f.name for f in FEATURES[C_FILL:C_FILL + N_STATS]] == [
     "venue_fill_rate", "venue_time_to_fill_ms", "venue_partial_freq", "venue_markout_1s_bps", "venue_markout_5s_bps"]
 assert STAT_FILL_RATE == 0 and STAT_MARKOUT_5S_BPS == N_STATS - 1
+
+
+class FeatureMismatchError(ValueError):
+    """Something was built on another feature vector than ``FEATURE_NAMES``:
+    a model (the daemon refuses to start) or a training dataset.
+
+    ``position`` is the first index where the lists differ, ``model_name`` and
+    ``router_name`` what each has there (None past the end of a list, and
+    for a file that stores no list at all, ``position`` -1).
+    """
+
+    def __init__(self, message: str, position: int = -1, model_name: str | None = None,
+                 router_name: str | None = None, n_model: int = 0, n_router: int = N_FEATURES) -> None:
+        super().__init__(message)
+        self.position = position
+        self.model_name = model_name
+        self.router_name = router_name
+        self.n_model = n_model
+        self.n_router = n_router
+
+
+def check_feature_names(names: Sequence[str], what: str, where: str, advice: str) -> None:
+    """Raise ``FeatureMismatchError`` unless ``names`` is exactly
+    ``FEATURE_NAMES``. ``what`` names the thing ("model", "dataset") in the
+    message, ``where`` says which one, ``advice`` what to do about it."""
+    got = tuple(names)
+    ours = FEATURE_NAMES
+    if got == ours:
+        return
+    pos = next((i for i, (a, b) in enumerate(zip(got, ours)) if a != b), min(len(got), len(ours)))
+    theirs_at = got[pos] if pos < len(got) else None
+    ours_at = ours[pos] if pos < len(ours) else None
+    diff = len(got) - len(ours)
+    if diff == 0:
+        count = f"both have {len(ours)} features"
+    else:
+        count = (f"the {what} has {len(got)} features, the router {len(ours)} "
+                 f"({abs(diff)} {'more' if diff > 0 else 'fewer'} in the {what})")
+    detail: list[str] = []
+    if missing := [n for n in ours if n not in got]:
+        detail.append(f"missing {missing}")
+    if extra := [n for n in got if n not in set(ours)]:
+        detail.append(f"unknown {extra}")
+    if not detail:
+        detail.append("same names in another order")
+    msg = (f"{where}: {what} was built with a different feature list than this router's FEATURE_NAMES: at "
+           f"position {pos} the {what} has {theirs_at!r}, the router {ours_at!r}; {count}; {'; '.join(detail)}. "
+           f"{advice}")
+    raise FeatureMismatchError(msg, pos, theirs_at, ours_at, len(got), len(ours))

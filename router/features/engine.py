@@ -6,8 +6,7 @@ each (lit venue, symbol) the engine remembers how far it has read the
 MarketData book and trade rings and keeps running sums over the rows in each
 window: it consumes only the rows committed since its last read and evicts
 those that fell out of the window, instead of rescanning ~200 rows per venue
-per order. The engine (the router's) may call ``catch_up(s, now, v)`` after
-each market-data message so a compute never pays for a burst. On top of
+per order. On top of
 that, the symbol's market block (every market column but staleness, plus the
 NBBO and depth the order and venue columns use) is cached until a ring
 moves, a window row expires or the ATR second turns, so an order in a quiet
@@ -131,6 +130,9 @@ def _f64(n: int) -> tuple[npt.NDArray[np.float64], memoryview[float]]:
 
 
 _NEVER: Final = (1 << 63) - 1
+ADV_DAY_NS: Final = 23_400 * 1_000_000_000
+"""A trading day (6.5 h) for the ADV estimate."""
+ADV_MIN_OBS_NS: Final = 60 * 1_000_000_000
 _NO_BAR: Final = -(1 << 62)
 
 
@@ -143,7 +145,7 @@ class FeatureEngine:
     """
 
     def __init__(self, md: MarketData, stats: VenueStats, venue_fees_bps: Sequence[float],
-                 adv: Mapping[str, float], default_adv: float = 1e6) -> None:
+                 adv: Mapping[str, float], default_adv: float | None = None) -> None:
         nv, ns = len(md.venues), len(md.symbols)
         if tuple(stats.venues) != tuple(md.venues):
             raise ValueError(f"VenueStats venues {stats.venues} differ from MarketData venues {md.venues}")
@@ -153,7 +155,7 @@ class FeatureEngine:
             raise ValueError(f"venue_fees_bps must be finite and within +-10000 bps, got {list(venue_fees_bps)}")
         # ADV below one share is a data error, and would let size_over_adv
         # overflow float32.
-        if not (1.0 <= default_adv < math.inf):
+        if default_adv is not None and not (1.0 <= default_adv < math.inf):
             raise ValueError(f"default_adv must be >= 1 share, got {default_adv}")
         for sym, a in adv.items():
             if not (1.0 <= a < math.inf):
@@ -163,7 +165,11 @@ class FeatureEngine:
         self.stats = stats
         self.n_venues = nv
         self.n_symbols = ns
-        self._adv = [float(adv.get(sym, default_adv)) for sym in md.symbols]
+        # 0.0: no ADV known for the symbol; size_over_adv then estimates one
+        # from the volume printed since start (see ``_estimated_adv``).
+        self._adv = [float(adv.get(sym, default_adv or 0.0)) for sym in md.symbols]
+        self._tvol: memoryview[int] = _ints(md.traded_volume, "traded_volume")
+        self._tfirst: memoryview[int] = _ints(md.first_trade_ns, "first_trade_ns")
         lit = [bool(x) for x in md.lit]
         self._lit = tuple(v for v in range(nv) if lit[v])
         self._lit_k0 = tuple((v, v * ns) for v in self._lit)
@@ -253,35 +259,10 @@ class FeatureEngine:
         self._row_starts = tuple(range(N_FEATURES, nv * N_FEATURES, N_FEATURES))
         self.resyncs = 0
         """Read positions rebuilt from a ring (overrun, lost position, time
-        going backwards). A rising count means catch_up runs too rarely for
-        the feed rate."""
+        going backwards). A rising count means orders come too rarely for
+        the feed rate to be read incrementally (``sor_feature_resyncs``)."""
 
     # ------------------------------------------------------------ rolling state
-
-    def catch_up(self, s: int, now_ns: int, v: int | None = None) -> None:
-        """Read the rows committed since the last call for symbol ``s`` (on
-        venue ``v``, or every lit venue) and evict what fell out of the
-        windows. ``compute`` does this itself; calling it after each
-        market-data message moves the per-row cost off the order path. The
-        symbol's market block is then rebuilt by the next ``compute``."""
-        self._check_time(s, now_ns)
-        if v is not None:
-            if self._lit_row[v]:
-                self._sync_key(v * self.n_symbols + s, now_ns)
-        else:
-            for _, k0 in self._lit_k0:
-                self._sync_key(k0 + s, now_ns)
-        self._sym_until[s] = -(1 << 63)
-
-    def _sync_key(self, k: int, now: int) -> None:
-        # Each slow path runs only when its ring moved or a window row is due
-        # to expire. A trade ring that moved by exactly its capacity since the
-        # last read looks unmoved here; the next move is caught by the
-        # position check in _sync_trades.
-        if self._rh[k] != self._b_head[k] or self._bts[k] != self._b_ts[k] or now >= self._b_next[k]:
-            self._sync_book(k, now)
-        if self._th[k] != self._t_head[k] or now >= self._t_next[k]:
-            self._sync_trades(k, now)
 
     def _check_time(self, s: int, now: int) -> None:
         if now < self._sym_now[s]:
@@ -637,7 +618,10 @@ class FeatureEngine:
         t_next = self._t_next
         for _, k0 in self._lit_k0:
             k = k0 + s
-            # As _sync_key, inlined: this loop runs once per order when busy.
+            # Each slow path runs only when its ring moved or a window row is
+            # due to expire. A trade ring that moved by exactly its capacity
+            # since the last read looks unmoved here; the next move is caught
+            # by the position check in _sync_trades.
             nxt = b_next[k]
             if rh[k] != b_head[k] or bts[k] != b_ts[k] or now >= nxt:
                 self._sync_book(k, now)
@@ -740,6 +724,25 @@ class FeatureEngine:
         qs[4 * s + 3] = a3
         self._sym_until[s] = until
 
+    def _estimated_adv(self, s: int, now: int) -> float:
+        """The symbol's daily volume as the lit venues' prints since start
+        extrapolate it: shares printed / time since the first print, times
+        a trading day; the time is floored at ``ADV_MIN_OBS_NS`` so the first
+        prints do not read as a huge day. 0.0 before any print."""
+        vol = 0
+        first = -1
+        for _, k0 in self._lit_k0:
+            k = k0 + s
+            t = self._tfirst[k]
+            if t >= 0:
+                vol += self._tvol[k]
+                if first < 0 or t < first:
+                    first = t
+        if first < 0 or vol <= 0:
+            return 0.0
+        elapsed = now - first
+        return vol * ADV_DAY_NS / (elapsed if elapsed > ADV_MIN_OBS_NS else ADV_MIN_OBS_NS)
+
     def compute(self, symbol_index: int, side_sign: int, qty: int, is_limit: bool, limit_ticks: int,
                 is_ioc: bool, now_ns: int) -> F32:
         """Fill and return ``self.out`` (the same array every call) for one
@@ -795,7 +798,8 @@ class FeatureEngine:
             cpx = self._quote_px[2 * s]
             csz = qs[4 * s]
             top3 = qs[4 * s + 2]
-        o[C_ADV] = qty / self._adv[s]
+        adv = self._adv[s] or self._estimated_adv(s, now)
+        o[C_ADV] = qty / adv if adv > 0.0 else 0.0
         if top3 > 0:
             r3 = qty / top3
             o[C_TOP3] = r3 if r3 < SIZE_RATIO_CAP else SIZE_RATIO_CAP
@@ -836,8 +840,10 @@ class FeatureEngine:
 
 
 def feature_engine(cfg: Config, md: MarketData, stats: VenueStats) -> FeatureEngine:
-    """The feature engine of a config."""
-    return FeatureEngine(md, stats, [v.take_fee_bps for v in cfg.venues], {})
+    """The feature engine of a config: ADV per symbol from
+    ``symbols[].adv_shares``, estimated from the prints where it is not set."""
+    adv = {s.symbol: float(s.adv_shares) for s in cfg.symbols if s.adv_shares}
+    return FeatureEngine(md, stats, [v.take_fee_bps for v in cfg.venues], adv)
 
 
 def market_state(cfg: Config) -> tuple[MarketData, VenueStats, FeatureEngine]:

@@ -139,6 +139,10 @@ class MarketData:
         self.trade_side: npt.NDArray[np.int8] = np.zeros((nv, ns, ct), dtype=np.int8)
         self.trade_head: I64 = np.zeros((nv, ns), dtype=i64)
         self.trade_count: I64 = np.zeros((nv, ns), dtype=i64)
+        self.traded_volume: I64 = np.zeros((nv, ns), dtype=i64)
+        """Shares printed per (venue, symbol) since start (the rings forget; this does not)."""
+        self.first_trade_ns: I64 = np.full((nv, ns), -1, dtype=i64)
+        """When the first print of each (venue, symbol) arrived; -1: none yet."""
 
         # Hot-path state: plain ints and flat memoryviews, so the writers do
         # integer arithmetic and C stores only.
@@ -170,6 +174,8 @@ class MarketData:
         self._tside = self.trade_side.data.cast("B").cast("b")
         self._thead = _flat_q(self.trade_head)
         self._tcount = _flat_q(self.trade_count)
+        self._tvol = _flat_q(self.traded_volume)
+        self._tfirst = _flat_q(self.first_trade_ns)
 
     # ------------------------------------------------------------ checks
 
@@ -347,6 +353,9 @@ class MarketData:
         n = self._tcount[k]
         if n < ct:
             self._tcount[k] = n + 1
+        self._tvol[k] += sz
+        if self._tfirst[k] < 0:
+            self._tfirst[k] = ts_ns
 
     # ------------------------------------------------------------ readers
 

@@ -227,7 +227,7 @@ class Driver:
     # ------------------------------------------------------------ timers
 
     def _arm_timer(self) -> None:
-        nxt = self.engine.next_deadline_ns()
+        nxt = self.engine.next_timer_ns()
         if nxt is None or (self._timer_at is not None and self._timer_at <= nxt):
             return
         if self._timer is not None:

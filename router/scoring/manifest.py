@@ -10,7 +10,7 @@ from typing import Any, Final, Literal
 
 import msgspec
 
-from router.features.catalogue import FEATURE_NAMES
+from router.features.catalogue import check_feature_names
 
 OUTPUTS: Final[tuple[str, ...]] = ("cost_bps", "fill_prob", "markout_bps")
 """The columns of the model's output, in order."""
@@ -35,23 +35,6 @@ class ModelLoadError(Exception):
     def __init__(self, reason: LoadReason, message: str) -> None:
         super().__init__(message)
         self.reason: LoadReason = reason
-
-
-class FeatureMismatchError(Exception):
-    """The model was trained on another feature vector; the daemon refuses to start.
-
-    ``position`` is the first index where the lists differ, ``model_name`` and
-    ``router_name`` what each has there (None past the end of the list).
-    """
-
-    def __init__(self, message: str, position: int, model_name: str | None, router_name: str | None,
-                 n_model: int, n_router: int) -> None:
-        super().__init__(message)
-        self.position = position
-        self.model_name = model_name
-        self.router_name = router_name
-        self.n_model = n_model
-        self.n_router = n_router
 
 
 class ModelManifest(msgspec.Struct, frozen=True, kw_only=True):
@@ -112,20 +95,5 @@ def write_manifest(path: str | os.PathLike[str], manifest: ModelManifest) -> Non
 
 def check_features(features: list[str] | tuple[str, ...]) -> None:
     """Raise FeatureMismatchError unless ``features`` is exactly ``FEATURE_NAMES``."""
-    model = tuple(features)
-    router = FEATURE_NAMES
-    if model == router:
-        return
-    pos = next((i for i, (a, b) in enumerate(zip(model, router)) if a != b), min(len(model), len(router)))
-    m = model[pos] if pos < len(model) else None
-    r = router[pos] if pos < len(router) else None
-    diff = len(model) - len(router)
-    if diff == 0:
-        count = f"both have {len(router)} features"
-    else:
-        count = (f"the model has {len(model)} features, the router {len(router)} "
-                 f"({abs(diff)} {'more' if diff > 0 else 'fewer'} in the model)")
-    msg = (f"model feature list differs from router.features.FEATURE_NAMES at position {pos}: "
-           f"model has {m!r}, router has {r!r}; {count}. Retrain/export the model against this "
-           f"router's features.")
-    raise FeatureMismatchError(msg, pos, m, r, len(model), len(router))
+    check_feature_names(features, "model", "model manifest",
+                        "Retrain/export the model against this router's features.")

@@ -16,7 +16,8 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from router.config import Config, SymbolConfig
+from router.config import SymbolConfig
+from sim.config import SimClusterConfig
 from sim.harness import Cluster, localize
 from sim.invariants import check_all
 from sim.oms import SimOms
@@ -24,7 +25,7 @@ from sim.oms import SimOms
 SYMBOLS = ["S1", "S2", "S3", "S4", "S5", "S6", "S7"]
 
 
-def e2e_config(base: Config, driver: str = "threaded") -> Config:
+def e2e_config(base: SimClusterConfig, driver: str = "threaded") -> SimClusterConfig:
     r = msgspec.structs.replace
     venues = []
     for v in base.venues:
@@ -41,7 +42,7 @@ def e2e_config(base: Config, driver: str = "threaded") -> Config:
 
 
 @pytest.fixture(scope="module", params=["threaded", "poll"])
-def cluster(request: pytest.FixtureRequest, default_config: Config,
+def cluster(request: pytest.FixtureRequest, default_config: SimClusterConfig,
             tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     """Every scenario runs against both drivers: they must route alike."""
     work = tmp_path_factory.mktemp("e2e")

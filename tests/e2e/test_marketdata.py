@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from router.config import Config
+from sim.config import SimClusterConfig
 from sim.harness import Cluster, localize, poll_until
 from sim.venue import mid_path
 
@@ -19,7 +19,7 @@ LIT = ("LIT1", "LIT2")
 
 
 @pytest.fixture
-def live_cluster(default_config: Config, tmp_path: Path) -> Iterator[Cluster]:
+def live_cluster(default_config: SimClusterConfig, tmp_path: Path) -> Iterator[Cluster]:
     c = Cluster(localize(default_config, tmp_path), tmp_path)
     c.start(timeout_s=60)
     yield c

@@ -13,7 +13,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from router.config import Config, dump_config
+from sim.config import SimClusterConfig, dump_config
 from sim.harness import Cluster, localize, poll_until
 from sim.oms import SimOms
 from tests.e2e.conftest import e2e_config
@@ -23,14 +23,14 @@ pytestmark = pytest.mark.e2e
 DEFAULT_MODEL = Path(__file__).resolve().parents[2] / "models" / "default" / "model.onnx"
 
 
-def _ml_config(base: Config, work: Path, model: Path) -> Config:
+def _ml_config(base: SimClusterConfig, work: Path, model: Path) -> SimClusterConfig:
     cfg = e2e_config(base)
     r = msgspec.structs.replace
     cfg = r(cfg, waterfall=r(cfg.waterfall, planner="ml"), model=r(cfg.model, path=str(model)))
     return localize(cfg, work)
 
 
-def _route_some(cfg: Config, work: Path, n: int) -> tuple[dict[str, float], list[str]]:
+def _route_some(cfg: SimClusterConfig, work: Path, n: int) -> tuple[dict[str, float], list[str]]:
     cluster = Cluster(cfg, work)
     cluster.start(timeout_s=60)
     oms = SimOms("127.0.0.1", cfg.oms.port, sender_comp_id=cfg.oms.target_comp_id,
@@ -51,7 +51,7 @@ def _fallbacks(m: dict[str, float], reason: str) -> float:
     return m.get(f'sor_model_fallbacks_total{{reason="{reason}"}}', 0.0)
 
 
-def test_serves_the_default_model(default_config: Config, tmp_path: Path) -> None:
+def test_serves_the_default_model(default_config: SimClusterConfig, tmp_path: Path) -> None:
     cfg = _ml_config(default_config, tmp_path, DEFAULT_MODEL)
     m, filled = _route_some(cfg, tmp_path, 5)
     assert len(filled) == 5
@@ -62,7 +62,7 @@ def test_serves_the_default_model(default_config: Config, tmp_path: Path) -> Non
 
 
 @pytest.mark.parametrize("damage", ["missing", "corrupt"])
-def test_falls_back_to_static_and_counts(default_config: Config, tmp_path: Path, damage: str) -> None:
+def test_falls_back_to_static_and_counts(default_config: SimClusterConfig, tmp_path: Path, damage: str) -> None:
     model = tmp_path / "model" / "model.onnx"
     model.parent.mkdir()
     if damage == "corrupt":
@@ -78,7 +78,7 @@ def test_falls_back_to_static_and_counts(default_config: Config, tmp_path: Path,
     assert m.get('sor_model_info{version="static"}') == 1.0
 
 
-def test_refuses_to_start_on_a_feature_mismatch(default_config: Config, tmp_path: Path) -> None:
+def test_refuses_to_start_on_a_feature_mismatch(default_config: SimClusterConfig, tmp_path: Path) -> None:
     model = tmp_path / "model.onnx"
     shutil.copy(DEFAULT_MODEL, model)
     manifest = json.loads(DEFAULT_MODEL.with_suffix(".json").read_text())

@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 
 from fix.codec import LAST_MKT, ORD_STATUS
-from router.config import Config
+from sim.config import SimClusterConfig
 from sim.harness import Cluster, free_port, localize, poll_until
 from sim.oms import SimOms
 from tests.e2e.conftest import e2e_config
@@ -113,7 +113,7 @@ class Stack:
 
 
 @pytest.fixture(scope="module")
-def stack(default_config: Config, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def stack(default_config: SimClusterConfig, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     if PROMETHEUS is None:
         pytest.skip("prometheus not installed (`make deps-system` installs Debian's prometheus package)")
     work = tmp_path_factory.mktemp("prom-e2e")

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from fix.codec import EXEC_TYPE, LAST_MKT, ORD_STATUS
-from router.config import Config
+from sim.config import SimClusterConfig
 from sim.harness import Cluster, localize, poll_until
 from sim.invariants import check_order
 from sim.oms import SimOms
@@ -22,7 +22,7 @@ T = 20.0
 
 
 @pytest.fixture
-def own_cluster(default_config: Config, tmp_path: Path) -> Iterator[tuple[Cluster, SimOms]]:
+def own_cluster(default_config: SimClusterConfig, tmp_path: Path) -> Iterator[tuple[Cluster, SimOms]]:
     cfg = localize(e2e_config(default_config), tmp_path)
     c = Cluster(cfg, tmp_path)
     c.start(timeout_s=60)

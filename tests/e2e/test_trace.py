@@ -8,7 +8,7 @@ import json
 import time
 from pathlib import Path
 
-from router.config import Config
+from sim.config import SimClusterConfig
 from sim.harness import Cluster, localize
 from sim.oms import SimOms
 from tests.e2e.conftest import e2e_config
@@ -16,7 +16,7 @@ from tests.e2e.conftest import e2e_config
 TRACE = 7002
 
 
-def test_oms_stamp_reaches_the_venue_with_the_child(default_config: Config, tmp_path: Path) -> None:
+def test_oms_stamp_reaches_the_venue_with_the_child(default_config: SimClusterConfig, tmp_path: Path) -> None:
     cfg = localize(e2e_config(default_config), tmp_path)
     cluster = Cluster(cfg, tmp_path, record_traces=True)
     cluster.start(timeout_s=60)

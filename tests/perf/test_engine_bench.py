@@ -91,6 +91,6 @@ def test_codecs(default_config: Config) -> None:
                      exec_type=ExecType.TRADE, ord_status=OrdStatus.PARTIALLY_FILLED, symbol="AAPL", side=Side.BUY,
                      order_qty=100, ord_type=OrdType.LIMIT, price_ticks=19005, cum_qty=40, leaves_qty=60,
                      avg_px_ticks_num=40 * 19001, last_qty=40, last_px_ticks=19001, last_mkt="XLT1",
-                     ord_rej_reason=None, text="", transact_ns=0)
+                     text="", transact_ns=0)
     _report("encode ExecutionReport to the OMS", _timed(lambda i: oms.encode_report(er), N))
     assert isinstance(decoded[-1], NewOrderReceived)

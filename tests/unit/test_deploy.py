@@ -29,6 +29,7 @@ import msgspec
 import pytest
 
 from router.config import load_config
+from sim.config import load_sim_config
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
@@ -314,8 +315,9 @@ def test_compose_config_accepted_by_the_daemon() -> None:
 
 
 def test_compose_config_is_the_default_adapted_to_containers() -> None:
-    compose = load_config(DEPLOY / "compose-sor.toml")
-    default = load_config(REPO / "config" / "sor.toml")
+    # The full trees: the compose stack's sim venues play what the demo's play.
+    compose = load_sim_config(DEPLOY / "compose-sor.toml")
+    default = load_sim_config(REPO / "config" / "sor.toml")
     assert {v.name: v.host for v in compose.venues} == {"LIT1": "lit1", "LIT2": "lit2", "DARK1": "dark1"}
     assert compose.metrics.host == "0.0.0.0"
     assert compose.oms.allowed_remote == []

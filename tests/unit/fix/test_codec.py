@@ -314,7 +314,7 @@ def _report(**kw: object) -> ReportToOms:
         session=SESSION, order_id="O1", cl_ord_id="c1", orig_cl_ord_id=None, exec_id="E1", exec_type=ExecType.NEW,
         ord_status=OrdStatus.NEW, symbol="AAPL", side=Side.BUY, order_qty=400, ord_type=OrdType.LIMIT,
         price_ticks=19007, cum_qty=0, leaves_qty=400, avg_px_ticks_num=0, last_qty=0, last_px_ticks=0,
-        last_mkt=None, ord_rej_reason=None, text="", transact_ns=NOW,
+        last_mkt=None, text="", transact_ns=NOW,
     )
     base.update(kw)
     return ReportToOms(**base)  # type: ignore[arg-type]

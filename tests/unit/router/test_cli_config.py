@@ -46,9 +46,22 @@ def test_copied_good_config_ok(tmp_path: Path) -> None:
     assert f"{good}: ok" in res.stdout
 
 
+def test_router_only_config_ok(tmp_path: Path) -> None:
+    # No [sim], [scenario] or [venues.sim]: a config for real venues.
+    good = tmp_path / "real.toml"
+    good.write_text('[oms]\nport = 1\n[[symbols]]\nsymbol = "X"\n[[venues]]\nname = "V"\nkind = "lit"\n'
+                    'port = 2\ntarget_comp_id = "V"\n[waterfall]\nvenues = ["V"]\nfinal_action = "cancel"\n')
+    res = _check("--config", str(good))
+    assert res.returncode == 0, res.stderr
+    assert res.stdout == f"{good}: ok (1 venues, 1 symbols)\n"
+
+
 BAD = {
     "unknown nested key": (_bad("levels = 5", "levelz = 5"), ["venues[0].sim", "levelz"]),
     "unknown top-level key": (_bad("[oms]", "bogus = 1\n[oms]"), ["bogus"]),
+    # The simulator's sections are checked too when the file has them.
+    "unknown key in [sim]": (_bad("mid_step_ms = 100", "mid_step_msx = 100"), ["sim", "mid_step_msx"]),
+    "bad sim value": (_bad("contra_prob = 0.4", "contra_prob = 4"), ["venues[2].sim.contra_prob", "got 4"]),
     "wrong type": (_bad("port = 9870", 'port = "abc"'), ["oms.port", "int"]),
     "missing field": (_bad('target_comp_id = "LIT1"\n', ""), ["venues[0]", "target_comp_id"]),
     "duplicate venue": (_bad('name = "LIT2"', 'name = "LIT1"'), ["duplicate venue", "LIT1"]),

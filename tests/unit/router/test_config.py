@@ -1,4 +1,6 @@
-"""Configuration loading and validation (router.config).
+"""Configuration loading and validation (router.config): the router's view of
+the file. The simulator's sections and the full tree are tests/unit/sim/
+test_config.py's.
 
 Bad configs are built from the shipped default by one targeted edit each, so
 every case differs from a known-good file in exactly the field under test.
@@ -14,9 +16,7 @@ import pytest
 from router.config import (
     Config,
     ConfigError,
-    SymbolConfig,
     VenueConfig,
-    dump_config,
     load_config,
     parse_config,
 )
@@ -57,9 +57,9 @@ def test_default_config_loads() -> None:
     assert cfg.waterfall.child_ack_timeout_ms == 2000
     assert cfg.oms.port == 9870
     assert cfg.oms.allowed_remote == ["127.0.0.1"]
-    assert cfg.venue("LIT1").sim.taker_rate_hz == 20.0
-    assert cfg.venue("LIT2").sim.seed == 2
-    assert cfg.venue("DARK1").sim.levels == 5  # default for a key the file leaves out
+    # The router's view: the simulator's sections are not part of it.
+    assert all(type(v) is VenueConfig for v in cfg.venues)
+    assert not hasattr(cfg, "sim") and not hasattr(cfg, "scenario")
     assert cfg.venue("DARK1").last_mkt == "XDK1"
     assert cfg.symbol("MSFT").ref_price == "410.00"
 
@@ -88,40 +88,13 @@ def test_last_mkt_defaults_to_venue_name() -> None:
     assert msgspec.structs.replace(v, mic="XMIC").last_mkt == "XMIC"
 
 
-def test_dump_parse_round_trip_default() -> None:
-    cfg = parse_config(DEFAULT_TEXT)
-    text = dump_config(cfg)
-    again = parse_config(text, "dumped")
-    assert again == cfg
-    assert dump_config(again) == text
-
-
-def test_dump_parse_round_trip_non_defaults() -> None:
-    cfg = parse_config(DEFAULT_TEXT)
-    cfg = msgspec.structs.replace(
-        cfg,
-        waterfall=msgspec.structs.replace(cfg.waterfall, final_action="cancel", rest_venue=None),
-        fix=msgspec.structs.replace(cfg.fix, state_dir='C:\\fix "state"', log_messages=True, file_store=False),
-        symbols=[*cfg.symbols, SymbolConfig(symbol="BRK.A", tick_size="0.05", lot_size=10, ref_price="600000.05")],
-    )
-    again = parse_config(dump_config(cfg), "dumped")
-    assert again == cfg
-    assert again.waterfall.rest_venue is None
-    assert again.fix.state_dir == 'C:\\fix "state"'
-
-
-@pytest.mark.parametrize("value", ["var/fix\nx", "tab\there", "bell\x07", "\x1b[0m", "caf\u00e9 \u2028 \U0001f600",
-                                   'quote " and back\\slash', ""])
-def test_dump_round_trip_strings_needing_escapes(value: str) -> None:
-    cfg = parse_config(DEFAULT_TEXT)
-    cfg = msgspec.structs.replace(cfg, fix=msgspec.structs.replace(cfg.fix, state_dir=value))
-    assert parse_config(dump_config(cfg)).fix.state_dir == value
-
-
-def test_dump_round_trip_string_with_del() -> None:
-    cfg = parse_config(DEFAULT_TEXT)
-    cfg = msgspec.structs.replace(cfg, fix=msgspec.structs.replace(cfg.fix, state_dir="a\x7fb"))
-    assert parse_config(dump_config(cfg)).fix.state_dir == "a\x7fb"
+def test_simulator_sections_are_left_unread() -> None:
+    # [sim], [scenario] and [venues.sim] are the simulator's to validate: the
+    # router's loader leaves them out, even when they would not decode.
+    edited = _edit("levels = 5", "levelz = 5")
+    edited = edited.replace("[sim]\n", "[sim]\nbogus = 1\n", 1)
+    edited += '\n[scenario]\nnom = "x"\n'
+    assert parse_config(edited) == parse_config(DEFAULT_TEXT)
 
 
 def test_cancel_variant_needs_no_rest_venue() -> None:
@@ -166,11 +139,12 @@ BAD = {
     "unknown top-level table": (_edit("[router]", "[routerz]"), ["routerz", "unknown field"]),
     "unknown key in table": (_edit('target_comp_id = "OMS"', 'target_compid = "OMS"'),
                              ["oms", "target_compid", "unknown field"]),
-    "unknown nested key": (_edit("levels = 5", "levelz = 5"), ["venues[0].sim", "levelz", "unknown field"]),
-    "unknown key second venue": (_edit("seed = 2", "sed = 2"), ["venues[1].sim", "sed"]),
+    "unknown key in a venue": (_edit('mic = "XLT1"', 'mik = "XLT1"'), ["venues[0]", "mik", "unknown field"]),
+    "unknown key second venue": (_edit('mic = "XLT2"', 'mic = "XLT2"\nmac = 1'), ["venues[1]", "mac"]),
+    "unknown table in a venue": (_edit("[venues.sim]", "[venues.simm]"), ["venues[0]", "simm", "unknown field"]),
     "wrong type port": (_edit("port = 9870", 'port = "abc"'), ["oms.port", "Expected `int`"]),
     "wrong type venue port": (_edit("port = 9882", 'port = "abc"'), ["venues[1].port", "Expected `int`"]),
-    "wrong type float": (_edit("taker_rate_hz = 20.0", 'taker_rate_hz = "fast"'), ["venues[0].sim.taker_rate_hz"]),
+    "wrong type float": (_edit("take_fee_bps = 0.30", 'take_fee_bps = "cheap"'), ["venues[0].take_fee_bps"]),
     "wrong type bool": (_edit("log_messages = false", "log_messages = 3"), ["fix.log_messages"]),
     "wrong type list": (_edit('venues = ["DARK1", "LIT1", "LIT2"]', 'venues = "DARK1"'), ["waterfall.venues"]),
     "bad enum kind": (_edit('kind = "lit"', 'kind = "grey"'), ["venues[0].kind", "grey"]),
@@ -201,15 +175,37 @@ BAD = {
     "tick_size zero": (_edit('tick_size = "0.01"', 'tick_size = "0"'), ["symbols[0].tick_size", "positive"]),
     "tick_size negative": (_edit('tick_size = "0.01"', 'tick_size = "-0.01"'), ["symbols[0].tick_size"]),
     "tick_size infinite": (_edit('tick_size = "0.01"', 'tick_size = "Infinity"'), ["symbols[0].tick_size"]),
-    "lot_size zero": (_edit("lot_size = 1", "lot_size = 0"), ["symbols[0].lot_size", "positive"]),
+    "lot_size zero": (_edit("lot_size = 1", "lot_size = 0"), ["symbols[0].lot_size", ">= 1", "got 0"]),
     "max_order_qty negative": (_edit("max_order_qty = 100000", "max_order_qty = -5"), ["symbols[0].max_order_qty"]),
     "venue port out of range": (_edit("port = 9881", "port = 70000"), ["venues[0].port", "70000"]),
-    "venue port zero": (_edit("port = 9883", "port = 0"), ["venues[2].port"]),
+    "venue port zero": (_edit("port = 9883", "port = 0"), ["venues[2].port", "got 0"]),
     "oms port out of range": (_edit("port = 9870", "port = 65536"), ["oms.port", "65536"]),
+    "oms port negative": (_edit("port = 9870", "port = -1"), ["oms.port", "-1"]),
     "ports clash": (_edit("port = 9882", "port = 9881"), ["port", "distinct"]),
     "oms port clashes with venue": (_edit("port = 9870", "port = 9883"), ["oms.port", "distinct"]),
     "ack timeout zero": (_edit("child_ack_timeout_ms = 2000", "child_ack_timeout_ms = 0"),
                          ["waterfall.child_ack_timeout_ms"]),
+    "max_child_qty negative": (_edit("child_ack_timeout_ms = 2000", "child_ack_timeout_ms = 2000\nmax_child_qty = -1"),
+                               ["waterfall.max_child_qty", ">= 0", "got -1"]),
+    "min_child_qty above max": (_edit("child_ack_timeout_ms = 2000",
+                                      "child_ack_timeout_ms = 2000\nmax_child_qty = 100\nmin_child_qty = 200"),
+                                ["waterfall.min_child_qty", "max_child_qty"]),
+    "spray_top_k zero": (_edit("child_ack_timeout_ms = 2000", "child_ack_timeout_ms = 2000\nspray_top_k = 0"),
+                         ["waterfall.spray_top_k", "got 0"]),
+    "dark_rest_ms negative": (_edit("child_ack_timeout_ms = 2000", "child_ack_timeout_ms = 2000\ndark_rest_ms = -5"),
+                              ["waterfall.dark_rest_ms", "-5"]),
+    "allowed_venues unknown": (_edit("child_ack_timeout_ms = 2000",
+                                     'child_ack_timeout_ms = 2000\nallowed_venues = ["LIT1", "LIT8"]'),
+                               ["waterfall.allowed_venues[1]", "LIT8"]),
+    "model threads zero": (_edit("budget_us = 2000", "budget_us = 2000\nthreads = 0"), ["model.threads", "got 0"]),
+    "model budget negative": (_edit("budget_us = 2000", "budget_us = -1"), ["model.budget_us", "got -1"]),
+    "marketdata depth zero": (_edit("[model]", "[marketdata]\ndepth = 0\n\n[model]"), ["marketdata.depth", "got 0"]),
+    "marketdata depth above 20": (_edit("[model]", "[marketdata]\ndepth = 21\n\n[model]"),
+                                  ["marketdata.depth", "<= 20", "got 21"]),
+    "marketdata capacity zero": (_edit("[model]", "[marketdata]\nbook_capacity = 0\n\n[model]"),
+                                 ["marketdata.book_capacity", "got 0"]),
+    "marketdata stale_ms zero": (_edit("[model]", "[marketdata]\nstale_ms = 0\n\n[model]"),
+                                 ["marketdata.stale_ms", "got 0"]),
     "invalid TOML": (_edit("[oms]", "[oms"), ["not valid TOML"]),
     "invalid TOML value": (_edit("port = 9870", "port = "), ["not valid TOML"]),
     "duplicate TOML key": (_edit("port = 9870", "port = 9870\nport = 9871"), ["not valid TOML"]),
@@ -243,11 +239,11 @@ def test_no_symbols() -> None:
 
 def test_load_config_names_the_file(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
-    bad.write_text(_edit("levels = 5", "levelz = 5"))
+    bad.write_text(_edit('mic = "XLT1"', 'mik = "XLT1"'))
     with pytest.raises(ConfigError) as exc:
         load_config(bad)
-    assert str(exc.value).startswith(f"{bad}: venues[0].sim")
-    assert "levelz" in str(exc.value)
+    assert str(exc.value).startswith(f"{bad}: venues[0]")
+    assert "mik" in str(exc.value)
 
 
 def test_load_config_missing_file(tmp_path: Path) -> None:

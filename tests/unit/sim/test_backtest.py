@@ -10,18 +10,18 @@ from collections.abc import Callable
 import msgspec
 import pytest
 
-from router.config import Config
 from router.domain.types import OrdStatus, Side, TimeInForce
 from sim.backtest import EPOCH_NS, Backtest, ParentResult, RunResult, mean_ci, parent_stream
+from sim.config import SimClusterConfig
 from sim.report import make_scorer, scenario_config
 
 
 @pytest.fixture(scope="module")
-def calm() -> Config:
+def calm() -> SimClusterConfig:
     return scenario_config("calm")
 
 
-def _with_flow_seed(cfg: Config, seed: int) -> Config:
+def _with_flow_seed(cfg: SimClusterConfig, seed: int) -> SimClusterConfig:
     assert cfg.scenario is not None
     flow = msgspec.structs.replace(cfg.scenario.flow, seed=seed)
     return msgspec.structs.replace(cfg, scenario=msgspec.structs.replace(cfg.scenario, flow=flow))
@@ -56,7 +56,7 @@ def test_parent_stream_is_pure_and_well_formed(name: str) -> None:
     assert 0.6 * fl.interval_ms < mean_gap_ms < 1.5 * fl.interval_ms
 
 
-def test_parent_stream_depends_on_flow_seed(calm: Config) -> None:
+def test_parent_stream_depends_on_flow_seed(calm: SimClusterConfig) -> None:
     assert calm.scenario is not None
     a = parent_stream(calm, 100)
     b = parent_stream(_with_flow_seed(calm, calm.scenario.flow.seed + 1), 100)
@@ -70,12 +70,13 @@ def test_parent_stream_depends_on_flow_seed(calm: Config) -> None:
 # ------------------------------------------------------------- the run
 
 
-def _run(cfg: Config, policy: str = "static", parents: int = 40, seed: int | None = None) -> tuple[Backtest, RunResult]:
+def _run(cfg: SimClusterConfig, policy: str = "static", parents: int = 40,
+         seed: int | None = None) -> tuple[Backtest, RunResult]:
     bt = Backtest(cfg, policy, parents=parents, seed=seed)
     return bt, bt.run()
 
 
-def test_small_static_run_terminates_every_parent(calm: Config) -> None:
+def test_small_static_run_terminates_every_parent(calm: SimClusterConfig) -> None:
     bt, run = _run(calm)
     assert (run.scenario, run.policy, run.fallbacks) == ("calm", "static", 0)
     assert [p.cl_ord_id for p in run.parents] == [s.cl_ord_id for s in bt.specs]
@@ -93,7 +94,7 @@ def test_small_static_run_terminates_every_parent(calm: Config) -> None:
     assert sum(p.filled for p in run.parents) > 0.5 * sum(p.qty for p in run.parents)
 
 
-def test_same_seed_same_results_other_seed_different(calm: Config) -> None:
+def test_same_seed_same_results_other_seed_different(calm: SimClusterConfig) -> None:
     bt_a, a = _run(calm, seed=5)
     _, b = _run(calm, seed=5)
     bt_c, c = _run(calm, seed=6)
@@ -106,7 +107,7 @@ def test_same_seed_same_results_other_seed_different(calm: Config) -> None:
     assert [(p.qty, p.side) for p in a.parents] != [(p.qty, p.side) for p in c.parents]
 
 
-def test_no_seed_is_deterministic_too(calm: Config) -> None:
+def test_no_seed_is_deterministic_too(calm: SimClusterConfig) -> None:
     _, a = _run(calm, parents=15)
     _, b = _run(calm, parents=15)
     assert a.parents == b.parents
@@ -214,7 +215,7 @@ def test_mean_ci_known_values() -> None:
 # ---------------------------------------------------------------- policies
 
 
-def test_ml_policy_runs_through_real_scorer(calm: Config) -> None:
+def test_ml_policy_runs_through_real_scorer(calm: SimClusterConfig) -> None:
     bt = Backtest(calm, "ml", make_scorer(calm, None), parents=30)
     run = bt.run()
     assert len(run.parents) == 30
@@ -224,7 +225,7 @@ def test_ml_policy_runs_through_real_scorer(calm: Config) -> None:
     assert all(p.done_ns is not None for p in run.parents)
 
 
-def test_ml_policy_without_scorer_falls_back_to_static(calm: Config) -> None:
+def test_ml_policy_without_scorer_falls_back_to_static(calm: SimClusterConfig) -> None:
     run = Backtest(calm, "ml", None, parents=30).run()
     assert {p.plan for p in run.parents} == {"fallback:static"}
     assert run.fallbacks == 30

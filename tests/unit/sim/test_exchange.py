@@ -7,9 +7,9 @@ import math
 
 import pytest
 
-from router.config import Config
 from router.domain.types import OrdType, Side, TimeInForce
 from sim.book import LitBook
+from sim.config import SimClusterConfig
 from sim.exchange import (
     Ack,
     Canceled,
@@ -32,12 +32,12 @@ IOC, DAY = TimeInForce.IOC, TimeInForce.DAY
 
 
 @pytest.fixture(scope="module")
-def toxic() -> Config:
+def toxic() -> SimClusterConfig:
     return scenario_config("toxic_dark")
 
 
 @pytest.fixture(scope="module")
-def regime() -> Config:
+def regime() -> SimClusterConfig:
     return scenario_config("regime")
 
 
@@ -45,7 +45,7 @@ class Exchange:
     """Every venue of a scenario on one SharedMarket, lit venues requoting on
     every leak (the wiring the backtest and the sim venues use)."""
 
-    def __init__(self, cfg: Config) -> None:
+    def __init__(self, cfg: SimClusterConfig) -> None:
         self.market = SharedMarket(cfg, EPOCH)
         self.cores = {v.name: VenueCore(cfg, v.name, self.market, v.name) for v in cfg.venues}
         self.leaks: list[tuple[str, int]] = []
@@ -75,7 +75,7 @@ def _fills(outs: list[Out]) -> list[Filled]:
 # ------------------------------------------------------------------ leaks
 
 
-def test_toxic_pool_buy_moves_mid_requotes_lit_and_fills_at_moved_mid(toxic: Config) -> None:
+def test_toxic_pool_buy_moves_mid_requotes_lit_and_fills_at_moved_mid(toxic: SimClusterConfig) -> None:
     assert toxic.venue("DARKT").sim.leak_ticks == 2
     ex = Exchange(toxic)
     t = EPOCH + 3 * SEC
@@ -102,7 +102,7 @@ def test_toxic_pool_buy_moves_mid_requotes_lit_and_fills_at_moved_mid(toxic: Con
     assert isinstance(outs[0], Ack)
 
 
-def test_leak_decays_with_half_life(toxic: Config) -> None:
+def test_leak_decays_with_half_life(toxic: SimClusterConfig) -> None:
     ex = Exchange(toxic)
     t = EPOCH + 3 * SEC
     ex.cores["DARKT"].new_order("c1", SYM, BUY, 1000, MKT, None, IOC, t)
@@ -118,7 +118,7 @@ def test_leak_decays_with_half_life(toxic: Config) -> None:
     assert ex.book("LIT1").best_ask() == ex.market.mid_at(SYM, later) + 1
 
 
-def test_toxic_pool_sell_moves_mid_down(toxic: Config) -> None:
+def test_toxic_pool_sell_moves_mid_down(toxic: SimClusterConfig) -> None:
     ex = Exchange(toxic)
     t = EPOCH + 4 * SEC
     ex.tick_all(t)
@@ -132,7 +132,7 @@ def test_toxic_pool_sell_moves_mid_down(toxic: Config) -> None:
     assert all(f.px_ticks == mid0 - 2 for f in _fills(outs))
 
 
-def test_benign_pool_does_not_move_mid(toxic: Config) -> None:
+def test_benign_pool_does_not_move_mid(toxic: SimClusterConfig) -> None:
     assert toxic.venue("DARKB").sim.leak_ticks == 0
     ex = Exchange(toxic)
     t = EPOCH + 3 * SEC
@@ -149,7 +149,7 @@ def test_benign_pool_does_not_move_mid(toxic: Config) -> None:
     assert ex.book("LIT1").best_ask() == ask1
 
 
-def test_two_leaks_stack(toxic: Config) -> None:
+def test_two_leaks_stack(toxic: SimClusterConfig) -> None:
     ex = Exchange(toxic)
     t = EPOCH + 3 * SEC
     mid0 = ex.market.mid_at(SYM, t)
@@ -161,7 +161,7 @@ def test_two_leaks_stack(toxic: Config) -> None:
 # ------------------------------------------------------------ impact history
 
 
-def test_impact_at_past_instant_sums_impulses(toxic: Config) -> None:
+def test_impact_at_past_instant_sums_impulses(toxic: SimClusterConfig) -> None:
     m = SharedMarket(toxic, EPOCH)
     hl = 500_000_000
     t1, t2, t3 = EPOCH + 10 * SEC, EPOCH + 10 * SEC + hl, EPOCH + 12 * SEC
@@ -184,7 +184,7 @@ def test_impact_at_past_instant_sums_impulses(toxic: Config) -> None:
         assert m.mid_at(SYM, ts) == m.fair_mid_at(SYM, ts) + round(expected(ts))
 
 
-def test_fair_mid_never_includes_impact(toxic: Config) -> None:
+def test_fair_mid_never_includes_impact(toxic: SimClusterConfig) -> None:
     leaked = SharedMarket(toxic, EPOCH)
     clean = SharedMarket(toxic, EPOCH)
     leaked.leak(SYM, 5.0, EPOCH + SEC)
@@ -194,7 +194,7 @@ def test_fair_mid_never_includes_impact(toxic: Config) -> None:
     assert leaked.mid_at(SYM, EPOCH + SEC - 1) == leaked.fair_mid_at(SYM, EPOCH + SEC - 1)
 
 
-def test_mid_path_is_the_same_in_every_market(toxic: Config) -> None:
+def test_mid_path_is_the_same_in_every_market(toxic: SimClusterConfig) -> None:
     a, b = SharedMarket(toxic, EPOCH), SharedMarket(toxic, EPOCH)
     ts = [EPOCH + k * 37_000_000 for k in range(300)]
     mids = [a.fair_mid_at(SYM, t) for t in ts]
@@ -205,7 +205,7 @@ def test_mid_path_is_the_same_in_every_market(toxic: Config) -> None:
 # ---------------------------------------------------------------- regimes
 
 
-def test_params_follow_regime_schedule(regime: Config) -> None:
+def test_params_follow_regime_schedule(regime: SimClusterConfig) -> None:
     m = SharedMarket(regime, EPOCH)
     switch = EPOCH + 50 * SEC
     before, after = switch - 1, switch
@@ -225,7 +225,7 @@ def test_params_follow_regime_schedule(regime: Config) -> None:
     assert m.params("LIT2", after).taker_rate_hz == regime.venue("LIT2").sim.taker_rate_hz
 
 
-def test_regime_turns_pool_toxic(regime: Config) -> None:
+def test_regime_turns_pool_toxic(regime: SimClusterConfig) -> None:
     ex = Exchange(regime)
     t_early = EPOCH + 49 * SEC
     mid = ex.market.mid_at(SYM, t_early)
@@ -251,7 +251,7 @@ def _mean_level_size(core: VenueCore, t0: int, n: int) -> float:
     return sum(sizes) / len(sizes)
 
 
-def test_tick_uses_regime_level_size(regime: Config) -> None:
+def test_tick_uses_regime_level_size(regime: SimClusterConfig) -> None:
     m = SharedMarket(regime, EPOCH)
     lit2 = VenueCore(regime, "LIT2", m, "LIT2")
     lit1 = VenueCore(regime, "LIT1", m, "LIT1")
@@ -269,7 +269,7 @@ def test_tick_uses_regime_level_size(regime: Config) -> None:
 
 
 @pytest.fixture
-def lit(toxic: Config) -> tuple[VenueCore, int]:
+def lit(toxic: SimClusterConfig) -> tuple[VenueCore, int]:
     ex = Exchange(toxic)
     t = EPOCH + 3 * SEC
     ex.tick_all(t)
@@ -358,7 +358,7 @@ def test_rejects(lit: tuple[VenueCore, int]) -> None:
         assert len(bad) == 1 and isinstance(bad[0], Rejected)
 
 
-def test_duplicate_at_toxic_pool_is_rejected_before_it_leaks(toxic: Config) -> None:
+def test_duplicate_at_toxic_pool_is_rejected_before_it_leaks(toxic: SimClusterConfig) -> None:
     ex = Exchange(toxic)
     t = EPOCH + 3 * SEC
     mid = ex.market.mid_at(SYM, t)
@@ -399,7 +399,7 @@ def test_cancel_resting_day_order(lit: tuple[VenueCore, int]) -> None:
     assert len(again) == 1 and isinstance(again[0], CancelRefused) and again[0].order is None
 
 
-def test_cancel_resting_dark_order(toxic: Config) -> None:
+def test_cancel_resting_dark_order(toxic: SimClusterConfig) -> None:
     ex = Exchange(toxic)
     t = EPOCH + 3 * SEC
     mid = ex.market.mid_at(SYM, t)
@@ -414,7 +414,7 @@ def test_cancel_resting_dark_order(toxic: Config) -> None:
     assert pool.resting("k1") is None
 
 
-def test_resting_order_filled_by_requote_after_mid_moves(toxic: Config) -> None:
+def test_resting_order_filled_by_requote_after_mid_moves(toxic: SimClusterConfig) -> None:
     """A resting router sell is lifted when the mid moves through it (the lit
     makers' fresh ladder trades with it); the fill comes back as a record."""
     ex = Exchange(toxic)

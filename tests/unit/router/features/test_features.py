@@ -405,31 +405,6 @@ def test_warm_changes_no_later_result() -> None:
             assert np.array_equal(fe2.compute(XYZ, -1, 300, True, 9990, False, t + 5), a)
 
 
-def test_catch_up_gives_the_same_values() -> None:
-    md1, _, fe1 = make()
-    md2, _, fe2 = make()
-    rng = random.Random(5)
-    mid2 = 20000
-    for i in range(300):
-        t = S + i * 40 * MS
-        mid2 += rng.choice((-2, 0, 2))
-        v = i % 2
-        for md in (md1, md2):
-            book(md, v, XYZ, t, [(mid2 // 2 - 1, 100 + i)], [(mid2 // 2 + 1, 100)])
-            md.apply_trade(v, XYZ, t, mid2 // 2, 10 + i % 7, 1 if i % 3 else -1)
-        fe2.catch_up(XYZ, t, v if i % 5 else None)
-        if i % 11 == 0:
-            a = fe1.compute(XYZ, 1, 100, True, 10010, True, t).copy()
-            assert np.array_equal(fe2.compute(XYZ, 1, 100, True, 10010, True, t), a)
-
-
-# ------------------------------------------------------------- ring wraparound
-#
-# A deliberately tiny ring (8 rows) under a random walk, including one-sided
-# rows, checked after every commit against a brute-force reference written
-# from the feature definitions.
-
-
 def ref_returns(rows: list[tuple[int, int]], now: int, window: int, last: int) -> list[float]:
     """Log-returns of consecutive rows (both two-sided) whose row has ts >=
     now - window, among the ``last`` most recent rows (the ring)."""
@@ -593,3 +568,21 @@ def test_bad_construction_fails_fast() -> None:
         FeatureEngine(md, st, [0.1, math.nan, 0.0], {})
     with pytest.raises(ValueError, match="venues"):
         FeatureEngine(md, VenueStats(["A", "B"], md.symbols), FEES, {})
+
+
+def test_size_over_adv_without_reference_data_estimates_the_day_from_the_prints() -> None:
+    md = MarketData(["A", "B", "D"], [True, True, False], ["XYZ", "QQQ"], depth=5, book_capacity=64,
+                    trade_capacity=64)
+    fe = FeatureEngine(md, VenueStats(md.venues, md.symbols), FEES, {"QQQ": 5e6})
+    day, floor = 23_400 * S, 60 * S
+    assert col(fe.compute(XYZ, 1, 500, True, 10001, True, NOW), "size_over_adv")[0] == 0.0, "no print: unknown"
+    md.apply_trade(A, XYZ, NOW, 10000, 300, 1)
+    md.apply_trade(D, XYZ, NOW, 10000, 10_000, 0)  # dark prints are not the public tape
+    # 300 shares in (under the 60 s floor): 300 * day / 60 s.
+    got = col(fe.compute(XYZ, 1, 500, True, 10001, True, NOW + 10 * S), "size_over_adv")[0]
+    assert got == pytest.approx(500 / (300 * day / floor), rel=1e-6)
+    md.apply_trade(B, XYZ, NOW + 100 * S, 10000, 700, -1)
+    got = col(fe.compute(XYZ, 1, 500, True, 10001, True, NOW + 200 * S), "size_over_adv")[0]
+    assert got == pytest.approx(500 / (1000 * day / (200 * S)), rel=1e-6)
+    assert col(fe.compute(QQQ, 1, 500, True, 10001, True, NOW), "size_over_adv")[0] == pytest.approx(500 / 5e6), \
+        "reference data wins"

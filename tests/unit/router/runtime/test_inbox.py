@@ -49,3 +49,46 @@ def test_items_from_threads_arrive_in_order_with_few_wake_ups() -> None:
     for t in range(threads):
         assert [i for tt, i in got if tt == t] == list(range(per_thread)), "each thread's order kept"
     assert wake_ups < per_thread * threads, "bursts share a wake-up"
+
+
+def test_a_full_inbox_holds_the_producer_back_and_loses_nothing() -> None:
+    loop = asyncio.new_event_loop()
+    got: list[int] = []
+    overflowed = threading.Event()
+    overflows: list[int] = []
+    n, capacity = 500, 8
+    done = asyncio.Event()
+
+    def handle(i: int) -> None:
+        if not got:
+            # The loop is stalled (as under load) until the producer hits the bound.
+            assert overflowed.wait(10)
+        got.append(i)
+        if len(got) == n:
+            done.set()
+
+    def on_overflow() -> None:
+        overflows.append(1)
+        overflowed.set()
+
+    inbox: LoopInbox[int] = LoopInbox(loop, handle, capacity, on_overflow)
+    depths: list[int] = []
+
+    def produce() -> None:
+        for i in range(n):
+            inbox.put(i)
+            depths.append(inbox.depth)
+
+    async def main() -> None:
+        t = threading.Thread(target=produce)
+        t.start()
+        await asyncio.wait_for(done.wait(), 30)
+        t.join(10)
+
+    try:
+        loop.run_until_complete(main())
+    finally:
+        loop.close()
+    assert got == list(range(n)), "in order, none dropped"
+    assert overflows, "the bound was hit and counted"
+    assert max(depths) <= capacity

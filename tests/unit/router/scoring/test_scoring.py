@@ -16,10 +16,9 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from router.config import ModelConfig
-from router.features.catalogue import FEATURE_NAMES, N_FEATURES
+from router.features.catalogue import FEATURE_NAMES, N_FEATURES, FeatureMismatchError
 from router.scoring.manifest import (
     OUTPUTS,
-    FeatureMismatchError,
     ModelLoadError,
     ModelManifest,
     manifest_path,

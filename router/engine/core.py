@@ -8,7 +8,7 @@ execution reports, market-data subscriptions) and, for a new parent, the
 ``Decision`` that routed it. It never reads a clock, never blocks and never
 touches a socket, so the daemon's drivers and the backtester run the very
 same code on the same events. Timers are deadlines the engine asks for
-(``next_deadline_ns``) and a driver answers with ``TimerFired``: ack
+(``next_timer_ns``) and a driver answers with ``TimerFired``: ack
 timeouts, dark-rest expiry, cancel watchdogs and markout horizons.
 
 Quantity invariants held here (and checked by the tests):
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import heapq
 import logging
+from collections import deque
 
 import msgspec
 from prometheus_client import Counter
@@ -51,6 +52,7 @@ from router.domain.events import (
 from router.domain.orders import ChildEvent, ChildOrder, IllegalTransitionError, ParentEvent, ParentOrder
 from router.domain.plan import Plan
 from router.domain.types import CxlRejReason, ExecType, OrdRejReason, OrdStatus, OrdType, Side, VenueKind
+from router.engine.clordids import LIVE, ClOrdIdTable
 from router.learning.venuestats import VenueStats
 from router.market.feed import apply_update
 from router.market.rings import MarketData
@@ -77,10 +79,26 @@ class Step(msgspec.Struct, frozen=True, kw_only=True):
 
 NO_COMMANDS: list[Command] = []
 
+RETAIN_DONE_NS = 30_000_000_000
+"""How long a finished parent and its children stay whole in the engine's
+maps (late venue reports, a resend after reconnect, the backtest's and the
+tests' reads); then only the ClOrdID table remembers them."""
+RETIRE_EVERY_NS = 1_000_000_000
+"""Finished orders are released in batches, at most once a second."""
+MAX_CLORDIDS_PER_DAY = 200_000
+"""The ClOrdID table's planned size (orders and cancels); it doubles, with a
+warning, on a busier day."""
+
+_FINAL = (OrdStatus.FILLED, OrdStatus.CANCELED, OrdStatus.REJECTED, OrdStatus.EXPIRED)
+_CODE = {st: i + 2 for i, st in enumerate(_FINAL)}
+"""OrdStatus of a finished order as the ClOrdID table's status byte (0 and 1
+are empty and live)."""
+
 
 class Engine:
     def __init__(self, cfg: Config, planner: Planner, metrics: Metrics, id_prefix: str,
-                 market: MarketData | None = None, stats: VenueStats | None = None) -> None:
+                 market: MarketData | None = None, stats: VenueStats | None = None, *,
+                 retain_done_ns: int = RETAIN_DONE_NS, max_clordids: int = MAX_CLORDIDS_PER_DAY) -> None:
         self._cfg = cfg
         self._market = market
         self._stats = stats
@@ -92,9 +110,12 @@ class Engine:
         self._ack_timeout_ns = cfg.waterfall.child_ack_timeout_ms * 1_000_000
         self.parents: dict[str, ParentOrder] = {}
         self.children: dict[str, ChildOrder] = {}
-        # Every ClOrdID ever used per OMS session (orders and cancels) so a
-        # reuse is caught as a duplicate.
-        self._cl_ord_ids: dict[tuple[str, str], str] = {}
+        # Every ClOrdID used today per OMS session (orders and cancels) so a
+        # reuse is caught as a duplicate, with what a late cancel needs.
+        self._ids = ClOrdIdTable(max_clordids)
+        self._retain_ns = retain_done_ns
+        self._retire: deque[tuple[int, str]] = deque()
+        """(when, order_id) of finished parents, in the order they finished."""
         self._plans: dict[str, Plan] = {}
         self._wave: dict[str, list[str]] = {}
         self._deadlines: list[tuple[int, str]] = []
@@ -177,12 +198,12 @@ class Engine:
         return NO_COMMANDS
 
     def on_invalid_order(self, ev: InvalidOrderReceived) -> list[Command]:
-        key = (ev.session, ev.cl_ord_id)
+        key = ClOrdIdTable.key(ev.session, ev.cl_ord_id)
         reason, text = ev.reason, ev.text
-        if key in self._cl_ord_ids:
+        if key in self._ids:
             reason, text = OrdRejReason.DUPLICATE_ORDER, f"duplicate ClOrdID {ev.cl_ord_id!r}"
         else:
-            self._cl_ord_ids[key] = ""
+            self._ids.add(key, 0, _CODE[OrdStatus.REJECTED])
         return [self._reject_order(ev.session, ev.cl_ord_id, ev.symbol, ev.side, ev.qty_raw,
                                    ev.ord_type_raw, reason, text, ev.recv_ns)]
 
@@ -191,12 +212,14 @@ class Engine:
 
     def _new_order(self, ev: NewOrderReceived) -> tuple[list[Command], Decision | None]:
         self._m.parent_received.inc()
-        key = (ev.session, ev.cl_ord_id)
-        if key in self._cl_ord_ids:
+        key = ClOrdIdTable.key(ev.session, ev.cl_ord_id)
+        if key in self._ids:
             return [self._reject_order(ev.session, ev.cl_ord_id, ev.symbol, ev.side, str(ev.qty),
                                        ev.ord_type.value, OrdRejReason.DUPLICATE_ORDER,
                                        f"duplicate ClOrdID {ev.cl_ord_id!r}", ev.recv_ns)], None
-        order_id = self._next_id("P")
+        self._seq += 1
+        seq = self._seq
+        order_id = f"{self._prefix}P{seq}"
         parent = ParentOrder(
             order_id=order_id, session=ev.session, cl_ord_id=ev.cl_ord_id, symbol=ev.symbol,
             side=ev.side, qty=ev.qty, ord_type=ev.ord_type, price_ticks=ev.price_ticks,
@@ -207,11 +230,11 @@ class Engine:
             self._count_fallback(decision.fallback)
         plan = decision.plan
         if not plan.waves:
-            self._cl_ord_ids[key] = ""
+            self._ids.add(key, 0, _CODE[OrdStatus.REJECTED])
             return [self._reject_order(ev.session, ev.cl_ord_id, ev.symbol, ev.side, str(ev.qty),
                                        ev.ord_type.value, OrdRejReason.EXCHANGE_CLOSED,
                                        "no venue session is up to route to", ev.recv_ns)], decision
-        self._cl_ord_ids[key] = order_id
+        self._ids.add(key, seq, LIVE)
         if self._market is not None:
             s = self._market.symbol_index.get(parent.symbol)
             if s is not None:
@@ -231,27 +254,31 @@ class Engine:
         return [*sends, ack, *(c for c in routed if not isinstance(c, SendChildOrder))], decision
 
     def on_cancel_request(self, ev: CancelRequested) -> list[Command]:
-        key = (ev.session, ev.orig_cl_ord_id)
-        order_id = self._cl_ord_ids.get(key)
-        parent = self.parents.get(order_id) if order_id else None
-        if parent is None:
+        entry = self._ids.get(ClOrdIdTable.key(ev.session, ev.orig_cl_ord_id))
+        seq, code = entry if entry is not None else (0, 0)
+        order_id = f"{self._prefix}P{seq}"
+        parent = self.parents.get(order_id) if seq else None
+        if seq == 0 or (parent is None and code < 2):
             return [self._reject_cancel(ev, None, CxlRejReason.UNKNOWN_ORDER,
                                         f"unknown order: OrigClOrdID {ev.orig_cl_ord_id!r}")]
-        if (ev.session, ev.cl_ord_id) in self._cl_ord_ids:
-            return [self._reject_cancel(ev, parent, CxlRejReason.DUPLICATE_CLORDID,
+        # A released parent is known by its final state alone.
+        state = parent.state if parent is not None else _FINAL[code - 2]
+        own = ClOrdIdTable.key(ev.session, ev.cl_ord_id)
+        if own in self._ids:
+            return [self._reject_cancel(ev, (order_id, state), CxlRejReason.DUPLICATE_CLORDID,
                                         f"duplicate ClOrdID {ev.cl_ord_id!r}")]
-        self._cl_ord_ids[(ev.session, ev.cl_ord_id)] = ""
+        self._ids.add(own, 0, _CODE[OrdStatus.REJECTED])
         if ev.replace:
             # Amending a parent that is spread over venues would need every
             # child amended atomically; until that exists the honest answer
             # is a reject that leaves the order working untouched.
-            return [self._reject_cancel(ev, parent, CxlRejReason.OTHER,
+            return [self._reject_cancel(ev, (order_id, state), CxlRejReason.OTHER,
                                         "cancel/replace is not supported: cancel and send a new order")]
-        if parent.is_terminal:
-            return [self._reject_cancel(ev, parent, CxlRejReason.TOO_LATE_TO_CANCEL,
-                                        f"too late to cancel: order is {parent.state.name.lower()}")]
+        if parent is None or parent.is_terminal:
+            return [self._reject_cancel(ev, (order_id, state), CxlRejReason.TOO_LATE_TO_CANCEL,
+                                        f"too late to cancel: order is {state.name.lower()}")]
         if parent.state is OrdStatus.PENDING_CANCEL:
-            return [self._reject_cancel(ev, parent, CxlRejReason.ALREADY_PENDING,
+            return [self._reject_cancel(ev, (order_id, parent.state), CxlRejReason.ALREADY_PENDING,
                                         "a cancel is already pending for this order")]
         parent.apply(PE.CANCEL_REQUESTED)
         parent.pending_cancel_cl_ord_id = ev.cl_ord_id
@@ -267,6 +294,12 @@ class Engine:
     def on_venue_report(self, ev: VenueReport) -> list[Command]:
         child = self.children.get(ev.child_id)
         if child is None or child.venue != ev.venue:
+            if child is None and self._released(ev.child_id):
+                # A resend or a venue's late word on a child finished long
+                # ago (its parent too): nothing left to change.
+                self._m.venue_anomalies.labels(kind="late_report").inc()
+                log.warning("report %s for released child %s from %s ignored", ev.exec_id, ev.child_id, ev.venue)
+                return []
             self._m.venue_anomalies.labels(kind="unknown_child").inc()
             log.warning("report for unknown child %s from %s ignored", ev.child_id, ev.venue)
             return []
@@ -333,6 +366,8 @@ class Engine:
         out: list[Command] = []
         if self._markout_at is not None and self._markout_at <= now_ns:
             self._resolve_markouts(now_ns)
+        if self._retire and self._retire[0][0] <= now_ns:
+            self._release_finished(now_ns)
         while self._deadlines and self._deadlines[0][0] <= now_ns:
             deadline, cid = heapq.heappop(self._deadlines)
             child = self.children.get(cid)
@@ -357,15 +392,30 @@ class Engine:
         return plan.name if plan is not None else ""
 
     def next_deadline_ns(self) -> int | None:
-        """When the engine next wants a ``TimerFired`` (None: no deadline)."""
-        mk = self._markout_at
+        """The earliest order deadline (a child's ack timeout, slice expiry
+        or cancel watchdog); None when no order waits on one."""
         while self._deadlines:
             deadline, cid = self._deadlines[0]
             child = self.children.get(cid)
             if child is not None and not child.is_terminal and child.deadline_ns == deadline:
-                return deadline if mk is None or deadline < mk else mk
+                return deadline
             heapq.heappop(self._deadlines)
-        return mk
+        return None
+
+    def next_timer_ns(self) -> int | None:
+        """When the engine next wants a ``TimerFired`` (None: never): the
+        earliest order deadline, markout horizon or release of finished
+        orders. Drivers arm their one timer for this."""
+        t = self.next_deadline_ns()
+        mk = self._markout_at
+        if mk is not None and (t is None or mk < t):
+            t = mk
+        if self._retire:
+            # Rounded up to a whole second: one wake-up releases a batch.
+            due = -(-self._retire[0][0] // RETIRE_EVERY_NS) * RETIRE_EVERY_NS
+            if t is None or due < t:
+                t = due
+        return t
 
     def _resolve_markouts(self, now_ns: int) -> None:
         st, md = self._stats, self._market
@@ -446,7 +496,7 @@ class Engine:
             if child.is_terminal:
                 self._child_done(child, ev.recv_ns)
             if parent.state is OrdStatus.FILLED:
-                self._parent_done(parent, "filled")
+                self._parent_done(parent, "filled", ev.recv_ns)
                 if parent_was_cancel:
                     out.append(RejectCancel(
                         session=parent.session, order_id=parent.order_id,
@@ -486,12 +536,38 @@ class Engine:
             outcome = "partial_canceled" if child.cum_qty else "canceled"
         self._m.venue[child.venue].outcome[outcome].inc()
 
-    def _parent_done(self, parent: ParentOrder, outcome: str) -> None:
+    def _parent_done(self, parent: ParentOrder, outcome: str, now_ns: int) -> None:
         self._open_parents -= 1
         self._m.open_parents.set(self._open_parents)
         self._m.parent_outcome[outcome].inc()
         self._plans.pop(parent.order_id, None)
         self._wave.pop(parent.order_id, None)
+        self._ids.set_status(ClOrdIdTable.key(parent.session, parent.cl_ord_id), _CODE[parent.state])
+        self._retire.append((now_ns + self._retain_ns, parent.order_id))
+
+    def _released(self, child_id: str) -> bool:
+        """Whether ``child_id`` is one this engine created and has released."""
+        p = self._prefix
+        if not child_id.startswith(p) or child_id[len(p):len(p) + 1] != "C":
+            return False
+        seq = child_id[len(p) + 1:]
+        return seq.isdigit() and int(seq) <= self._seq
+
+    def _release_finished(self, now_ns: int) -> None:
+        """Drop finished parents (and their children) whose retention ran out."""
+        q = self._retire
+        while q and q[0][0] <= now_ns:
+            _, oid = q.popleft()
+            parent = self.parents.get(oid)
+            if parent is None:
+                continue
+            if not all(self.children[c].is_terminal for c in parent.children):
+                q.append((now_ns + self._retain_ns, oid))  # cannot happen; never drop a working child
+                log.error("finished parent %s still has working children; kept", oid)
+                continue
+            for c in parent.children:
+                del self.children[c]
+            del self.parents[oid]
 
     def _after_child_change(self, parent: ParentOrder, now_ns: int, out: list[Command]) -> None:
         if parent.is_terminal:
@@ -511,7 +587,7 @@ class Engine:
         parent.pending_cancel_cl_ord_id = None
         out.append(self._report(parent, ExecType.CANCELED, now_ns, cl_ord_id=cl, orig=parent.cl_ord_id,
                                 text="canceled at OMS request"))
-        self._parent_done(parent, "partial_canceled" if parent.cum_qty else "canceled")
+        self._parent_done(parent, "partial_canceled" if parent.cum_qty else "canceled", now_ns)
 
     def _advance(self, parent: ParentOrder, now_ns: int, out: list[Command]) -> None:
         """Send the next wave with non-zero quantity, or finish the parent."""
@@ -565,7 +641,7 @@ class Engine:
             parent.apply(PE.CANCELED)
             out.append(self._report(parent, ExecType.CANCELED, now_ns,
                                     text=f"waterfall exhausted: {parent.qty - parent.cum_qty} unfilled"))
-            self._parent_done(parent, "partial_canceled" if parent.cum_qty else "canceled")
+            self._parent_done(parent, "partial_canceled" if parent.cum_qty else "canceled", now_ns)
 
     def _set_deadline(self, child: ChildOrder, deadline: int | None) -> None:
         # Superseded heap entries are skipped lazily: an entry only counts
@@ -593,7 +669,7 @@ class Engine:
             ord_status=parent.state, symbol=parent.symbol, side=parent.side, order_qty=parent.qty,
             ord_type=parent.ord_type, price_ticks=parent.price_ticks, cum_qty=parent.cum_qty,
             leaves_qty=parent.leaves_qty, avg_px_ticks_num=parent.notional_ticks, last_qty=last_qty,
-            last_px_ticks=last_px_ticks, last_mkt=last_mkt, ord_rej_reason=None, text=text,
+            last_px_ticks=last_px_ticks, last_mkt=last_mkt, text=text,
             transact_ns=now_ns,
         )
 
@@ -606,12 +682,13 @@ class Engine:
                            symbol=symbol, side=side, qty_raw=qty_raw, ord_type_raw=ord_type_raw,
                            reason=reason, text=text, transact_ns=now_ns)
 
-    def _reject_cancel(self, ev: CancelRequested, parent: ParentOrder | None, reason: CxlRejReason,
+    def _reject_cancel(self, ev: CancelRequested, order: tuple[str, OrdStatus] | None, reason: CxlRejReason,
                        text: str) -> RejectCancel:
+        """``order``: (OrderID, OrdStatus) of the order the cancel names, None if unknown."""
         self._m.cancel_reject[reason.name.lower()].inc()
         log.info("rejected cancel %s/%s: %s", ev.session, ev.cl_ord_id, text)
         return RejectCancel(
-            session=ev.session, order_id=parent.order_id if parent else "NONE", cl_ord_id=ev.cl_ord_id,
-            orig_cl_ord_id=ev.orig_cl_ord_id, ord_status=parent.state if parent else OrdStatus.REJECTED,
+            session=ev.session, order_id=order[0] if order else "NONE", cl_ord_id=ev.cl_ord_id,
+            orig_cl_ord_id=ev.orig_cl_ord_id, ord_status=order[1] if order else OrdStatus.REJECTED,
             reason=reason, response_to_replace=ev.replace, text=text,
         )
