@@ -64,7 +64,6 @@ def explore_run(cfg: SimClusterConfig, seed: int, parents: int | None = None) ->
     vi = {v.name: i for i, v in enumerate(bt.cfg.venues)}
     fee = {v.name: v.take_fee_bps for v in bt.cfg.venues}
     by_cl = {r.cl_ord_id: r for r in bt.results.values()}
-    order_of = {p.cl_ord_id: oid for oid, p in bt.engine.parents.items()}
     xs: list[np.ndarray] = []
     cost: list[float] = []
     frac: list[float] = []
@@ -75,7 +74,7 @@ def explore_run(cfg: SimClusterConfig, seed: int, parents: int | None = None) ->
         if not lab.first_wave:
             continue
         res = by_cl[lab.parent]
-        dec = bt.rows.get(order_of[lab.parent])
+        dec = bt.rows.get(lab.parent)
         if dec is None:
             continue
         xs.append(dec.features[vi[lab.venue]])

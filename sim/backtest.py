@@ -164,6 +164,7 @@ class FeatureRow:
     """A parent's features at arrival, for training rows."""
 
     parent: str
+    """Its ClOrdID."""
     features: npt.NDArray[np.float32]
     """[V, N_FEATURES] at arrival, copied."""
 
@@ -207,8 +208,9 @@ class Backtest:
         self.planner = planner or make_planner(cfg, self.fe, scorer, "missing")
         self.record = record
         self.rows: dict[str, FeatureRow] = {}
-        """order_id -> features at arrival (``record=True``): the decision's
-        own when its planner read the market, else computed once here."""
+        """ClOrdID -> features at arrival (``record=True``): the decision's
+        own when its planner read the market, else computed once here. Keyed
+        by ClOrdID, which outlives the engine's record of the parent."""
         self.metrics = Metrics([v.name for v in cfg.venues])
         self.engine = Engine(cfg, self.planner, self.metrics, "BT", market=self.md, stats=self.stats)
         self.specs = parent_stream(cfg, parents)
@@ -287,7 +289,7 @@ class Backtest:
                 x = d.features
                 if x is None:
                     x = self.fe.compute_order(self.engine.parents[d.order_id], self.now).copy()
-                self.rows[d.order_id] = FeatureRow(d.order_id, x)
+                self.rows[spec.cl_ord_id] = FeatureRow(spec.cl_ord_id, x)
         self._deliver(step)
 
     def _deliver(self, step: Step) -> None:
