@@ -81,31 +81,35 @@ class BridgeApplication(fix.Application):  # type: ignore[misc]
 
     def onLogon(self, sid: fix.SessionID) -> None:  # noqa: N802
         try:
-            key = session_key(sid)
-            with self._lock:
-                self.logged_on.add(key)
-                self.last_session_event_s = time.monotonic()
-                self.changed.notify_all()
-            log.info("%s: logon %s", self.name, key)
-            if self._on_session is not None:
-                self._on_session(key, True)
+            self._session_changed(sid, True)
         except BaseException as e:
             self._fail("onLogon", e)
 
     def onLogout(self, sid: fix.SessionID) -> None:  # noqa: N802
         try:
-            key = session_key(sid)
-            with self._lock:
-                was = key in self.logged_on
-                self.logged_on.discard(key)
-                self.last_session_event_s = time.monotonic()
-                self.changed.notify_all()
-            if was:
-                log.info("%s: logout %s", self.name, key)
-            if self._on_session is not None:
-                self._on_session(key, False)
+            self._session_changed(sid, False)
         except BaseException as e:
             self._fail("onLogout", e)
+
+    def _session_changed(self, sid: fix.SessionID, up: bool) -> None:
+        """Logon or logout: the set of logged-on sessions, waiters woken, a
+        log line (a logout only for a session that was logged on) and the
+        ``on_session`` callback."""
+        key = session_key(sid)
+        with self._lock:
+            was = key in self.logged_on
+            if up:
+                self.logged_on.add(key)
+            else:
+                self.logged_on.discard(key)
+            self.last_session_event_s = time.monotonic()
+            self.changed.notify_all()
+        if up:
+            log.info("%s: logon %s", self.name, key)
+        elif was:
+            log.info("%s: logout %s", self.name, key)
+        if self._on_session is not None:
+            self._on_session(key, up)
 
     def toAdmin(self, message: fix.Message, sid: fix.SessionID) -> None:  # noqa: N802
         pass

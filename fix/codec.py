@@ -127,6 +127,15 @@ def msg_type(msg: fix.Message) -> str:
     return msg.getHeader().getField(MSG_TYPE)  # type: ignore[no-any-return]
 
 
+def _finite_decimal(raw: str) -> Decimal | None:
+    """``raw`` as a Decimal; None when it is not a number, NaN or infinite."""
+    try:
+        d = Decimal(raw)
+    except InvalidOperation:
+        return None
+    return d if d.is_finite() else None
+
+
 def _seq(msg: fix.Message) -> int:
     h = msg.getHeader()
     try:
@@ -221,11 +230,8 @@ class OmsCodec:
             side = Side(side_raw)
         except ValueError:
             return self._bad(msg, session, "D", SIDE, side_raw, "only 1 (buy) and 2 (sell) are supported")
-        try:
-            qty_dec = Decimal(qty_raw)
-            if not qty_dec.is_finite():
-                raise InvalidOperation
-        except InvalidOperation:
+        qty_dec = _finite_decimal(qty_raw)
+        if qty_dec is None:
             return self._bad(msg, session, "D", ORDER_QTY, qty_raw, "not a number", INCORRECT_DATA_FORMAT)
         px_raw = field(msg, PRICE)
         tif_raw = field(msg, TIME_IN_FORCE) or TimeInForce.DAY.value
@@ -267,11 +273,8 @@ class OmsCodec:
         if ord_type is OrdType.LIMIT:
             if px_raw is None or px_raw == "":
                 return invalid(OrdRejReason.OTHER, "Price(44) is required for a limit order")
-            try:
-                px = Decimal(px_raw)
-                if not px.is_finite():
-                    raise InvalidOperation
-            except InvalidOperation:
+            px = _finite_decimal(px_raw)
+            if px is None:
                 return self._bad(msg, session, "D", PRICE, px_raw, "not a number", INCORRECT_DATA_FORMAT)
             if px <= 0:
                 return invalid(OrdRejReason.OTHER, f"Price must be positive, got {px_raw}")

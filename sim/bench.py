@@ -36,6 +36,7 @@ from typing import Any
 import msgspec
 from prometheus_client.samples import Sample
 
+from fix.clock import monotonic_ns
 from router.config import SymbolConfig
 from sim.config import SimClusterConfig
 from sim.harness import Cluster, localize, sample_values
@@ -47,10 +48,6 @@ QUANTILES = (("p50", 0.50), ("p90", 0.90), ("p99", 0.99), ("p99.9", 0.999))
 SYMBOLS = ["B1", "B2", "B3", "B4"]
 FULL_RATES = [250.0, 500.0, 1000.0, 2000.0, 5000.0, 10000.0]
 QUICK_RATES = [250.0, 500.0]
-
-
-def mono_ns() -> int:
-    return time.clock_gettime_ns(time.CLOCK_MONOTONIC)
 
 
 def bench_config(base: SimClusterConfig, driver: str, planner: str = "static",
@@ -161,7 +158,7 @@ class Sender:
         self.i += 1
         sym = SYMBOLS[i % len(SYMBOLS)]
         buy = (i // len(SYMBOLS)) % 2 == 0
-        stamp = mono_ns()
+        stamp = monotonic_ns()
         if stamp <= self.last_stamp:  # stamps key the venue's trace: keep them unique
             stamp = self.last_stamp + 1
         self.last_stamp = stamp
@@ -173,11 +170,11 @@ class Sender:
     def paced(self, n: int | None, rate: float, window_s: float | None = None) -> Sent:
         sent = Sent()
         period_ns = int(1e9 / rate)
-        t0 = mono_ns()
+        t0 = monotonic_ns()
         end = t0 + int(window_s * 1e9) if window_s is not None else None
         k = 0
         while True:
-            now = mono_ns()
+            now = monotonic_ns()
             if (n is not None and k >= n) or (end is not None and now >= end):
                 break
             due = t0 + k * period_ns
@@ -194,7 +191,7 @@ class Sender:
             while t0 + k * period_ns <= now and (n is None or k < n):
                 self.send_one(sent)
                 k += 1
-        sent.elapsed_s = (mono_ns() - t0) / 1e9
+        sent.elapsed_s = (monotonic_ns() - t0) / 1e9
         return sent
 
     def wait_all(self, sent: Sent, timeout_s: float) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import bisect
 from collections import deque
+from collections.abc import Container
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -16,7 +17,7 @@ import numpy.typing as npt
 
 from router.domain.types import OrdType, Side, TimeInForce
 
-__all__ = ["BackgroundLiquidity", "Fill", "LitBook", "SubmitResult", "validate_order"]
+__all__ = ["BackgroundLiquidity", "Fill", "LitBook", "SubmitResult", "admit_order"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,8 +55,12 @@ class SubmitResult:
         return sum(f.qty for f in self.fills)
 
 
-def validate_order(order_id: str, qty: int, ord_type: OrdType, price_ticks: int | None) -> None:
-    """Shape checks shared by the lit book and the dark pool (ValueError on failure)."""
+def admit_order(order_id: str, qty: int, ord_type: OrdType, price_ticks: int | None, resting: Container[str],
+                min_qty: int = 1) -> int | None:
+    """The checks the lit book and the dark pool make before an order touches
+    them (ValueError on failure, in this order: id, size, price, ``min_qty``,
+    an id still in ``resting``); returns the order's limit, None for a market
+    order (whose ``price_ticks`` is ignored)."""
     if not order_id:
         raise ValueError("order_id must be non-empty")
     if qty <= 0:
@@ -65,6 +70,11 @@ def validate_order(order_id: str, qty: int, ord_type: OrdType, price_ticks: int 
             raise ValueError(f"order {order_id!r}: limit order without a price")
         if price_ticks <= 0:
             raise ValueError(f"order {order_id!r}: price_ticks must be > 0, got {price_ticks}")
+    if qty < min_qty:
+        raise ValueError(f"order {order_id!r}: qty {qty} below minimum {min_qty}")
+    if order_id in resting:
+        raise ValueError(f"duplicate order_id {order_id!r}: already resting")
+    return price_ticks if ord_type is OrdType.LIMIT else None
 
 
 @dataclass(slots=True)
@@ -174,10 +184,7 @@ class LitBook:
         ``order_id``, ``qty <= 0`` or a limit order without a positive price.
         A market order's ``price_ticks`` is ignored.
         """
-        validate_order(order_id, qty, ord_type, price_ticks)
-        if order_id in self._orders:
-            raise ValueError(f"duplicate order_id {order_id!r}: already resting")
-        limit = price_ticks if ord_type is OrdType.LIMIT else None
+        limit = admit_order(order_id, qty, ord_type, price_ticks, self._orders)
         fills = self._match(order_id, owner, side, qty, limit)
         remaining = qty - sum(f.qty for f in fills)
         result = SubmitResult(fills=fills)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from router.domain.types import OrdType, Side, TimeInForce
-from sim.book import Fill, SubmitResult, validate_order
+from sim.book import Fill, SubmitResult, admit_order
 
 __all__ = ["CONTRA_ID", "CONTRA_OWNER", "DarkPool"]
 
@@ -112,12 +112,7 @@ class DarkPool:
         ``order_id``, ``qty <= 0``, ``qty < min_qty`` or a limit order
         without a positive price. A market order's ``price_ticks`` is ignored.
         """
-        validate_order(order_id, qty, ord_type, price_ticks)
-        if qty < self.min_qty:
-            raise ValueError(f"order {order_id!r}: qty {qty} below minimum {self.min_qty}")
-        if order_id in self._orders:
-            raise ValueError(f"duplicate order_id {order_id!r}: already resting")
-        limit = price_ticks if ord_type is OrdType.LIMIT else None
+        limit = admit_order(order_id, qty, ord_type, price_ticks, self._orders, self.min_qty)
         result = SubmitResult()
         remaining = qty
         if _admits(side, limit, mid_ticks):

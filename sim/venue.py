@@ -24,6 +24,7 @@ from typing import Any
 import quickfix as fix
 
 from fix.bridge import BridgeApplication, send
+from fix.clock import monotonic_ns
 from fix.codec import (
     AVG_PX,
     CL_ORD_ID,
@@ -154,7 +155,7 @@ class VenueServer:
     def _on_message(self, msg: Any, key: str) -> None:
         if self.record_trace:
             # Stamped first thing on quickfix's thread: this is the arrival.
-            arrived = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+            arrived = monotonic_ns()
             trace = field(msg, TRACE_TAG)
             if trace is not None and trace.isdigit():
                 self.trace_arrivals.append((int(trace), arrived))

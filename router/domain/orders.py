@@ -114,8 +114,36 @@ def _restore_state(filled: int, acked: bool) -> OrdStatus:
     return S.NEW if acked else S.PENDING_NEW
 
 
+class _Lifecycle:
+    """What parent and child orders share: the terminal test, the quantity
+    still open and the next state through a transition table (the
+    subclasses are the dataclasses that carry ``state``, ``qty`` and
+    ``cum_qty``)."""
+
+    __slots__ = ()
+    state: OrdStatus
+    qty: int
+    cum_qty: int
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.state in TERMINAL_STATUSES
+
+    def _unfilled(self) -> int:
+        """``qty - cum_qty``; 0 once terminal."""
+        return 0 if self.state in TERMINAL_STATUSES else self.qty - self.cum_qty
+
+    def _after(self, table: dict[tuple[OrdStatus, E], OrdStatus | None], kind: str, order_id: str, event: E,
+               acked: bool) -> OrdStatus:
+        """The state ``event`` leads to; for a refused cancel (None in the
+        table), the state the order would be in had the cancel never been
+        sent."""
+        nxt = _next(table, kind, order_id, self.state, event)
+        return _restore_state(self.cum_qty, acked) if nxt is None else nxt
+
+
 @dataclass(slots=True)
-class ParentOrder:
+class ParentOrder(_Lifecycle):
     order_id: str
     session: str
     cl_ord_id: str
@@ -143,15 +171,10 @@ class ParentOrder:
 
     @property
     def leaves_qty(self) -> int:
-        return 0 if self.state in TERMINAL_STATUSES else self.qty - self.cum_qty
-
-    @property
-    def is_terminal(self) -> bool:
-        return self.state in TERMINAL_STATUSES
+        return self._unfilled()
 
     def apply(self, event: ParentEvent) -> OrdStatus:
-        nxt = _next(PARENT_TRANSITIONS, "parent", self.order_id, self.state, event)
-        self.state = _restore_state(self.cum_qty, True) if nxt is None else nxt
+        self.state = self._after(PARENT_TRANSITIONS, "parent", self.order_id, event, True)
         return self.state
 
     def fill(self, qty: int, price_ticks: int) -> OrdStatus:
@@ -169,7 +192,7 @@ class ParentOrder:
 
 
 @dataclass(slots=True)
-class ChildOrder:
+class ChildOrder(_Lifecycle):
     child_id: str
     parent_id: str
     venue: str
@@ -193,15 +216,10 @@ class ChildOrder:
     @property
     def open_qty(self) -> int:
         """What may still fill: counts against the parent's leaves."""
-        return 0 if self.state in TERMINAL_STATUSES else self.qty - self.cum_qty
-
-    @property
-    def is_terminal(self) -> bool:
-        return self.state in TERMINAL_STATUSES
+        return self._unfilled()
 
     def apply(self, event: ChildEvent) -> OrdStatus:
-        nxt = _next(CHILD_TRANSITIONS, "child", self.child_id, self.state, event)
-        self.state = _restore_state(self.cum_qty, self.acked_ns is not None) if nxt is None else nxt
+        self.state = self._after(CHILD_TRANSITIONS, "child", self.child_id, event, self.acked_ns is not None)
         return self.state
 
     def fill_event(self, qty: int) -> ChildEvent:

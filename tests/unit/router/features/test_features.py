@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import random
 import statistics
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import msgspec
 import numpy as np
@@ -454,14 +454,12 @@ def ref_flow(trades: list[list[tuple[int, int, int]]], now: int, last: int) -> t
 Walk = tuple[list[list[tuple[int, int]]], list[list[tuple[int, int, int]]], list[int]]
 
 
-def _walk(md: MarketData, steps: int, seed: int, t0: int = 100 * S) -> Walk:
-    """Random commits and trades on A and B from ``t0``; returns each
-    venue's (ts, mid2) rows, each venue's (ts, size, side) tape, and the
-    commit times."""
-    rng = random.Random(seed)
-    rows: list[list[tuple[int, int]]] = [[], []]
-    tapes: list[list[tuple[int, int, int]]] = [[], []]
-    times = []
+def _steps(md: MarketData, rng: random.Random, steps: int, t0: int, rows: list[list[tuple[int, int]]],
+           tapes: list[list[tuple[int, int, int]]]) -> Iterator[tuple[int, int]]:
+    """Random commits and trades on A and B from ``t0``, recorded in each
+    venue's (ts, mid2) ``rows`` and (ts, size, side) ``tapes``; yields
+    (commit time, mid) after each step, so a caller may draw from ``rng``
+    in between."""
     t = t0
     mid = 10000
     for i in range(steps):
@@ -478,7 +476,15 @@ def _walk(md: MarketData, steps: int, seed: int, t0: int = 100 * S) -> Walk:
             sz, side = rng.randrange(1, 500), rng.choice((-1, 0, 1))
             md.apply_trade(v, XYZ, t, mid, sz, side)
             tapes[v].append((t, sz, side))
-        times.append(t)
+        yield t, mid
+
+
+def _walk(md: MarketData, steps: int, seed: int, t0: int = 100 * S) -> Walk:
+    """``_steps`` run through; returns the rows, the tapes and the commit
+    times."""
+    rows: list[list[tuple[int, int]]] = [[], []]
+    tapes: list[list[tuple[int, int, int]]] = [[], []]
+    times = [t for t, _ in _steps(md, random.Random(seed), steps, t0, rows, tapes)]
     return rows, tapes, times
 
 
@@ -487,23 +493,9 @@ def test_ring_wraparound_incremental_matches_reference() -> None:
     rng = random.Random(11)
     rows: list[list[tuple[int, int]]] = [[], []]
     tapes: list[list[tuple[int, int, int]]] = [[], []]
-    t = now = 100 * S
-    mid = 10000
+    now = 100 * S
     checked = 0
-    for i in range(400):
-        t += rng.choice((30, 150, 400, 900)) * MS
-        v = rng.randrange(2)
-        mid += rng.choice((-1, 0, 1))
-        if i % 7 == 3:
-            book(md, v, XYZ, t, [(mid - 1, 100)], [])
-            rows[v].append((t, 0))
-        else:
-            book(md, v, XYZ, t, [(mid - 1, 100)], [(mid + 1, 100)])
-            rows[v].append((t, 2 * mid))
-        if rng.random() < 0.7:
-            sz, side = rng.randrange(1, 500), rng.choice((-1, 0, 1))
-            md.apply_trade(v, XYZ, t, mid, sz, side)
-            tapes[v].append((t, sz, side))
+    for t, mid in _steps(md, rng, 400, now, rows, tapes):
         # now never goes backwards; rows are never in its future.
         now = max(now, t + rng.choice((0, 0, 200, 700)) * MS)
         out = fe.compute(XYZ, 1, 100, True, mid + 1, True, now)
