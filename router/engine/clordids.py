@@ -89,6 +89,26 @@ class ClOrdIdTable:
         self._q[i] = seq
         self._st[i] = status
 
+    def insert_new(self, h: int, seq: int, status: int) -> bool:
+        """Record ``h`` unless it is already there (one probe: the engine's
+        per-order path); False when it was (a duplicate)."""
+        k, mask = self._k, self._mask
+        i = h & mask
+        x = k[i]
+        while x != EMPTY:
+            if x == h:
+                return False
+            i = (i + 1) & mask
+            x = k[i]
+        if 2 * (self.size + 1) > mask + 1:
+            self._grow()
+            i = self._slot(h)
+        self._k[i] = h
+        self._q[i] = seq
+        self._st[i] = status
+        self.size += 1
+        return True
+
     def set_status(self, h: int, status: int) -> None:
         i = self._slot(h)
         if self._k[i] == h:

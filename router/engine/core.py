@@ -213,12 +213,13 @@ class Engine:
     def _new_order(self, ev: NewOrderReceived) -> tuple[list[Command], Decision | None]:
         self._m.parent_received.inc()
         key = ClOrdIdTable.key(ev.session, ev.cl_ord_id)
-        if key in self._ids:
+        seq = self._seq + 1
+        # Taken as live at once (one probe); a reject below marks it so.
+        if not self._ids.insert_new(key, seq, LIVE):
             return [self._reject_order(ev.session, ev.cl_ord_id, ev.symbol, ev.side, str(ev.qty),
                                        ev.ord_type.value, OrdRejReason.DUPLICATE_ORDER,
                                        f"duplicate ClOrdID {ev.cl_ord_id!r}", ev.recv_ns)], None
-        self._seq += 1
-        seq = self._seq
+        self._seq = seq
         order_id = f"{self._prefix}P{seq}"
         parent = ParentOrder(
             order_id=order_id, session=ev.session, cl_ord_id=ev.cl_ord_id, symbol=ev.symbol,
@@ -230,11 +231,10 @@ class Engine:
             self._count_fallback(decision.fallback)
         plan = decision.plan
         if not plan.waves:
-            self._ids.add(key, 0, _CODE[OrdStatus.REJECTED])
+            self._ids.add(key, 0, _CODE[OrdStatus.REJECTED])  # refused: not an order to cancel
             return [self._reject_order(ev.session, ev.cl_ord_id, ev.symbol, ev.side, str(ev.qty),
                                        ev.ord_type.value, OrdRejReason.EXCHANGE_CLOSED,
                                        "no venue session is up to route to", ev.recv_ns)], decision
-        self._ids.add(key, seq, LIVE)
         if self._market is not None:
             s = self._market.symbol_index.get(parent.symbol)
             if s is not None:
