@@ -21,6 +21,7 @@ from router.config import (
     parse_config,
 )
 from router.domain.types import VenueKind
+from tests.unit.config_edits import edited, load_error
 
 REPO = Path(__file__).resolve().parents[3]
 DEFAULT = REPO / "config" / "sor.toml"
@@ -28,18 +29,11 @@ DEFAULT_TEXT = DEFAULT.read_text()
 
 
 def _edit(old: str, new: str, count: int = 1) -> str:
-    assert old in DEFAULT_TEXT, f"default config no longer contains {old!r}"
-    text = DEFAULT_TEXT.replace(old, new, count)
-    assert text != DEFAULT_TEXT
-    return text
+    return edited(DEFAULT_TEXT, old, new, count)
 
 
 def _error(text: str, source: str = "bad.toml") -> str:
-    with pytest.raises(ConfigError) as exc:
-        parse_config(text, source)
-    msg = str(exc.value)
-    assert msg.startswith(f"{source}: "), msg
-    return msg
+    return load_error(parse_config, text, source)
 
 
 # ------------------------------------------------------------------ good

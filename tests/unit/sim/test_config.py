@@ -21,6 +21,7 @@ from sim.config import (
     parse_sim_config,
 )
 from sim.report import SCENARIO_DIR, SCENARIOS
+from tests.unit.config_edits import edited, load_error
 
 REPO = Path(__file__).resolve().parents[3]
 DEFAULT = REPO / "config" / "sor.toml"
@@ -29,18 +30,11 @@ REGIME_TEXT = (SCENARIO_DIR / "regime.toml").read_text()
 
 
 def _edit(old: str, new: str, text: str = DEFAULT_TEXT) -> str:
-    assert old in text, f"file no longer contains {old!r}"
-    out = text.replace(old, new, 1)
-    assert out != text
-    return out
+    return edited(text, old, new)
 
 
 def _error(text: str, source: str = "bad.toml") -> str:
-    with pytest.raises(ConfigError) as exc:
-        parse_sim_config(text, source)
-    msg = str(exc.value)
-    assert msg.startswith(f"{source}: "), msg
-    return msg
+    return load_error(parse_sim_config, text, source)
 
 
 # ------------------------------------------------------------------ good
