@@ -10,11 +10,10 @@ and a trade every third commit, on a random walk. Scenarios:
 
 * quiet: nothing changed since the previous order (the symbol's market block
   is reused; only staleness, order and venue columns are computed);
-* busy: one commit (+ trades) on each lit venue between orders, and the
-  engine does NOT call catch_up, so compute reads those rows itself;
-* busy + catch_up: the engine calls ``catch_up(s, now, v)`` after each
-  market-data message (the recommended wiring); compute then only rebuilds
-  the market block. The catch_up cost per message is printed too.
+* busy: one commit (+ trades) on each lit venue between orders; compute
+  reads those rows itself. (A ``catch_up`` per market-data message, which
+  moved that reading off the order path, was never wired into the daemon
+  and was removed in issue 11; its figures below are history.)
 
 What each optimisation bought (p50, 3 venues, on the 2-core dev VM where a
 plain Python add-in-a-loop costs ~25 ns; figures move by +-20 % run to run):
@@ -149,25 +148,6 @@ def test_compute_busy_market() -> None:
     _report("compute, 1 commit/lit venue since last order", samples)
     assert np.isfinite(fe.out).all()
     assert fe.resyncs == 0
-
-
-def test_compute_busy_market_with_catch_up() -> None:
-    _, _, fe, feed = _setup()
-    fe.compute(SYM, 1, 500, True, feed.mid + 2, True, feed.t)
-    catch: list[int] = []
-    clock = time.perf_counter_ns
-
-    def two_commits_caught_up(i: int) -> None:
-        for _ in range(2):
-            v = feed.step()
-            t0 = clock()
-            fe.catch_up(SYM, feed.t, v)
-            catch.append(clock() - t0)
-
-    samples = _timed(two_commits_caught_up, lambda: fe.compute(SYM, 1, 500, True, feed.mid + 2, True, feed.t), N)
-    _report("compute, same with catch_up per md message", samples)
-    _report("catch_up(s, now, v) per md message", catch)
-    assert np.isfinite(fe.out).all()
 
 
 def test_compute_allocations() -> None:
