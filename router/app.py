@@ -15,8 +15,9 @@ import signal
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -27,14 +28,21 @@ from fix.settings import SessionSpec
 from router.config import Config
 from router.domain.types import Instrument
 from router.engine import Engine
-from router.features.engine import market_state
+from router.features.engine import FeatureEngine, market_state
+from router.journal.store import SqliteStore
+from router.journal.writer import JournalWriter
+from router.learning.venuestats import VenueStats
+from router.market.rings import MarketData
 from router.metrics.collectors import MarketDataCollector, VenueStatsCollector, register_component_counters
 from router.metrics.exposition import StepwiseExposition
 from router.metrics.registry import Metrics
 from router.routing.factory import make_planner
 from router.routing.ml import MLPlanner
-from router.routing.policy import Planner
+from router.routing.policy import Planner, VenueScorer
 from router.runtime.driver import Driver
+
+if TYPE_CHECKING:
+    from router.scoring.onnx import Scorer  # onnxruntime loads only when a model is used
 
 log = logging.getLogger("sor.app")
 
@@ -121,6 +129,47 @@ class EdgeMetrics:
         self._m.oms_session_up.set(1 if up else 0)
 
 
+@dataclass(frozen=True, slots=True)
+class Core:
+    """What decides: the market state, the model, the planner and the engine.
+    The daemon and ``sor replay`` build it the same way."""
+
+    md: MarketData
+    stats: VenueStats
+    features: FeatureEngine
+    scorer: Scorer | None
+    model_status: str
+    planner: Planner
+    engine: Engine
+
+
+def build_core(cfg: Config, metrics: Metrics, id_prefix: str, clock_ns: Callable[[], int] | None = None,
+               wrap_scorer: Callable[[Any], VenueScorer] | None = None) -> Core:
+    """``wrap_scorer``: what the planner reads instead of the loaded model
+    (replay wraps it; the daemon never does)."""
+    md, stats, features = market_state(cfg)
+    scorer, status = load_model(cfg, metrics)
+    seen = wrap_scorer(scorer) if wrap_scorer is not None and scorer is not None else scorer
+    planner = make_planner(cfg, features, seen, status, clock_ns=clock_ns)
+    engine = Engine(cfg, planner, metrics, id_prefix, market=md, stats=stats)
+    return Core(md=md, stats=stats, features=features, scorer=scorer, model_status=status, planner=planner,
+                engine=engine)
+
+
+class JournalStats:
+    """``router.journal.writer.WriterStats`` on the router's metrics."""
+
+    def __init__(self, m: Metrics) -> None:
+        self._m = m
+
+    def written(self, rows: int, batch_seconds: float) -> None:
+        self._m.journal_records.inc(rows)
+        self._m.journal_batch.observe(batch_seconds)
+
+    def dropped(self, rows: int) -> None:
+        self._m.journal_dropped.inc(rows)
+
+
 class Router:
     """The running daemon: its parts, wired, and their start/stop order."""
 
@@ -130,11 +179,13 @@ class Router:
         self.loop = loop
         self.clock_ns = clock_ns
         self.metrics = m = metrics or Metrics([v.name for v in cfg.venues])
-        self.md, self.stats, self.features = market_state(cfg)
-        self.scorer, self.model_status = load_model(cfg, m)
-        self.planner: Planner = make_planner(cfg, self.features, self.scorer, self.model_status, clock_ns=clock_ns)
-        self.engine = Engine(cfg, self.planner, m, cfg.router.exec_id_prefix or unique_prefix(), market=self.md,
-                             stats=self.stats)
+        self.id_prefix = cfg.router.exec_id_prefix or unique_prefix()
+        core = build_core(cfg, m, self.id_prefix, clock_ns)
+        self.md, self.stats, self.features = core.md, core.stats, core.features
+        self.scorer, self.model_status = core.scorer, core.model_status
+        self.planner: Planner = core.planner
+        self.engine = core.engine
+        self.journal = self._open_journal()
         fx = cfg.fix
         self.edge = RouterEdge(instruments(cfg), oms_spec(cfg), list(zip([v.name for v in cfg.venues],
                                venue_specs(cfg))), fx.state_dir, fx.log_messages, fx.file_store, clock_ns,
@@ -142,7 +193,8 @@ class Router:
         polling = cfg.router.driver == "poll"
         self.exposition = StepwiseExposition(m.registry, wake=None, on_fallback=m.scrape_fallbacks.inc)
         warm = self.planner.warm if isinstance(self.planner, MLPlanner) else None
-        self.driver = Driver(cfg.router, loop, self.engine, self.edge, m, self.exposition, clock_ns, warm)
+        self.driver = Driver(cfg.router, loop, self.engine, self.edge, m, self.exposition, clock_ns, warm,
+                             self.journal)
         if not polling:
             self.exposition.wake = self.driver.wake_exposition
         tick_sizes = {s.symbol: float(s.tick_size) for s in cfg.symbols}
@@ -154,9 +206,35 @@ class Router:
                                     None if self.scorer is None else self.scorer.failures)
         self._unwatch_gc: Callable[[], None] = lambda: None
 
+    def _open_journal(self) -> JournalWriter | None:
+        jc = self.cfg.journal
+        if not jc.enabled:
+            log.warning("journal disabled (journal.enabled = false): decisions are not recorded")
+            return None
+        store = SqliteStore(jc.path)
+        version = self.scorer.version if self.scorer is not None else "static"
+        session = store.begin_session(time.time_ns(), self.id_prefix, version,
+                                      msgspec.json.encode(self.cfg).decode())
+        m = self.metrics
+        writer = JournalWriter(store, session, capacity=jc.capacity, max_delay_ms=jc.max_delay_ms,
+                               on_failure=self._journal_failed, stats=JournalStats(m))
+        m.journal_depth.set_function(lambda: writer.depth)
+        log.info("journal %s, session %d", jc.path, session)
+        return writer
+
+    def _journal_failed(self, reason: str) -> None:
+        """Any thread: the journal stopped recording."""
+        self.metrics.journal_failed.set(1)
+        if self.cfg.journal.on_failure == "halt":
+            self.driver.halt(f"journal failed: {reason}")
+        else:
+            log.error("journal failed (%s); trading on unrecorded (journal.on_failure = continue)", reason)
+
     # ------------------------------------------------------------ lifecycle
 
     def start(self) -> None:
+        if self.journal is not None:
+            self.journal.start()
         version = self.scorer.version if self.scorer is not None else "static"
         self.metrics.model_info.labels(version=version).set(1)
         self._unwatch_gc = self.metrics.watch_gc()
@@ -169,6 +247,8 @@ class Router:
     def stop(self) -> None:
         self._unwatch_gc()
         self.driver.stop()
+        if self.journal is not None and not self.journal.close():
+            log.error("journal writer did not finish in time: the last records may be missing")
 
 
 async def _serve(cfg: Config) -> None:

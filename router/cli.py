@@ -133,6 +133,14 @@ def main(argv: list[str] | None = None) -> int:
     tr.add_argument("--dataset", help="also save the generated dataset (.npz) here")
     tr.add_argument("--quiet", action="store_true", help="no progress bar")
 
+    rp = sub.add_parser("replay", help="feed a journaled session back through the engine and compare")
+    rp.add_argument("journal", help="the SQLite journal (journal.path)")
+    rp.add_argument("--session", type=int, help="session id (default: the latest)")
+    rp.add_argument("--model", help="replay against this ONNX model instead of the session's")
+
+    jr = sub.add_parser("journal", help="list a journal's sessions and what each recorded")
+    jr.add_argument("journal", help="the SQLite journal (journal.path)")
+
     args = p.parse_args(argv)
     _logging(args.log_level)
     if args.cmd == "backtest":
@@ -146,6 +154,8 @@ def main(argv: list[str] | None = None) -> int:
         return int(pipeline.run_train(args.scenarios, args.seeds, args.parents, Path(args.out), args.hidden,
                                       args.epochs, Path(args.dataset) if args.dataset else None,
                                       progress=not args.quiet))
+    if args.cmd in ("replay", "journal"):
+        return _journal_cmd(args)
     if args.cmd == "check-config":
         return _check_config(args.config)
     if args.cmd == "run":
@@ -178,6 +188,33 @@ def main(argv: list[str] | None = None) -> int:
                                    md_per_s=args.md_rate, scrape_parents=args.scrape_parents,
                                    only=args.only, profile_dir=args.profile))
     return 2
+
+
+def _journal_cmd(args: argparse.Namespace) -> int:
+    from router.journal.store import JournalError, SqliteStore
+
+    if not Path(args.journal).exists():
+        print(f"sor: no journal at {args.journal}", file=sys.stderr)
+        return 2
+    try:
+        if args.cmd == "journal":
+            store = SqliteStore(args.journal, readonly=True)
+            for s in store.sessions():
+                counts = store.count(s.session_id)
+                print(f"session {s.session_id}: started {s.started_ns}, ids {s.id_prefix!r}, model "
+                      f"{s.model_version}; " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+            store.close()
+            return 0
+        from router.replay import format_report, replay
+
+        rep = replay(args.journal, args.session, args.model)
+    except JournalError as e:
+        print(f"sor: {e}", file=sys.stderr)
+        return 2
+    print(format_report(rep, args.model))
+    if args.model is None and (rep.commands_differ or rep.decisions_differ):
+        return 1
+    return 0
 
 
 def entrypoint() -> None:

@@ -169,6 +169,23 @@ class MarketDataConfig(_Cfg, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     half-life, so they follow regime changes."""
 
 
+class JournalConfig(_Cfg, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    enabled: bool = True
+    path: str = "var/journal/sor.sqlite"
+    """The SQLite journal (WAL); a new session is appended at every start."""
+    sync: Literal["batch"] = "batch"
+    """batch: every committed batch is fsynced, at most max_delay_ms behind
+    the engine. ("every", an ER held until its record is durable, is not
+    built yet.)"""
+    max_delay_ms: Positive = 20
+    """How long a record may wait for its batch."""
+    capacity: Positive = 1_000_000
+    """Records the writer may fall behind before the journal counts as failed."""
+    on_failure: Literal["halt", "continue"] = "halt"
+    """When the journal cannot keep up or write: halt stops accepting new
+    parents (working ones go on); continue trades on, unrecorded, loudly."""
+
+
 class RouterConfig(_Cfg, frozen=True, kw_only=True, forbid_unknown_fields=True):
     driver: Literal["threaded", "poll"] = "threaded"
     """threaded: quickfix's socket threads decode and hand events to the loop
@@ -210,6 +227,7 @@ class Config(_Cfg, frozen=True, kw_only=True, forbid_unknown_fields=True):
     metrics: MetricsConfig = MetricsConfig()
     marketdata: MarketDataConfig = MarketDataConfig()
     model: ModelConfig = ModelConfig()
+    journal: JournalConfig = JournalConfig()
 
     def venue(self, name: str) -> VenueConfig:
         for v in self.venues:

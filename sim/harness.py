@@ -40,8 +40,10 @@ def localize(cfg: SimClusterConfig, state_dir: Path, keep_ports: bool = False,
     metrics = msgspec.structs.replace(cfg.metrics, host="127.0.0.1",
                                       port=cfg.metrics.port if keep_ports else free_port())
     fix_cfg = msgspec.structs.replace(cfg.fix, state_dir=str(state_dir / "router-fix"))
+    journal = msgspec.structs.replace(cfg.journal, path=str(state_dir / "journal.sqlite"))
     sim = msgspec.structs.replace(cfg.sim, epoch_ns=epoch_ns if epoch_ns is not None else time.time_ns())
-    return msgspec.structs.replace(cfg, venues=venues, oms=oms, metrics=metrics, fix=fix_cfg, sim=sim)
+    return msgspec.structs.replace(cfg, venues=venues, oms=oms, metrics=metrics, fix=fix_cfg, sim=sim,
+                                   journal=journal)
 
 
 def poll_until(predicate: Callable[[], bool], timeout_s: float, interval_s: float = 0.02) -> bool:

@@ -1,4 +1,8 @@
-"""Commands: what the engine asks its driver to do (send, cancel, report)."""
+"""Commands: what the engine asks its driver to do (send, cancel, report).
+
+``Command`` is a tagged union (msgspec tag = the class name) like the
+events, so the journal can store what the engine asked for and replay can
+compare it."""
 
 from __future__ import annotations
 
@@ -7,7 +11,11 @@ from router.domain.types import CxlRejReason, ExecType, Msg, OrdRejReason, OrdSt
 # ---------------------------------------------------------------------- commands
 
 
-class SendChildOrder(Msg, frozen=True, kw_only=True):
+class Cmd(Msg, frozen=True, kw_only=True, tag=True):
+    """Base of every engine command."""
+
+
+class SendChildOrder(Cmd, frozen=True, kw_only=True):
     venue: str
     child_id: str
     symbol: str
@@ -19,7 +27,7 @@ class SendChildOrder(Msg, frozen=True, kw_only=True):
     trace_ns: int | None = None
 
 
-class CancelChild(Msg, frozen=True, kw_only=True):
+class CancelChild(Cmd, frozen=True, kw_only=True):
     venue: str
     child_id: str
     cancel_id: str
@@ -28,7 +36,7 @@ class CancelChild(Msg, frozen=True, kw_only=True):
     qty: int
 
 
-class ReportToOms(Msg, frozen=True, kw_only=True):
+class ReportToOms(Cmd, frozen=True, kw_only=True):
     """One ExecutionReport for the OMS. Prices here are still ticks."""
 
     session: str
@@ -54,7 +62,7 @@ class ReportToOms(Msg, frozen=True, kw_only=True):
     transact_ns: int
 
 
-class RejectOrder(Msg, frozen=True, kw_only=True):
+class RejectOrder(Cmd, frozen=True, kw_only=True):
     """An ExecutionReport 39=8 for a NewOrderSingle that was never accepted."""
 
     session: str
@@ -70,7 +78,7 @@ class RejectOrder(Msg, frozen=True, kw_only=True):
     transact_ns: int
 
 
-class RejectCancel(Msg, frozen=True, kw_only=True):
+class RejectCancel(Cmd, frozen=True, kw_only=True):
     """An OrderCancelReject for the OMS."""
 
     session: str
@@ -83,7 +91,7 @@ class RejectCancel(Msg, frozen=True, kw_only=True):
     text: str
 
 
-class SubscribeMarketData(Msg, frozen=True, kw_only=True):
+class SubscribeMarketData(Cmd, frozen=True, kw_only=True):
     """Ask a lit venue for its book (snapshot, then incremental refreshes)."""
 
     venue: str

@@ -164,6 +164,18 @@ class TimerFired(Event, frozen=True, kw_only=True):
     ts_ns: int
 
 
+# ------------------------------------------------------------------- controls
+
+
+class TradingHalted(Event, frozen=True, kw_only=True):
+    """Stop accepting new parents (working ones go on): the journal could not
+    record (``journal.on_failure = "halt"``); the operator's kill switch
+    will use it too."""
+
+    reason: str
+    ts_ns: int
+
+
 EngineEvent = (NewOrderReceived | InvalidOrderReceived | CancelRequested | VenueReport | VenueCancelRejected
-               | VenueSessionChanged | MarketDataReceived | TimerFired)
+               | VenueSessionChanged | MarketDataReceived | TimerFired | TradingHalted)
 """Every input the engine takes; operator commands join it with the risk issue."""

@@ -45,6 +45,7 @@ from router.domain.events import (
     MarketDataReceived,
     NewOrderReceived,
     TimerFired,
+    TradingHalted,
     VenueCancelRejected,
     VenueReport,
     VenueSessionChanged,
@@ -128,6 +129,8 @@ class Engine:
         self._markout_at: int | None = None
         self._last_markout_ns = -MARKOUT_BATCH_NS
         self._fallbacks: dict[str, Counter] = {}
+        self.halted: str | None = None
+        """Why new parents are refused; None while trading."""
 
     # --------------------------------------------------------------- input
 
@@ -151,6 +154,11 @@ class Engine:
                 return Step(commands=self.on_venue_session(ev))
             case InvalidOrderReceived():
                 return Step(commands=self.on_invalid_order(ev))
+            case TradingHalted():
+                if self.halted is None:
+                    self.halted = ev.reason
+                    log.error("trading halted: %s (new parents are refused)", ev.reason)
+                return Step(commands=NO_COMMANDS)
         raise TypeError(f"not an engine event: {ev!r}")
 
     # ------------------------------------------------------------------ ids
@@ -220,6 +228,11 @@ class Engine:
                                        ev.ord_type.value, OrdRejReason.DUPLICATE_ORDER,
                                        f"duplicate ClOrdID {ev.cl_ord_id!r}", ev.recv_ns)], None
         self._seq = seq
+        if self.halted is not None:
+            self._ids.add(key, 0, _CODE[OrdStatus.REJECTED])
+            return [self._reject_order(ev.session, ev.cl_ord_id, ev.symbol, ev.side, str(ev.qty),
+                                       ev.ord_type.value, OrdRejReason.EXCHANGE_CLOSED,
+                                       f"trading halted: {self.halted}", ev.recv_ns)], None
         order_id = f"{self._prefix}P{seq}"
         parent = ParentOrder(
             order_id=order_id, session=ev.session, cl_ord_id=ev.cl_ord_id, symbol=ev.symbol,

@@ -160,6 +160,21 @@ class Metrics:
             "Times a quickfix thread found the inbox full and waited for the loop (back-pressure, nothing dropped)",
             ["inbox"], registry=r,
         )
+        self.journal_records = Counter(
+            "sor_journal_records", "Journal records committed (inputs, commands, decisions)", registry=r
+        )
+        self.journal_dropped = Counter(
+            "sor_journal_dropped", "Journal records lost: the writer failed or fell too far behind", registry=r
+        )
+        self.journal_batch = Histogram(
+            "sor_journal_batch_seconds", "One journal batch encoded and committed (fsync included)",
+            buckets=(*LATENCY_BUCKETS_S, 0.1, 0.25, 1.0), registry=r,
+        )
+        self.journal_depth = Gauge("sor_journal_queue_depth", "Journal records waiting for the writer", registry=r)
+        self.journal_failed = Gauge(
+            "sor_journal_failed", "1 once the journal stopped recording (see the log for why)", registry=r
+        )
+        self.trading_halted = Gauge("sor_trading_halted", "1 while new parents are refused", registry=r)
         self.scrape_fallbacks = Counter(
             "sor_metrics_scrape_fallbacks",
             "Scrapes the HTTP thread formatted itself because the engine did not in time (wedged or saturated)",

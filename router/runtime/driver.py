@@ -24,9 +24,19 @@ from typing import Protocol
 
 from router.config import RouterConfig
 from router.domain.commands import Command
-from router.domain.events import EngineEvent, Event, MarketDataReceived, NewOrderReceived, TimerFired, VenueReport
+from router.domain.events import (
+    EngineEvent,
+    Event,
+    MarketDataReceived,
+    NewOrderReceived,
+    TimerFired,
+    TradingHalted,
+    VenueReport,
+)
 from router.domain.types import ExecType
-from router.engine import Engine
+from router.engine import Engine, Step
+from router.journal.records import COMMANDS, DECISION, EVENT
+from router.journal.writer import JournalWriter
 from router.metrics.exposition import StepwiseExposition
 from router.metrics.registry import Metrics
 from router.runtime.inbox import LoopInbox
@@ -59,7 +69,7 @@ class Transport(Protocol):
 class Driver:
     def __init__(self, cfg: RouterConfig, loop: asyncio.AbstractEventLoop, engine: Engine, edge: Transport,
                  metrics: Metrics, exposition: StepwiseExposition | None, clock_ns: Callable[[], int],
-                 warm: Callable[[int], None] | None = None) -> None:
+                 warm: Callable[[int], None] | None = None, journal: JournalWriter | None = None) -> None:
         self.cfg = cfg
         self.loop = loop
         self.engine = engine
@@ -68,6 +78,7 @@ class Driver:
         self.clock_ns = clock_ns
         self.exposition = exposition
         self._warm = warm
+        self.journal = journal
         self.polling = cfg.driver == "poll"
         m = metrics
         # Market data crosses from quickfix's threads in bursts: one loop
@@ -128,6 +139,8 @@ class Driver:
     def _dispatch_md(self, ev: EngineEvent) -> None:
         try:
             self.engine.handle(ev)
+            if self.journal is not None:
+                self.journal.append(EVENT, ev.ts_ns, ev)
         except Exception:
             self.metrics.callback_errors.labels(callback="marketdata").inc()
             log.exception("market data update failed: %r", ev)
@@ -148,8 +161,10 @@ class Driver:
             log.exception("engine failed on %r", ev)
             self._risk_ns = 0
             return
-        # Stage times are observed after the children are sent: a histogram
-        # observe is a few us, too dear to pay on the way to the venue.
+        # The journal and the stage times come after the children are sent:
+        # neither is worth a microsecond on the way to the venue.
+        if self.journal is not None:
+            self._record(ev, step)
         m = self.metrics
         if type(ev) is NewOrderReceived:
             if t_first_child is not None:
@@ -166,6 +181,24 @@ class Driver:
         elif type(ev) is VenueReport and ev.exec_type is ExecType.TRADE and step.commands:
             m.fill_to_report.observe((self.clock_ns() - ev.recv_ns) / 1e9)
         self._arm_timer()
+
+    def _record(self, ev: EngineEvent, step: Step) -> None:
+        j = self.journal
+        assert j is not None
+        ts = ev.ts_ns
+        j.append(EVENT, ts, ev)
+        if step.commands:
+            j.append(COMMANDS, ts, step.commands)
+        if step.decision is not None:
+            j.append(DECISION, ts, step.decision)
+
+    def halt(self, reason: str) -> None:
+        """Any thread: have the engine refuse new parents from now on."""
+        self.loop.call_soon_threadsafe(self._halt, reason)
+
+    def _halt(self, reason: str) -> None:
+        self.metrics.trading_halted.set(1)
+        self._dispatch(TradingHalted(reason=reason, ts_ns=self.clock_ns()))
 
     # ------------------------------------------------------------ poll pump
 
@@ -240,7 +273,11 @@ class Driver:
         self._timer = None
         self._timer_at = None
         try:
-            self.edge.execute(self.engine.handle(TimerFired(ts_ns=self.clock_ns())).commands)
+            ev = TimerFired(ts_ns=self.clock_ns())
+            step = self.engine.handle(ev)
+            self.edge.execute(step.commands)
+            if self.journal is not None:
+                self._record(ev, step)
         except Exception:
             self.metrics.callback_errors.labels(callback="timer").inc()
             log.exception("engine timer failed")

@@ -18,6 +18,7 @@ from router.domain.events import (
     MdEntry,
     NewOrderReceived,
     TimerFired,
+    TradingHalted,
     VenueCancelRejected,
     VenueReport,
     VenueSessionChanged,
@@ -249,3 +250,18 @@ def test_the_clordid_table_grows_past_its_planned_size() -> None:
     for i in range(40):
         (dup,) = f.order(f"c{i}").commands
         assert isinstance(dup, RejectOrder) and dup.reason is OrdRejReason.DUPLICATE_ORDER
+
+
+def test_a_halt_refuses_new_parents_and_lets_working_ones_finish() -> None:
+    f = Fixture()
+    f.up()
+    step = f.order("working")
+    (child,) = [c for c in step.commands if isinstance(c, SendChildOrder)]
+    assert f.engine.handle(TradingHalted(reason="journal failed: disk full", ts_ns=T0 + 1)).commands == []
+    (rej,) = f.order("new", at=T0 + 2).commands
+    assert isinstance(rej, RejectOrder) and rej.reason is OrdRejReason.EXCHANGE_CLOSED
+    assert rej.text == "trading halted: journal failed: disk full"
+    done = f.report(child, ExecType.TRADE, OrdStatus.FILLED, child.qty, T0 + 3)
+    assert any(isinstance(c, ReportToOms) and c.ord_status is OrdStatus.FILLED for c in done.commands)
+    (dup,) = f.order("new", at=T0 + 4).commands
+    assert isinstance(dup, RejectOrder) and dup.reason is OrdRejReason.DUPLICATE_ORDER, "its ClOrdID is taken"

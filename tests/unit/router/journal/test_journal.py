@@ -1,0 +1,158 @@
+"""The journal's encoding, its SQLite store and schema migrations, and the
+writer thread's batching and failure handling."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from router.domain.commands import CancelChild, ReportToOms, SendChildOrder, SubscribeMarketData
+from router.domain.decision import Decision
+from router.domain.events import MarketDataReceived, MdEntry, NewOrderReceived, TimerFired, TradingHalted
+from router.domain.plan import Plan, Slice, Wave
+from router.domain.types import ExecType, OrdStatus, OrdType, Side, TimeInForce
+from router.journal import records
+from router.journal.schema import SCHEMA_VERSION
+from router.journal.store import JournalError, Row, SqliteStore, migrate
+from router.journal.writer import JournalWriter
+
+EV = NewOrderReceived(session="OMS", cl_ord_id="c1", symbol="AAPL", side=Side.BUY, qty=300, ord_type=OrdType.LIMIT,
+                      price_ticks=19000, tif=TimeInForce.IOC, recv_ns=5, strategy="spray", trace_ns=9)
+
+
+def test_every_kind_round_trips_exactly() -> None:
+    md = MarketDataReceived(venue="LIT1", snapshot=False, symbol="", recv_ns=7, entries=(
+        MdEntry(action="2", kind=1, symbol="AAPL", px_ticks=0, size=0, level=3, aggressor=0),))
+    for ev in (EV, md, TimerFired(ts_ns=3), TradingHalted(reason="journal failed", ts_ns=4)):
+        assert records.decode_event(records.encode(ev)) == ev
+    cmds = [SendChildOrder(venue="LIT1", child_id="P-C2", symbol="AAPL", side=Side.BUY, qty=100,
+                           ord_type=OrdType.LIMIT, price_ticks=19000, tif=TimeInForce.IOC),
+            CancelChild(venue="LIT1", child_id="P-C2", cancel_id="P-X3", symbol="AAPL", side=Side.BUY, qty=100),
+            SubscribeMarketData(venue="LIT2", symbols=("AAPL",), depth=5),
+            ReportToOms(session="OMS", order_id="P-P1", cl_ord_id="c1", orig_cl_ord_id=None, exec_id="P-E4",
+                        exec_type=ExecType.NEW, ord_status=OrdStatus.NEW, symbol="AAPL", side=Side.BUY, order_qty=300,
+                        ord_type=OrdType.LIMIT, price_ticks=19000, cum_qty=0, leaves_qty=300, avg_px_ticks_num=0,
+                        last_qty=0, last_px_ticks=0, last_mkt=None, text="", transact_ns=5)]
+    assert records.decode_commands(records.encode(cmds)) == cmds
+    d = Decision(order_id="P-P1", ts_ns=5, venues=("LIT1", "DARK1"), strategy="spray", model_version="m1",
+                 plan=Plan(name="ml:spray", waves=(Wave(slices=(Slice(venue="LIT1", weight=0.5, tif=TimeInForce.IOC,
+                                                                      limit_ticks=19000),)),)),
+                 features=np.arange(6, dtype=np.float32).reshape(2, 3), scores=np.full((2, 3), 0.25),
+                 costs=np.array([1.5, -2.0]), ranking=("DARK1", "LIT1"), stages_ns=(("features", 10),))
+    back = records.decode_decision(records.encode(d))
+    assert back.plan == d.plan and back.ranking == d.ranking and back.stages_ns == d.stages_ns
+    assert back.features is not None and back.features.dtype == np.float32
+    assert np.array_equal(back.features, d.features) and np.array_equal(back.scores, d.scores)  # type: ignore[arg-type]
+    assert np.array_equal(back.costs, d.costs)  # type: ignore[arg-type]
+    bare = Decision(order_id="P-P2", ts_ns=6, plan=Plan(waves=(), name="static"), venues=())
+    assert records.decode_decision(records.encode(bare)) == bare
+
+
+def test_store_is_wal_versioned_and_reopens(tmp_path: Path) -> None:
+    path = tmp_path / "j" / "sor.sqlite"
+    s = SqliteStore(path)
+    sid = s.begin_session(1, "P-", "static", "{}")
+    s.write(sid, [(1, records.EVENT, 5, records.encode(EV))])
+    s.close()
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == str(SCHEMA_VERSION)
+    assert migrate(db) == SCHEMA_VERSION, "already current: nothing to do"
+    db.close()
+    again = SqliteStore(path)
+    sid2 = again.begin_session(2, "Q-", "m", "{}")
+    assert [x.session_id for x in again.sessions()] == [sid, sid2]
+    (row,) = list(again.records(sid))
+    assert records.decode_event(row[3]) == EV
+    again.close()
+
+
+def test_a_newer_journal_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "new.sqlite"
+    SqliteStore(path).close()
+    db = sqlite3.connect(path)
+    db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION + 1),))
+    db.commit()
+    db.close()
+    with pytest.raises(JournalError, match="newer than this build"):
+        SqliteStore(path)
+
+
+def test_a_partial_batch_is_never_committed(tmp_path: Path) -> None:
+    s = SqliteStore(tmp_path / "j.sqlite")
+    sid = s.begin_session(1, "P-", "static", "{}")
+    with pytest.raises(sqlite3.IntegrityError):
+        s.write(sid, [(1, records.EVENT, 1, b"a"), (1, records.EVENT, 2, b"b")])  # duplicate seq
+    assert list(s.records(sid)) == []
+
+
+class Stats:
+    def __init__(self) -> None:
+        self.rows = 0
+        self.lost = 0
+
+    def written(self, rows: int, batch_seconds: float) -> None:
+        self.rows += rows
+
+    def dropped(self, rows: int) -> None:
+        self.lost += rows
+
+
+def test_the_writer_records_everything_in_order(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "j.sqlite")
+    sid = store.begin_session(1, "P-", "static", "{}")
+    stats = Stats()
+    w = JournalWriter(store, sid, capacity=100_000, max_delay_ms=5, on_failure=lambda r: None, stats=stats)
+    w.start()
+    evs = [TimerFired(ts_ns=i) for i in range(10_000)]
+    for ev in evs:
+        w.append(records.EVENT, ev.ts_ns, ev)
+    assert w.close()
+    rows = list(store.records(sid))
+    assert [r[0] for r in rows] == list(range(1, 10_001))
+    assert [records.decode_event(r[3]) for r in rows] == evs
+    assert stats.rows == 10_000 and stats.lost == 0 and w.failed is None
+
+
+def test_falling_behind_fails_once_and_drops_what_follows(tmp_path: Path) -> None:
+    gate = threading.Event()
+
+    class Slow:
+        def __init__(self) -> None:
+            self.rows: list[Row] = []
+
+        def write(self, session_id: int, rows: list[Row]) -> None:
+            gate.wait(10)
+            self.rows += rows
+
+    failures: list[str] = []
+    stats = Stats()
+    w = JournalWriter(Slow(), 1, capacity=50, max_delay_ms=1, on_failure=failures.append, stats=stats)
+    w.start()
+    for i in range(200):
+        w.append(records.EVENT, i, TimerFired(ts_ns=i))
+    gate.set()
+    assert w.close()
+    assert len(failures) == 1 and "behind" in failures[0]
+    assert stats.lost > 0 and stats.rows + stats.lost == 200, "every record is written or counted as lost"
+
+
+def test_a_failed_write_fails_the_journal(tmp_path: Path) -> None:
+    class Broken:
+        def write(self, session_id: int, rows: list[Row]) -> None:
+            raise OSError("disk full")
+
+    failures: list[str] = []
+    stats = Stats()
+    w = JournalWriter(Broken(), 1, capacity=1000, max_delay_ms=1, on_failure=failures.append, stats=stats)
+    w.start()
+    for i in range(10):
+        w.append(records.EVENT, i, TimerFired(ts_ns=i))
+    assert w.close()
+    w.append(records.EVENT, 99, TimerFired(ts_ns=99))
+    assert failures == ["write failed: disk full"] and w.failed is not None
+    assert stats.lost == 11 and stats.rows == 0
