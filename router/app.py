@@ -244,6 +244,28 @@ class Router:
         log.info("router up: OMS acceptor on port %d, %d venue sessions (%s driver)", self.cfg.oms.port,
                  len(self.cfg.venues), self.cfg.router.driver)
 
+    async def shutdown(self) -> None:
+        """Clean shutdown: no new parents; cancel what works at the venues
+        (``router.shutdown``), wait for the answers, report to the OMS, then
+        log out and stop."""
+        rc = self.cfg.router
+        eng = self.engine
+        if rc.shutdown == "cancel":
+            working = sum(1 for p in eng.parents.values() if not p.is_terminal)
+            left = await self.driver.cancel_all("router shutting down", rc.shutdown_timeout_ms / 1000)
+            if left:
+                log.error("shutdown: %d children still open at their venues after %d ms", left,
+                          rc.shutdown_timeout_ms)
+            else:
+                log.info("shutdown: %d working parents canceled, no child left at a venue", working)
+        else:
+            for p in eng.parents.values():
+                if not p.is_terminal:
+                    open_ = [c for c in p.children if not eng.children[c].is_terminal]
+                    log.warning("shutdown (router.shutdown = leave): parent %s (%s) left working, children %s "
+                                "still at their venues", p.order_id, p.cl_ord_id, open_)
+        self.stop()
+
     def stop(self) -> None:
         self._unwatch_gc()
         self.driver.stop()
@@ -268,7 +290,7 @@ async def _serve(cfg: Config) -> None:
           f"{cfg.metrics.host}:{cfg.metrics.port}", flush=True)
     await stop.wait()
     log.info("shutting down")
-    router.stop()
+    await router.shutdown()
 
 
 def run_daemon(cfg: Config) -> int:

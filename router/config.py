@@ -208,6 +208,12 @@ class RouterConfig(_Cfg, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Move every live object out of the garbage collector's sight this
     often, so full collections never walk the day's orders (see
     ``Router._freeze_survivors``); 0 only freezes once, at start-up."""
+    shutdown: Literal["cancel", "leave"] = "cancel"
+    """On SIGTERM/SIGINT: cancel every working child at its venue and report
+    the parents canceled to the OMS before logging out; or leave them
+    working at the venues (logged, parent by parent)."""
+    shutdown_timeout_ms: Positive = 5_000
+    """How long a clean shutdown waits for the venues' cancel answers."""
     exec_id_prefix: str = ""
     """Prefix for ExecIDs/OrderIDs; empty means a per-start unique prefix."""
 

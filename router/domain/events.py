@@ -176,6 +176,14 @@ class TradingHalted(Event, frozen=True, kw_only=True):
     ts_ns: int
 
 
+class CancelAllRequested(Event, frozen=True, kw_only=True):
+    """Cancel every working parent (its children at the venues first) and
+    tell the OMS why: a clean shutdown; later the operator's kill switch."""
+
+    reason: str
+    ts_ns: int
+
+
 EngineEvent = (NewOrderReceived | InvalidOrderReceived | CancelRequested | VenueReport | VenueCancelRejected
-               | VenueSessionChanged | MarketDataReceived | TimerFired | TradingHalted)
+               | VenueSessionChanged | MarketDataReceived | TimerFired | TradingHalted | CancelAllRequested)
 """Every input the engine takes; operator commands join it with the risk issue."""

@@ -168,6 +168,9 @@ class ParentOrder(_Lifecycle):
     """The plan is exhausted: nothing more will be sent for this parent."""
     arrival_mid2: int = 0
     """Consolidated bid+ask (2 x mid, ticks) when the parent arrived; 0 unknown."""
+    cancel_note: str | None = None
+    """Why the router itself canceled the parent (shutdown, kill switch): the
+    Text of its final report. None: the OMS asked, or nobody did."""
 
     @property
     def leaves_qty(self) -> int:

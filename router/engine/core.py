@@ -39,6 +39,7 @@ from router.domain.commands import (
 )
 from router.domain.decision import Decision
 from router.domain.events import (
+    CancelAllRequested,
     CancelRequested,
     EngineEvent,
     InvalidOrderReceived,
@@ -154,6 +155,8 @@ class Engine:
                 return Step(commands=self.on_venue_session(ev))
             case InvalidOrderReceived():
                 return Step(commands=self.on_invalid_order(ev))
+            case CancelAllRequested():
+                return Step(commands=self.cancel_all(ev.reason, ev.ts_ns))
             case TradingHalted():
                 if self.halted is None:
                     self.halted = ev.reason
@@ -304,6 +307,27 @@ class Engine:
         self._maybe_finish_cancel(parent, ev.recv_ns, out)
         return out
 
+    def cancel_all(self, reason: str, now_ns: int) -> list[Command]:
+        """Cancel every working parent the OMS has not already asked to
+        cancel: its open children first; each parent then ends with an
+        unsolicited cancel report whose Text says ``reason``."""
+        out: list[Command] = []
+        for parent in list(self.parents.values()):
+            if parent.is_terminal or parent.state is OrdStatus.PENDING_CANCEL:
+                continue
+            parent.apply(PE.CANCEL_REQUESTED)
+            parent.cancel_note = reason
+            for cid in parent.children:
+                child = self.children[cid]
+                if not child.is_terminal and child.state is not OrdStatus.PENDING_CANCEL:
+                    self._cancel_child(child, now_ns, out)
+            self._maybe_finish_cancel(parent, now_ns, out)
+        return out
+
+    @property
+    def open_children(self) -> int:
+        return self._open_children
+
     def on_venue_report(self, ev: VenueReport) -> list[Command]:
         child = self.children.get(ev.child_id)
         if child is None or child.venue != ev.venue:
@@ -341,15 +365,22 @@ class Engine:
             # Usually the child filled or expired before the cancel landed.
             return out
         parent = self.parents[child.parent_id]
-        if ev.reason == CxlRejReason.UNKNOWN_ORDER and child.acked_ns is None and child.cum_qty == 0:
-            # The venue never saw it (lost, or refused at session level):
-            # asking again would loop forever. Release its quantity.
+        if ev.reason == CxlRejReason.UNKNOWN_ORDER:
+            # The venue does not know the child: it never arrived (lost, or
+            # refused at session level), or the venue lost it (restarted
+            # with an empty book). Either way nothing works there: asking
+            # again would loop forever and "refused" would keep it working
+            # forever. It ends with what it filled; the parent goes on.
             self._m.venue_anomalies.labels(kind="lost_child").inc()
-            log.error("venue %s does not know child %s, never acked: treated as rejected", child.venue,
-                      child.child_id)
-            child.apply(CE.REJECT)
+            never = child.acked_ns is None and child.cum_qty == 0
+            log.error("venue %s does not know child %s (%s, filled %d of %d): treated as %s", child.venue,
+                      child.child_id, "never acked" if child.acked_ns is None else "acked",
+                      child.cum_qty, child.qty, "rejected" if never else "canceled")
+            child.apply(CE.REJECT if never else CE.CANCELED)
             self._child_done(child, ev.recv_ns)
-            self._after_child_change(parent, ev.recv_ns, out)
+            note = (f"venue {child.venue} no longer knows child {child.child_id} "
+                    f"(filled {child.cum_qty} of {child.qty}): treated as done")
+            self._after_child_change(parent, ev.recv_ns, out, note)
             return out
         child.apply(CE.CANCEL_REFUSED)
         # The venue keeps the child; without an ack yet, keep watching for
@@ -582,24 +613,26 @@ class Engine:
                 del self.children[c]
             del self.parents[oid]
 
-    def _after_child_change(self, parent: ParentOrder, now_ns: int, out: list[Command]) -> None:
+    def _after_child_change(self, parent: ParentOrder, now_ns: int, out: list[Command], note: str = "") -> None:
+        """``note``: what the OMS should read if this ends the parent."""
         if parent.is_terminal:
             return
         if parent.state is OrdStatus.PENDING_CANCEL:
-            self._maybe_finish_cancel(parent, now_ns, out)
+            self._maybe_finish_cancel(parent, now_ns, out, note)
             return
         wave = self._wave.get(parent.order_id, ())
         if all(self.children[c].is_terminal for c in wave):
             self._advance(parent, now_ns, out)
 
-    def _maybe_finish_cancel(self, parent: ParentOrder, now_ns: int, out: list[Command]) -> None:
+    def _maybe_finish_cancel(self, parent: ParentOrder, now_ns: int, out: list[Command], note: str = "") -> None:
         if any(not self.children[c].is_terminal for c in parent.children):
             return
         parent.apply(PE.CANCELED)
         cl = parent.pending_cancel_cl_ord_id or parent.cl_ord_id
         parent.pending_cancel_cl_ord_id = None
+        why = parent.cancel_note or "canceled at OMS request"
         out.append(self._report(parent, ExecType.CANCELED, now_ns, cl_ord_id=cl, orig=parent.cl_ord_id,
-                                text="canceled at OMS request"))
+                                text=why + (f"; {note}" if note else "")))
         self._parent_done(parent, "partial_canceled" if parent.cum_qty else "canceled", now_ns)
 
     def _advance(self, parent: ParentOrder, now_ns: int, out: list[Command]) -> None:

@@ -17,6 +17,7 @@ exposition and the collector's freezes are the driver's own housekeeping.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 from collections.abc import Callable
@@ -25,6 +26,7 @@ from typing import Protocol
 from router.config import RouterConfig
 from router.domain.commands import Command
 from router.domain.events import (
+    CancelAllRequested,
     EngineEvent,
     Event,
     MarketDataReceived,
@@ -100,6 +102,8 @@ class Driver:
         self._timer_at: int | None = None
         self._lag_due_ns = 0
         self._next_freeze_ns = 0
+        self._drained: asyncio.Event | None = None
+        """Set once no child is open, while a shutdown waits for that."""
 
     # ------------------------------------------------------------ lifecycle
 
@@ -180,6 +184,8 @@ class Driver:
                 self._risk_ns = 0
         elif type(ev) is VenueReport and ev.exec_type is ExecType.TRADE and step.commands:
             m.fill_to_report.observe((self.clock_ns() - ev.recv_ns) / 1e9)
+        if self._drained is not None and not self.engine.open_children:
+            self._drained.set()
         self._arm_timer()
 
     def _record(self, ev: EngineEvent, step: Step) -> None:
@@ -199,6 +205,19 @@ class Driver:
     def _halt(self, reason: str) -> None:
         self.metrics.trading_halted.set(1)
         self._dispatch(TradingHalted(reason=reason, ts_ns=self.clock_ns()))
+
+    async def cancel_all(self, reason: str, timeout_s: float) -> int:
+        """Loop thread: refuse new parents, cancel every working one, and wait
+        (at most ``timeout_s``) for the venues to end every child; returns
+        how many children are still open."""
+        self._halt(reason)
+        self._drained = asyncio.Event()
+        self._dispatch(CancelAllRequested(reason=reason, ts_ns=self.clock_ns()))
+        if self.engine.open_children:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._drained.wait(), timeout_s)
+        self._drained = None
+        return self.engine.open_children
 
     # ------------------------------------------------------------ poll pump
 

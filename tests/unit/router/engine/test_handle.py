@@ -265,3 +265,23 @@ def test_a_halt_refuses_new_parents_and_lets_working_ones_finish() -> None:
     assert any(isinstance(c, ReportToOms) and c.ord_status is OrdStatus.FILLED for c in done.commands)
     (dup,) = f.order("new", at=T0 + 4).commands
     assert isinstance(dup, RejectOrder) and dup.reason is OrdRejReason.DUPLICATE_ORDER, "its ClOrdID is taken"
+
+
+def test_a_child_the_venue_lost_ends_and_the_oms_is_told() -> None:
+    f = Fixture()
+    f.up()
+    step = f.order("c1", qty=300)
+    (child,) = [c for c in step.commands if isinstance(c, SendChildOrder)]
+    f.report(child, ExecType.NEW, OrdStatus.NEW, 0, T0 + 1)
+    f.report(child, ExecType.TRADE, OrdStatus.PARTIALLY_FILLED, 100, T0 + 2)
+    # The venue restarts with an empty book; the OMS cancels.
+    cxl = f.engine.handle(CancelRequested(session="OMS", cl_ord_id="x1", orig_cl_ord_id="c1", symbol="AAPL",
+                                          side=Side.BUY, recv_ns=T0 + 3)).commands
+    assert any(isinstance(c, ReportToOms) and c.ord_status is OrdStatus.PENDING_CANCEL for c in cxl)
+    out = f.engine.handle(VenueCancelRejected(venue=child.venue, child_id=child.child_id, text="unknown order",
+                                              recv_ns=T0 + 4, reason=CxlRejReason.UNKNOWN_ORDER)).commands
+    (done,) = [c for c in out if isinstance(c, ReportToOms)]
+    assert done.ord_status is OrdStatus.CANCELED and done.cum_qty == 100 and done.leaves_qty == 0
+    assert f"no longer knows child {child.child_id} (filled 100 of 300)" in done.text
+    assert f.engine.children[child.child_id].state is OrdStatus.CANCELED
+    assert f.metric("sor_venue_anomalies_total", kind="lost_child") == 1
