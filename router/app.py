@@ -219,6 +219,7 @@ class Router:
         writer = JournalWriter(store, session, capacity=jc.capacity, max_delay_ms=jc.max_delay_ms,
                                on_failure=self._journal_failed, stats=JournalStats(m))
         m.journal_depth.set_function(lambda: writer.depth)
+        m.journal_high_water.set_function(lambda: writer.high_water)
         log.info("journal %s, session %d", jc.path, session)
         return writer
 

@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--scrape-parents", type=int, default=None,
                    help="parents with and without a 1 Hz metrics scraper, each (default: --parents)")
     b.add_argument("--only", nargs="+", metavar="RUN",
-                   help="measure only these runs (threaded, threaded+ml, poll, poll+ml, poll+ml+md)")
+                   help="measure only these runs (threaded, threaded+ml, poll, poll+ml, poll+ml+md, poll+ml-journal)")
     b.add_argument("--profile", metavar="DIR",
                    help="sample the daemon with py-spy during each latency run; speedscope files in DIR")
 

@@ -51,7 +51,7 @@ QUICK_RATES = [250.0, 500.0]
 
 
 def bench_config(base: SimClusterConfig, driver: str, planner: str = "static",
-                 md_per_s: float = 0.0) -> SimClusterConfig:
+                 md_per_s: float = 0.0, journal: bool = True) -> SimClusterConfig:
     """A deterministic market, one lit venue deep enough never to run dry:
     every IOC marketable parent fills in full on LIT1 with one child. With
     ``planner="ml"`` every parent also pays features and one ONNX scoring
@@ -71,7 +71,8 @@ def bench_config(base: SimClusterConfig, driver: str, planner: str = "static",
     waterfall = r(base.waterfall, venues=["LIT1"], allowed_venues=["LIT1"], final_action="cancel",
                   rest_venue=None, planner=planner)
     return r(base, venues=venues, symbols=symbols, waterfall=waterfall,
-             sim=r(base.sim, mid_vol_ticks=0.0), router=r(base.router, driver=driver))
+             sim=r(base.sim, mid_vol_ticks=0.0), router=r(base.router, driver=driver),
+             journal=r(base.journal, enabled=journal))
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,8 @@ class Variant:
     driver: str
     planner: str = "static"
     md_per_s: float = 0.0
+    journal: bool = True
+    """The decision journal on (SQLite, sync = batch), as the daemon runs by default."""
 
 
 def variants(md_per_s: float, drivers: tuple[str, ...] = ("threaded", "poll")) -> list[Variant]:
@@ -89,6 +92,10 @@ def variants(md_per_s: float, drivers: tuple[str, ...] = ("threaded", "poll")) -
     if md_per_s > 0:
         d = "poll" if "poll" in drivers else drivers[-1]
         out.append(Variant(f"{d}+ml+md", d, "ml", md_per_s))
+    # The journal's cost, read against poll+ml of the same run (only when
+    # named with --only).
+    d = "poll" if "poll" in drivers else drivers[-1]
+    out.append(Variant(f"{d}+ml-journal", d, "ml", journal=False))
     return out
 
 
@@ -353,7 +360,7 @@ class Profiler:
 def run_driver(base: SimClusterConfig, work: Path, v: Variant, n: int, warmup: int, rate: float,
                rates: list[float], window_s: float, floor: dict[str, Any], scrape_n: int = 0,
                scrape_block: int = 1000, profile_dir: Path | None = None) -> dict[str, Any]:
-    cfg = localize(bench_config(base, v.driver, v.planner, v.md_per_s), work)
+    cfg = localize(bench_config(base, v.driver, v.planner, v.md_per_s, v.journal), work)
     cluster = Cluster(cfg, work, record_traces=True)
     cluster.start(timeout_s=60)
     oms = SimOms("127.0.0.1", cfg.oms.port, sender_comp_id=cfg.oms.target_comp_id,
@@ -442,6 +449,7 @@ def run_driver(base: SimClusterConfig, work: Path, v: Variant, n: int, warmup: i
         "gc_pauses_us": {"note": "whole run, bucket-resolution estimates", "by_generation": gc_pauses,
                          "max_le_us": _max_bucket(gc_pauses)},
         "metrics_scrape_fallbacks": sample_values(final_samples).get("sor_metrics_scrape_fallbacks_total"),
+        "journal": _journal_figures(v, final_samples, stages_samples),
         "profile": profile,
         "exit_codes": codes,
     }
@@ -460,6 +468,20 @@ def run_driver(base: SimClusterConfig, work: Path, v: Variant, n: int, warmup: i
             "p99.9_change_pct": round(100.0 * (on - off) / off, 1) if on and off else None,
         }
     return out
+
+
+def _journal_figures(v: Variant, final: list[Sample], latency_phase: list[Sample]) -> dict[str, Any] | None:
+    """Records the journal committed and its writer's worst backlog."""
+    if not v.journal:
+        return None
+    end = sample_values(final)
+    lat = sample_values(latency_phase)
+    return {"records": end.get("sor_journal_records_total"),
+            "records_after_latency_run": lat.get("sor_journal_records_total"),
+            "dropped": end.get("sor_journal_dropped_total"),
+            "queue_high_water": end.get("sor_journal_queue_high_water"),
+            "failed": end.get("sor_journal_failed"),
+            "batch_us": histogram_quantiles(final, "sor_journal_batch_seconds", None).get("", {})}
 
 
 # ---------------------------------------------------------------------- output
@@ -495,6 +517,12 @@ def print_report(res: dict[str, Any]) -> None:
         if ip:
             parts.append(f"decode->child sent {_fmt(ip['p50_us_le'])}/{_fmt(ip['p99_us_le'])}")
         print(f"  {d:<12} p50/p99: " + ", ".join(parts))
+        j = r.get("journal")
+        if j:
+            b = j["batch_us"]
+            print(f"  {'':<12} journal: {_fmt(j['records'])} records, {_fmt(j['dropped'])} dropped, writer backlog "
+                  f"at most {_fmt(j['queue_high_water'])}, batch commit p50/p99 <= {_fmt(b.get('p50_us_le'))}/"
+                  f"{_fmt(b.get('p99_us_le'))} us")
         g = r.get("gc_pauses_us", {})
         if g.get("by_generation"):
             cnt = ", ".join(f"gen{k} {v['count']}" for k, v in g["by_generation"].items())
@@ -562,7 +590,8 @@ def run_bench(base: SimClusterConfig, parents: int, quick: bool, json_path: str,
         res["floor"] = measure_floor(base, root / "floor", parents, warmup, latency_rate)
         res["drivers"] = {}
         for v in variants(md_rate, drivers):
-            if only and v.key not in only:
+            if (only and v.key not in only) or (not only and not v.journal):
+                # The journal-off run is asked for by name (--only).
                 continue
             work = root / v.key
             work.mkdir()

@@ -171,6 +171,9 @@ class Metrics:
             buckets=(*LATENCY_BUCKETS_S, 0.1, 0.25, 1.0), registry=r,
         )
         self.journal_depth = Gauge("sor_journal_queue_depth", "Journal records waiting for the writer", registry=r)
+        self.journal_high_water = Gauge(
+            "sor_journal_queue_high_water", "The most journal records ever waiting for the writer", registry=r
+        )
         self.journal_failed = Gauge(
             "sor_journal_failed", "1 once the journal stopped recording (see the log for why)", registry=r
         )

@@ -41,6 +41,8 @@ def test_bench_quick_writes_results(tmp_path: Path) -> None:
         # Every scrape (the bench's own and the 1 Hz scraper's) was formatted
         # by the engine's thread, none by the HTTP thread's fallback.
         assert d["metrics_scrape_fallbacks"] == 0
+        # Every run journals (the default): all of it, nothing lost.
+        assert _positive(d["journal"]["records"]) and d["journal"]["dropped"] == 0 and d["journal"]["failed"] == 0
         steps = d["throughput"]["steps"]
         assert steps and all(_positive(s["achieved_per_s"]) for s in steps)
         assert d["throughput"]["highest_rate_held_per_s"] >= 0
