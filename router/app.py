@@ -26,10 +26,14 @@ from fix.edge import RouterEdge
 from fix.gateway import hard_exit
 from fix.settings import SessionSpec
 from router.config import Config
+from router.domain.decision import Decision
+from router.domain.events import VenueSessionChanged
+from router.domain.orders import ParentOrder
 from router.domain.types import Instrument
 from router.engine import Engine
 from router.features.engine import FeatureEngine, market_state
-from router.journal.store import SqliteStore
+from router.journal import records
+from router.journal.store import SessionInfo, SqliteStore
 from router.journal.writer import JournalWriter
 from router.learning.venuestats import VenueStats
 from router.market.rings import MarketData
@@ -156,6 +160,63 @@ def build_core(cfg: Config, metrics: Metrics, id_prefix: str, clock_ns: Callable
                 engine=engine)
 
 
+class RecordedPlanner:
+    """A planner that answers with the decisions a session recorded, so a
+    restored engine routes every old parent exactly as it was routed (a
+    model's run over its time budget, say, is not re-decided). A parent
+    whose decision did not reach the journal (the last batch before a
+    crash) is decided by ``fallback``."""
+
+    def __init__(self, fallback: Planner) -> None:
+        self.fallback = fallback
+        self.next: Decision | None = None
+
+    def decide(self, order: ParentOrder, venues_up: frozenset[str]) -> Decision:
+        d, self.next = self.next, None
+        if d is None or d.order_id != order.order_id:
+            return self.fallback.decide(order, venues_up)
+        return d
+
+
+def restore(engine: Engine, store: SqliteStore, lineage: list[SessionInfo]) -> int:
+    """Rebuild ``engine``'s state from the journaled inputs of ``lineage``
+    (oldest first) and their recorded decisions, discarding what it
+    returns: the recorded run already sent it. Returns how many inputs were
+    replayed. The caller then tells the engine that every venue session is
+    down, as it is in a new process (as journaled inputs of the new
+    session, so its replay agrees)."""
+    live = engine.planner
+    recorded = RecordedPlanner(live)
+    engine.use_planner(recorded)
+    n = 0
+    try:
+        for s in lineage:
+            pending: bytes | None = None
+            for _, kind, _, body in store.records(s.session_id):
+                if kind == records.DECISION:
+                    recorded.next = records.decode_decision(body)
+                elif kind == records.EVENT:
+                    if pending is not None:
+                        engine.handle(records.decode_event(pending))
+                        n += 1
+                        recorded.next = None
+                    pending = body
+                    continue
+                else:
+                    continue
+                if pending is not None:
+                    # A decision belongs to the event just before it.
+                    engine.handle(records.decode_event(pending))
+                    n += 1
+                    pending = None
+            if pending is not None:
+                engine.handle(records.decode_event(pending))
+                n += 1
+    finally:
+        engine.use_planner(live)
+    return n
+
+
 class JournalStats:
     """``router.journal.writer.WriterStats`` on the router's metrics."""
 
@@ -179,8 +240,24 @@ class Router:
         self.loop = loop
         self.clock_ns = clock_ns
         self.metrics = m = metrics or Metrics([v.name for v in cfg.venues])
-        self.id_prefix = cfg.router.exec_id_prefix or unique_prefix()
+        jc = cfg.journal
+        self.store = SqliteStore(jc.path) if jc.enabled else None
+        sessions = self.store.sessions() if self.store is not None and jc.recover else []
+        last = sessions[-1] if sessions else None
+        # A restored session continues its predecessor's IDs: the working
+        # orders carry them, and ExecIDs must never repeat.
+        self.id_prefix = last.id_prefix if last is not None else (cfg.router.exec_id_prefix or unique_prefix())
         core = build_core(cfg, m, self.id_prefix, clock_ns)
+        self.restored_from = 0
+        if last is not None and self.store is not None:
+            lineage = self.store.lineage(last.session_id)
+            t0 = time.perf_counter()
+            n = restore(core.engine, self.store, lineage)
+            working = sum(1 for p in core.engine.parents.values() if not p.is_terminal)
+            log.warning("restored from journal session %d (%d sessions, %d inputs, %.1f s): %d working parents, "
+                        "%d open children", last.session_id, len(lineage), n, time.perf_counter() - t0, working,
+                        core.engine.open_children)
+            self.restored_from = last.session_id
         self.md, self.stats, self.features = core.md, core.stats, core.features
         self.scorer, self.model_status = core.scorer, core.model_status
         self.planner: Planner = core.planner
@@ -197,6 +274,9 @@ class Router:
                              self.journal)
         if not polling:
             self.exposition.wake = self.driver.wake_exposition
+        if self.restored_from:
+            for v in self.engine.venue_names:
+                self.driver.inject(VenueSessionChanged(venue=v, up=False, ts_ns=clock_ns()))
         tick_sizes = {s.symbol: float(s.tick_size) for s in cfg.symbols}
         reg = m.registry
         reg.register(MarketDataCollector(self.md, tick_sizes, clock_ns))
@@ -208,13 +288,13 @@ class Router:
 
     def _open_journal(self) -> JournalWriter | None:
         jc = self.cfg.journal
-        if not jc.enabled:
+        store = self.store
+        if store is None:
             log.warning("journal disabled (journal.enabled = false): decisions are not recorded")
             return None
-        store = SqliteStore(jc.path)
         version = self.scorer.version if self.scorer is not None else "static"
         session = store.begin_session(time.time_ns(), self.id_prefix, version,
-                                      msgspec.json.encode(self.cfg).decode())
+                                      msgspec.json.encode(self.cfg).decode(), self.restored_from)
         m = self.metrics
         writer = JournalWriter(store, session, capacity=jc.capacity, max_delay_ms=jc.max_delay_ms,
                                on_failure=self._journal_failed, stats=JournalStats(m))

@@ -181,6 +181,10 @@ class JournalConfig(_Cfg, frozen=True, kw_only=True, forbid_unknown_fields=True)
     """How long a record may wait for its batch."""
     capacity: Positive = 1_000_000
     """Records the writer may fall behind before the journal counts as failed."""
+    recover: bool = True
+    """On start, rebuild the working orders, ClOrdIDs and ExecIDs of the last
+    session by replaying its journaled inputs (and those of the sessions it
+    was itself restored from), and continue its OrderID prefix."""
     on_failure: Literal["halt", "continue"] = "halt"
     """When the journal cannot keep up or write: halt stops accepting new
     parents (working ones go on); continue trades on, unrecorded, loudly."""

@@ -28,7 +28,7 @@ import numpy as np
 import numpy.typing as npt
 from prometheus_client import CollectorRegistry
 
-from router.app import build_core
+from router.app import build_core, restore
 from router.config import Config
 from router.domain.commands import Command
 from router.domain.decision import Decision
@@ -113,6 +113,9 @@ def replay(path: str | Path, session: int | None = None, model: str | None = Non
         core = build_core(cfg, Metrics([v.name for v in cfg.venues], CollectorRegistry()), info.id_prefix,
                           wrap_scorer=wrap if model is None else None)
         forced = wrapped[0] if wrapped else None
+        if info.restored_from:
+            # The live daemon started from its predecessors' state.
+            restore(core.engine, store, store.lineage(info.restored_from))
         rep = ReplayReport(session=info.session_id)
         rows = list(store.records(info.session_id))
     finally:

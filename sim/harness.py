@@ -115,7 +115,7 @@ class Cluster:
         self.daemon: subprocess.Popen[bytes] | None = None
 
     def _spawn(self, args: list[str], log_name: str) -> subprocess.Popen[bytes]:
-        out = open(self.workdir / f"{log_name}.log", "wb")  # noqa: SIM115 - owned by the child process
+        out = open(self.workdir / f"{log_name}.log", "ab")  # noqa: SIM115 - owned by the child process
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         return subprocess.Popen([sys.executable, "-m", "router.cli", "--log-level", self.log_level, *args],
                                 stdout=out, stderr=subprocess.STDOUT, env=env,
@@ -131,6 +131,7 @@ class Cluster:
                                          "--state-dir", str(self.workdir / "sim-fix"), *extra], f"venue-{name}")
 
     def start_daemon(self) -> None:
+        # A restarted daemon's log goes on in the same file.
         self.daemon = self._spawn(["run", "--config", str(self.config_path)], "daemon")
 
     def start(self, timeout_s: float = 30.0) -> None:
@@ -175,6 +176,15 @@ class Cluster:
         proc = self.venues.pop(name)
         proc.kill()
         proc.wait(10)
+
+    def kill_daemon(self) -> int:
+        """SIGKILL the daemon (a crash: nothing is flushed, nothing said)."""
+        if self.daemon is None:
+            return 0
+        self.daemon.kill()
+        rc = self.daemon.wait(10)
+        self.daemon = None
+        return rc
 
     def stop_daemon(self, timeout_s: float = 20.0) -> int:
         """SIGTERM the daemon and return its exit status."""

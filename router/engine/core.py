@@ -328,6 +328,19 @@ class Engine:
     def open_children(self) -> int:
         return self._open_children
 
+    @property
+    def planner(self) -> Planner:
+        return self._planner
+
+    def use_planner(self, planner: Planner) -> None:
+        """Decide new parents with ``planner`` from now on (recovery routes the
+        recorded parents with their recorded decisions, then hands back)."""
+        self._planner = planner
+
+    @property
+    def venue_names(self) -> tuple[str, ...]:
+        return tuple(v.name for v in self._cfg.venues)
+
     def on_venue_report(self, ev: VenueReport) -> list[Command]:
         child = self.children.get(ev.child_id)
         if child is None or child.venue != ev.venue:

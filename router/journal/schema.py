@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Final
 
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
 
 MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
     # 0 -> 1: the first schema.
@@ -31,6 +31,10 @@ MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
             body BLOB NOT NULL,
             PRIMARY KEY (session_id, seq)
         )""",
+    ),
+    # 1 -> 2: a session restored from the one before it (restart recovery).
+    2: (
+        """ALTER TABLE sessions ADD COLUMN restored_from INTEGER NOT NULL DEFAULT 0""",
     ),
 }
 """version -> the statements that turn version - 1 into it."""

@@ -28,6 +28,8 @@ class SessionInfo(msgspec.Struct, frozen=True, kw_only=True):
     model_version: str
     config: str
     """The daemon's configuration as JSON."""
+    restored_from: int = 0
+    """The session whose state this one started from (0: a fresh start)."""
 
 
 Row = tuple[int, str, int, bytes]
@@ -68,11 +70,12 @@ class SqliteStore:
         except sqlite3.Error as e:
             raise JournalError(f"journal {self.path}: {e}") from e
 
-    def begin_session(self, started_ns: int, id_prefix: str, model_version: str, config_json: str) -> int:
+    def begin_session(self, started_ns: int, id_prefix: str, model_version: str, config_json: str,
+                      restored_from: int = 0) -> int:
         with self._db:
             cur = self._db.execute(
-                "INSERT INTO sessions (started_ns, id_prefix, model_version, config) VALUES (?, ?, ?, ?)",
-                (started_ns, id_prefix, model_version, config_json))
+                "INSERT INTO sessions (started_ns, id_prefix, model_version, config, restored_from) "
+                "VALUES (?, ?, ?, ?, ?)", (started_ns, id_prefix, model_version, config_json, restored_from))
         assert cur.lastrowid is not None
         return cur.lastrowid
 
@@ -89,10 +92,31 @@ class SqliteStore:
             raise
 
     def sessions(self) -> list[SessionInfo]:
-        return [SessionInfo(session_id=r[0], started_ns=r[1], id_prefix=r[2], model_version=r[3], config=r[4])
+        return [SessionInfo(session_id=r[0], started_ns=r[1], id_prefix=r[2], model_version=r[3], config=r[4],
+                            restored_from=r[5])
                 for r in self._db.execute(
-                    "SELECT session_id, started_ns, id_prefix, model_version, config FROM sessions "
+                    "SELECT session_id, started_ns, id_prefix, model_version, config, restored_from FROM sessions "
                     "ORDER BY session_id")]
+
+    def lineage(self, session_id: int) -> list[SessionInfo]:
+        """The sessions whose inputs rebuild ``session_id``'s starting state
+        and its own: the chain of ``restored_from``, oldest first."""
+        by_id = {s.session_id: s for s in self.sessions()}
+        chain: list[SessionInfo] = []
+        sid = session_id
+        while sid:
+            s = by_id.get(sid)
+            if s is None or s in chain:
+                raise JournalError(f"{self.path}: session {session_id} restores from missing session {sid}")
+            chain.append(s)
+            sid = s.restored_from
+        return chain[::-1]
+
+    def events(self, session_id: int) -> Iterator[bytes]:
+        """The bodies of a session's input events, in order."""
+        for (body,) in self._db.execute(
+                "SELECT body FROM records WHERE session_id = ? AND kind = 'event' ORDER BY seq", (session_id,)):
+            yield body
 
     def records(self, session_id: int) -> Iterator[Row]:
         yield from self._db.execute(

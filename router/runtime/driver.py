@@ -198,6 +198,10 @@ class Driver:
         if step.decision is not None:
             j.append(DECISION, ts, step.decision)
 
+    def inject(self, ev: EngineEvent) -> None:
+        """Loop thread: an input the daemon itself produces (journaled like any other)."""
+        self._dispatch(ev)
+
     def halt(self, reason: str) -> None:
         """Any thread: have the engine refuse new parents from now on."""
         self.loop.call_soon_threadsafe(self._halt, reason)

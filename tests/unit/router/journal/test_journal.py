@@ -156,3 +156,22 @@ def test_a_failed_write_fails_the_journal(tmp_path: Path) -> None:
     w.append(records.EVENT, 99, TimerFired(ts_ns=99))
     assert failures == ["write failed: disk full"] and w.failed is not None
     assert stats.lost == 11 and stats.rows == 0
+
+
+def test_a_version_1_journal_is_migrated_forward(tmp_path: Path) -> None:
+    from router.journal.schema import MIGRATIONS
+
+    path = tmp_path / "v1.sqlite"
+    db = sqlite3.connect(path)
+    for stmt in MIGRATIONS[1]:
+        db.execute(stmt)
+    db.execute("INSERT INTO meta (key, value) VALUES ('schema_version', '1')")
+    db.execute("INSERT INTO sessions (started_ns, id_prefix, model_version, config) VALUES (1, 'P-', 'm', '{}')")
+    db.commit()
+    db.close()
+    s = SqliteStore(path)
+    (old,) = s.sessions()
+    assert old.restored_from == 0
+    new = s.begin_session(2, "P-", "m", "{}", restored_from=old.session_id)
+    assert [x.session_id for x in s.lineage(new)] == [old.session_id, new]
+    s.close()

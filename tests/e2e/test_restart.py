@@ -1,0 +1,88 @@
+"""Restart recovery: the daemon stops (cleanly, leaving its children at the
+venues, or by SIGKILL) with a parent working, starts again on the same
+journal, and knows that parent: the OMS can cancel it, and the child at the
+venue is canceled, not orphaned."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from fix.codec import CUM_QTY, EXEC_TYPE, LEAVES_QTY, ORD_STATUS
+from router.domain.events import VenueReport
+from router.domain.types import ExecType
+from router.journal import records
+from router.journal.store import SqliteStore
+from router.replay import replay
+from sim.config import SimClusterConfig
+from sim.harness import Cluster, localize, poll_until
+from sim.invariants import check_order
+from sim.oms import SimOms
+from tests.e2e.conftest import e2e_config
+
+TIMEOUT_S = 20.0
+
+
+def _journaled_ack(path: str) -> bool:
+    """The venue's ack of a child is in the journal (committed)."""
+    store = SqliteStore(path, readonly=True)
+    try:
+        for s in store.sessions():
+            for body in store.events(s.session_id):
+                ev = records.decode_event(body)
+                if isinstance(ev, VenueReport) and ev.exec_type is ExecType.NEW:
+                    return True
+        return False
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize(("driver", "how"), [("threaded", "sigterm"), ("poll", "sigterm"), ("threaded", "sigkill"),
+                                             ("poll", "sigkill")])
+def test_a_restarted_daemon_knows_its_working_parents(default_config: SimClusterConfig, tmp_path: Path,
+                                                      driver: str, how: str) -> None:
+    base = e2e_config(default_config, driver)
+    cfg = localize(msgspec.structs.replace(base, router=msgspec.structs.replace(base.router, shutdown="leave")),
+                   tmp_path)
+    cluster = Cluster(cfg, tmp_path, log_level="INFO")
+    cluster.start(timeout_s=60)
+    oms = SimOms("127.0.0.1", cfg.oms.port, sender_comp_id=cfg.oms.target_comp_id,
+                 target_comp_id=cfg.oms.sender_comp_id, state_dir=tmp_path / "oms")
+    try:
+        oms.start()
+        # Below every offer: nothing fills, the parent rests on LIT1.
+        cl = oms.send_order("S5", "1", 300, price="189.50", tif="0")
+        assert oms.wait_for(lambda: any(r.get(EXEC_TYPE) == "0" for r in oms.answers(cl)), TIMEOUT_S)
+        assert poll_until(lambda: _journaled_ack(cfg.journal.path), TIMEOUT_S)
+        if how == "sigkill":
+            assert cluster.kill_daemon() != 0
+        else:
+            assert cluster.stop_daemon() == 0
+        cluster.start_daemon()
+        cluster.wait_sessions({v.name: 1.0 for v in cfg.venues}, 60)
+        assert oms.wait_for(lambda: oms.up, TIMEOUT_S)
+        log = cluster.log("daemon")
+        assert "restored from journal session 1" in log and "1 working parents, 1 open children" in log, log[-3000:]
+        oms.send_cancel(cl, "S5", "1", 300)
+        assert oms.wait_done(cl, TIMEOUT_S), oms.answers(cl)
+        reps = oms.reports(cl)
+        check_order(cl, reps)
+        final = reps[-1]
+        assert (final.get(EXEC_TYPE), final.get(ORD_STATUS), final.get(CUM_QTY), final.get(LEAVES_QTY)) == \
+            ("4", "4", "0", "0")
+        # Its ClOrdID is still taken after the restart.
+        dup = oms.send_order("S5", "1", 100, price="189.50", tif="0", cl_ord_id=cl)
+        assert oms.wait_for(lambda: any(r.get(ORD_STATUS) == "8" for r in oms.answers(dup)), TIMEOUT_S)
+    finally:
+        oms.stop()
+        cluster.stop()
+    store = SqliteStore(cfg.journal.path, readonly=True)
+    sessions = store.sessions()
+    store.close()
+    assert [s.restored_from for s in sessions] == [0, 1]
+    assert sessions[0].id_prefix == sessions[1].id_prefix, "the restored session continues the IDs"
+    # The restored session replays on top of its predecessor's state.
+    rep = replay(cfg.journal.path)
+    assert rep.session == 2 and rep.commands_differ == 0 and rep.decisions_differ == 0, rep
