@@ -350,8 +350,12 @@ class Router:
     def stop(self) -> None:
         self._unwatch_gc()
         self.driver.stop()
-        if self.journal is not None and not self.journal.close():
-            log.error("journal writer did not finish in time: the last records may be missing")
+        if self.journal is not None:
+            if self.journal.close():
+                assert self.store is not None
+                self.store.close()  # the last connection out folds the WAL into the file
+            else:
+                log.error("journal writer did not finish in time: the last records may be missing")
 
 
 async def _serve(cfg: Config) -> None:

@@ -19,6 +19,7 @@ its decision.
 
 from __future__ import annotations
 
+import logging
 from collections import Counter as Tally
 from pathlib import Path
 from typing import Any
@@ -98,6 +99,20 @@ def pick_session(store: SqliteStore, session: int | None) -> SessionInfo:
 
 def replay(path: str | Path, session: int | None = None, model: str | None = None,
            keep: int = 10) -> ReplayReport:
+    # The engine would log again what the recorded run logged (anomalies,
+    # halts): the report is the output.
+    quiet = [logging.getLogger(n) for n in ("sor.engine", "sor.routing", "sor.scoring")]
+    levels = [lg.level for lg in quiet]
+    for lg in quiet:
+        lg.setLevel(logging.CRITICAL)
+    try:
+        return _replay(path, session, model, keep)
+    finally:
+        for lg, lv in zip(quiet, levels):
+            lg.setLevel(lv)
+
+
+def _replay(path: str | Path, session: int | None, model: str | None, keep: int) -> ReplayReport:
     store = SqliteStore(path, readonly=True)
     try:
         info = pick_session(store, session)

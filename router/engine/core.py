@@ -160,7 +160,7 @@ class Engine:
             case TradingHalted():
                 if self.halted is None:
                     self.halted = ev.reason
-                    log.error("trading halted: %s (new parents are refused)", ev.reason)
+                    log.warning("trading halted: %s (new parents are refused)", ev.reason)
                 return Step(commands=NO_COMMANDS)
         raise TypeError(f"not an engine event: {ev!r}")
 

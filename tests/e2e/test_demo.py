@@ -15,5 +15,6 @@ def test_demo_completes_and_prints_the_summary() -> None:
     out = proc.stdout
     assert proc.returncode == 0, out + proc.stderr
     for expected in ("parent orders: 60 sent", "fills by venue", "average price vs arrival mid",
-                     "NewOrderSingle -> first ER", "invariants: OK", "stopped cleanly"):
+                     "NewOrderSingle -> first ER", "invariants: OK", "stopped cleanly",
+                     "journal: var/demo-journal.sqlite", "60/60 decisions identical"):
         assert expected in out, out
