@@ -10,19 +10,16 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from fix.codec import CUM_QTY, EXEC_TYPE, LEAVES_QTY, ORD_STATUS
+from fix.codec import ORD_STATUS
 from router.domain.events import VenueReport
 from router.domain.types import ExecType
 from router.journal import records
 from router.journal.store import SqliteStore
 from router.replay import replay
 from sim.config import SimClusterConfig
-from sim.harness import Cluster, localize, poll_until
-from sim.invariants import check_order
-from sim.oms import SimOms
+from sim.harness import localize, poll_until
 from tests.e2e.conftest import e2e_config
-
-TIMEOUT_S = 20.0
+from tests.e2e.flows import TIMEOUT_S, canceled_unfilled, resting, start_with_oms
 
 
 def _journaled_ack(path: str) -> bool:
@@ -46,15 +43,9 @@ def test_a_restarted_daemon_knows_its_working_parents(default_config: SimCluster
     base = e2e_config(default_config, driver)
     cfg = localize(msgspec.structs.replace(base, router=msgspec.structs.replace(base.router, shutdown="leave")),
                    tmp_path)
-    cluster = Cluster(cfg, tmp_path, log_level="INFO")
-    cluster.start(timeout_s=60)
-    oms = SimOms("127.0.0.1", cfg.oms.port, sender_comp_id=cfg.oms.target_comp_id,
-                 target_comp_id=cfg.oms.sender_comp_id, state_dir=tmp_path / "oms")
+    cluster, oms = start_with_oms(cfg, tmp_path)
     try:
-        oms.start()
-        # Below every offer: nothing fills, the parent rests on LIT1.
-        cl = oms.send_order("S5", "1", 300, price="189.50", tif="0")
-        assert oms.wait_for(lambda: any(r.get(EXEC_TYPE) == "0" for r in oms.answers(cl)), TIMEOUT_S)
+        cl = resting(oms, "S5")
         assert poll_until(lambda: _journaled_ack(cfg.journal.path), TIMEOUT_S)
         if how == "sigkill":
             assert cluster.kill_daemon() != 0
@@ -66,12 +57,7 @@ def test_a_restarted_daemon_knows_its_working_parents(default_config: SimCluster
         log = cluster.log("daemon")
         assert "restored from journal session 1" in log and "1 working parents, 1 open children" in log, log[-3000:]
         oms.send_cancel(cl, "S5", "1", 300)
-        assert oms.wait_done(cl, TIMEOUT_S), oms.answers(cl)
-        reps = oms.reports(cl)
-        check_order(cl, reps)
-        final = reps[-1]
-        assert (final.get(EXEC_TYPE), final.get(ORD_STATUS), final.get(CUM_QTY), final.get(LEAVES_QTY)) == \
-            ("4", "4", "0", "0")
+        canceled_unfilled(oms, cl)
         # Its ClOrdID is still taken after the restart.
         dup = oms.send_order("S5", "1", 100, price="189.50", tif="0", cl_ord_id=cl)
         assert oms.wait_for(lambda: any(r.get(ORD_STATUS) == "8" for r in oms.answers(dup)), TIMEOUT_S)

@@ -10,48 +10,23 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from fix.codec import CUM_QTY, EXEC_TYPE, LEAVES_QTY, ORD_STATUS, TEXT
+from fix.codec import TEXT
 from sim.config import SimClusterConfig
-from sim.harness import Cluster, localize
-from sim.invariants import check_order
-from sim.oms import SimOms
+from sim.harness import localize
 from tests.e2e.conftest import e2e_config
-
-TIMEOUT_S = 15.0
-
-
-def _start(cfg: SimClusterConfig, work: Path) -> tuple[Cluster, SimOms]:
-    cluster = Cluster(cfg, work, log_level="INFO")
-    cluster.start(timeout_s=60)
-    oms = SimOms("127.0.0.1", cfg.oms.port, sender_comp_id=cfg.oms.target_comp_id,
-                 target_comp_id=cfg.oms.sender_comp_id, state_dir=work / "oms")
-    oms.start()
-    return cluster, oms
-
-
-def _resting(oms: SimOms, symbol: str) -> str:
-    # Below every offer: nothing fills, the parent rests on LIT1.
-    cl = oms.send_order(symbol, "1", 300, price="189.50", tif="0")
-    assert oms.wait_for(lambda: any(r.get(EXEC_TYPE) == "0" for r in oms.answers(cl)), TIMEOUT_S)
-    return cl
+from tests.e2e.flows import canceled_unfilled, resting, start_with_oms
 
 
 @pytest.mark.parametrize("driver", ["threaded", "poll"])
 def test_sigterm_cancels_every_child_and_reports_to_the_oms(default_config: SimClusterConfig, tmp_path: Path,
                                                              driver: str) -> None:
     cfg = localize(e2e_config(default_config, driver), tmp_path)
-    cluster, oms = _start(cfg, tmp_path)
+    cluster, oms = start_with_oms(cfg, tmp_path)
     try:
-        orders = [_resting(oms, s) for s in ("S1", "S2", "S3")]
+        orders = [resting(oms, s) for s in ("S1", "S2", "S3")]
         assert cluster.stop_daemon() == 0
         for cl in orders:
-            assert oms.wait_done(cl, TIMEOUT_S), oms.answers(cl)
-            reps = oms.reports(cl)
-            check_order(cl, reps)
-            final = reps[-1]
-            assert (final.get(EXEC_TYPE), final.get(ORD_STATUS), final.get(CUM_QTY), final.get(LEAVES_QTY)) == \
-                ("4", "4", "0", "0")
-            assert final.get(TEXT) == "router shutting down"
+            assert canceled_unfilled(oms, cl).get(TEXT) == "router shutting down"
     finally:
         oms.stop()
         cluster.stop()
@@ -63,9 +38,9 @@ def test_shutdown_leave_leaves_them_and_says_so(default_config: SimClusterConfig
     base = e2e_config(default_config, "poll")
     cfg = localize(msgspec.structs.replace(base, router=msgspec.structs.replace(base.router, shutdown="leave")),
                    tmp_path)
-    cluster, oms = _start(cfg, tmp_path)
+    cluster, oms = start_with_oms(cfg, tmp_path)
     try:
-        cl = _resting(oms, "S4")
+        cl = resting(oms, "S4")
         assert cluster.stop_daemon() == 0
         assert not oms.is_done(cl)
     finally:

@@ -1,0 +1,42 @@
+"""Steps the fault and lifecycle tests share: a cluster with a connected sim
+OMS, a parent that rests, and the check that a parent ended canceled with
+nothing filled."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fix.codec import CUM_QTY, EXEC_TYPE, LEAVES_QTY, ORD_STATUS
+from sim.config import SimClusterConfig
+from sim.harness import Cluster
+from sim.invariants import check_order
+from sim.oms import Received, SimOms
+
+TIMEOUT_S = 20.0
+
+
+def start_with_oms(cfg: SimClusterConfig, work: Path) -> tuple[Cluster, SimOms]:
+    cluster = Cluster(cfg, work, log_level="INFO")
+    cluster.start(timeout_s=60)
+    oms = SimOms("127.0.0.1", cfg.oms.port, sender_comp_id=cfg.oms.target_comp_id,
+                 target_comp_id=cfg.oms.sender_comp_id, state_dir=work / "oms")
+    oms.start()
+    return cluster, oms
+
+
+def resting(oms: SimOms, symbol: str, qty: int = 300) -> str:
+    """A buy below every offer (the e2e market): nothing fills, it rests on LIT1."""
+    cl = oms.send_order(symbol, "1", qty, price="189.50", tif="0")
+    assert oms.wait_for(lambda: any(r.get(EXEC_TYPE) == "0" for r in oms.answers(cl)), TIMEOUT_S)
+    return cl
+
+
+def canceled_unfilled(oms: SimOms, cl: str) -> Received:
+    """Wait for ``cl`` to end; it must end canceled with nothing filled. Returns its last report."""
+    assert oms.wait_done(cl, TIMEOUT_S), oms.answers(cl)
+    reps = oms.reports(cl)
+    check_order(cl, reps)
+    final = reps[-1]
+    assert (final.get(EXEC_TYPE), final.get(ORD_STATUS), final.get(CUM_QTY), final.get(LEAVES_QTY)) == \
+        ("4", "4", "0", "0")
+    return final
