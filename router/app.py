@@ -191,26 +191,9 @@ def restore(engine: Engine, store: SqliteStore, lineage: list[SessionInfo]) -> i
     n = 0
     try:
         for s in lineage:
-            pending: bytes | None = None
-            for _, kind, _, body in store.records(s.session_id):
-                if kind == records.DECISION:
-                    recorded.next = records.decode_decision(body)
-                elif kind == records.EVENT:
-                    if pending is not None:
-                        engine.handle(records.decode_event(pending))
-                        n += 1
-                        recorded.next = None
-                    pending = body
-                    continue
-                else:
-                    continue
-                if pending is not None:
-                    # A decision belongs to the event just before it.
-                    engine.handle(records.decode_event(pending))
-                    n += 1
-                    pending = None
-            if pending is not None:
-                engine.handle(records.decode_event(pending))
+            for st in records.steps(store.records(s.session_id)):
+                recorded.next = records.decode_decision(st.decision) if st.decision is not None else None
+                engine.handle(records.decode_event(st.event))
                 n += 1
     finally:
         engine.use_planner(live)

@@ -136,22 +136,11 @@ def _replay(path: str | Path, session: int | None, model: str | None, keep: int)
     finally:
         store.close()
     moves: Tally[str] = Tally()
-    i = 0
-    n = len(rows)
-    while i < n:
-        seq, kind, _, body = rows[i]
-        i += 1
-        if kind != records.EVENT:
-            continue
-        ev: EngineEvent = records.decode_event(body)
-        recorded_cmds: list[Command] = []
-        recorded_dec: Decision | None = None
-        while i < n and rows[i][1] != records.EVENT:
-            if rows[i][1] == records.COMMANDS:
-                recorded_cmds = records.decode_commands(rows[i][3])
-            elif rows[i][1] == records.DECISION:
-                recorded_dec = records.decode_decision(rows[i][3])
-            i += 1
+    for st in records.steps(rows):
+        seq = st.seq
+        ev: EngineEvent = records.decode_event(st.event)
+        recorded_cmds: list[Command] = records.decode_commands(st.commands) if st.commands is not None else []
+        recorded_dec = records.decode_decision(st.decision) if st.decision is not None else None
         if forced is not None:
             forced.force = (recorded_dec.fallback if recorded_dec is not None
                             and recorded_dec.fallback == "over_budget" else None)

@@ -58,7 +58,7 @@ from router.routing.factory import make_planner
 from router.routing.policy import Planner
 from sim.config import SimClusterConfig
 from sim.exchange import Ack, Canceled, CancelRefused, Filled, Out, Rejected, SharedMarket, Trade, VenueCore
-from sim.mdupdates import Levels, level_changes, snapshot_entries, trade_entry
+from sim.mdupdates import Levels, level_changes, levels_of, snapshot_entries, trade_entry
 
 NET_ONE_WAY_NS = 40_000
 """Loopback one-way latency per hop (router <-> venue), on top of the venue's
@@ -203,7 +203,6 @@ class Backtest:
         self.cores = {v.name: VenueCore(cfg, v.name, self.market, f"{v.name}-bt") for v in cfg.venues}
         self.market.on_leak(self._on_leak)
         self.md, self.stats, self.fe = market_state(cfg)
-        self.fallbacks = 0
         self.scorer = scorer
         self.planner = planner or make_planner(cfg, self.fe, scorer, "missing")
         self.record = record
@@ -232,6 +231,12 @@ class Backtest:
     def at(self, t: int, fn: Callable[..., None], *args: Any) -> None:
         self._seq += 1
         heapq.heappush(self._heap, (t, self._seq, fn, args))
+
+    @property
+    def fallbacks(self) -> int:
+        """Parents routed without the model, as the engine counted them."""
+        return int(sum(smp.value for fam in self.metrics.model_fallbacks.collect() for smp in fam.samples
+                       if smp.name.endswith("_total")))
 
     def _handle(self, ev: EngineEvent) -> None:
         self._deliver(self.engine.handle(ev))
@@ -282,14 +287,11 @@ class Backtest:
                               tif=spec.tif, recv_ns=self.now)
         step = self.engine.handle(ev)
         d = step.decision
-        if d is not None:
-            if d.fallback is not None:
-                self.fallbacks += 1
-            if self.record and d.order_id in self.engine.parents:
-                x = d.features
-                if x is None:
-                    x = self.fe.compute_order(self.engine.parents[d.order_id], self.now).copy()
-                self.rows[spec.cl_ord_id] = FeatureRow(spec.cl_ord_id, x)
+        if d is not None and self.record and d.order_id in self.engine.parents:
+            x = d.features
+            if x is None:
+                x = self.fe.compute_order(self.engine.parents[d.order_id], self.now).copy()
+            self.rows[spec.cl_ord_id] = FeatureRow(spec.cl_ord_id, x)
         self._deliver(step)
 
     def _deliver(self, step: Step) -> None:
@@ -364,7 +366,7 @@ class Backtest:
         depth = self.cfg.marketdata.depth
         at = self.now + self._lat[venue]
         for sym, book in core.lit_books().items():
-            new = (tuple(book.depth(Side.BUY, depth)), tuple(book.depth(Side.SELL, depth)))
+            new = levels_of(book, depth)
             key = (venue, sym)
             old = self._last_book.get(key)
             if old == new:

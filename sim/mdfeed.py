@@ -34,7 +34,7 @@ from fix.mdcodec import (
 from router.domain.events import MdEntry
 from router.domain.types import Side
 from sim.book import LitBook
-from sim.mdupdates import Levels, level_changes, snapshot_entries, trade_entry
+from sim.mdupdates import Levels, level_changes, levels_of, snapshot_entries, trade_entry
 
 SYMBOL = 55
 TEXT = 58
@@ -73,7 +73,7 @@ class MdPublisher:
         self._last.clear()
 
     def _levels(self, book: LitBook) -> tuple[Levels, Levels]:
-        return (tuple(book.depth(Side.BUY, self.depth)), tuple(book.depth(Side.SELL, self.depth)))
+        return levels_of(book, self.depth)
 
     def _snapshot(self, symbol: str, book: LitBook) -> None:
         bids, asks = self._levels(book)

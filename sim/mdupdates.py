@@ -14,11 +14,17 @@ from __future__ import annotations
 
 from router.domain.events import MdEntry
 from router.domain.types import Side
+from sim.book import LitBook
 
 Levels = tuple[tuple[int, int], ...]
 """(px_ticks, size) per level, best first."""
 
 BID, ASK, TRADE = 0, 1, 2
+
+
+def levels_of(book: LitBook, depth: int) -> tuple[Levels, Levels]:
+    """The top ``depth`` bid and ask levels a venue publishes of ``book``."""
+    return tuple(book.depth(Side.BUY, depth)), tuple(book.depth(Side.SELL, depth))
 
 
 def snapshot_entries(symbol: str, bids: Levels, asks: Levels) -> list[MdEntry]:

@@ -78,36 +78,33 @@ class ClOrdIdTable:
         return self._q[i], self._st[i]
 
     def add(self, h: int, seq: int, status: int) -> None:
-        """Record a new ClOrdID (seq 0: not an order, e.g. a cancel's own id)."""
+        """Record a ClOrdID, or overwrite its entry (seq 0: not an order, e.g.
+        a cancel's own id)."""
         i = self._slot(h)
-        if self._k[i] != h:
-            if 2 * (self.size + 1) > self._mask + 1:
-                self._grow()
-                i = self._slot(h)
-            self._k[i] = h
-            self.size += 1
-        self._q[i] = seq
-        self._st[i] = status
+        if self._k[i] == h:
+            self._q[i] = seq
+            self._st[i] = status
+        else:
+            self._put(i, h, seq, status)
 
     def insert_new(self, h: int, seq: int, status: int) -> bool:
-        """Record ``h`` unless it is already there (one probe: the engine's
+        """Record ``h`` unless it is already there, in one probe (the engine's
         per-order path); False when it was (a duplicate)."""
-        k, mask = self._k, self._mask
-        i = h & mask
-        x = k[i]
-        while x != EMPTY:
-            if x == h:
-                return False
-            i = (i + 1) & mask
-            x = k[i]
-        if 2 * (self.size + 1) > mask + 1:
+        i = self._slot(h)
+        if self._k[i] == h:
+            return False
+        self._put(i, h, seq, status)
+        return True
+
+    def _put(self, i: int, h: int, seq: int, status: int) -> None:
+        """Fill empty slot ``i`` (found for ``h``) with a new entry."""
+        if 2 * (self.size + 1) > self._mask + 1:
             self._grow()
             i = self._slot(h)
         self._k[i] = h
         self._q[i] = seq
         self._st[i] = status
         self.size += 1
-        return True
 
     def set_status(self, h: int, status: int) -> None:
         i = self._slot(h)
@@ -118,7 +115,7 @@ class ClOrdIdTable:
         # Half full: probes would lengthen. A day busier than configured
         # pays one rehash here rather than failing; say so.
         keys, seqs, status = self._keys, self._seqs, self._status
-        log.warning("ClOrdID table full at %d entries (router.max_clordids_per_day %d): doubling it",
+        log.warning("ClOrdID table half full at %d entries (planned for %d a day): doubling it",
                     self.size, self.capacity)
         self._alloc(2 * (self._mask + 1))
         for j in np.flatnonzero(keys):

@@ -80,6 +80,8 @@ class Step(msgspec.Struct, frozen=True, kw_only=True):
 
 
 NO_COMMANDS: list[Command] = []
+NO_STEP = Step(commands=NO_COMMANDS)
+"""What an input that changes state but sends nothing returns (shared: never mutate)."""
 
 RETAIN_DONE_NS = 30_000_000_000
 """How long a finished parent and its children stay whole in the engine's
@@ -141,7 +143,9 @@ class Engine:
             case VenueReport():
                 return Step(commands=self.on_venue_report(ev))
             case MarketDataReceived():
-                return Step(commands=self.on_market_data(ev))
+                # The busiest input and it never commands: no Step per message.
+                self.on_market_data(ev)
+                return NO_STEP
             case NewOrderReceived():
                 cmds, decision = self._new_order(ev)
                 return Step(commands=cmds, decision=decision)
@@ -161,7 +165,7 @@ class Engine:
                 if self.halted is None:
                     self.halted = ev.reason
                     log.warning("trading halted: %s (new parents are refused)", ev.reason)
-                return Step(commands=NO_COMMANDS)
+                return NO_STEP
         raise TypeError(f"not an engine event: {ev!r}")
 
     # ------------------------------------------------------------------ ids
@@ -300,10 +304,7 @@ class Engine:
         parent.pending_cancel_cl_ord_id = ev.cl_ord_id
         out: list[Command] = [self._report(parent, ExecType.PENDING_CANCEL, ev.recv_ns,
                                            cl_ord_id=ev.cl_ord_id, orig=parent.cl_ord_id)]
-        for cid in parent.children:
-            child = self.children[cid]
-            if not child.is_terminal and child.state is not OrdStatus.PENDING_CANCEL:
-                self._cancel_child(child, ev.recv_ns, out)
+        self._cancel_children(parent, ev.recv_ns, out)
         self._maybe_finish_cancel(parent, ev.recv_ns, out)
         return out
 
@@ -317,10 +318,7 @@ class Engine:
                 continue
             parent.apply(PE.CANCEL_REQUESTED)
             parent.cancel_note = reason
-            for cid in parent.children:
-                child = self.children[cid]
-                if not child.is_terminal and child.state is not OrdStatus.PENDING_CANCEL:
-                    self._cancel_child(child, now_ns, out)
+            self._cancel_children(parent, now_ns, out)
             self._maybe_finish_cancel(parent, now_ns, out)
         return out
 
@@ -708,6 +706,13 @@ class Engine:
         child.deadline_ns = deadline
         if deadline is not None:
             heapq.heappush(self._deadlines, (deadline, child.child_id))
+
+    def _cancel_children(self, parent: ParentOrder, now_ns: int, out: list[Command]) -> None:
+        """Cancel every open child of ``parent`` not already being canceled."""
+        for cid in parent.children:
+            child = self.children[cid]
+            if not child.is_terminal and child.state is not OrdStatus.PENDING_CANCEL:
+                self._cancel_child(child, now_ns, out)
 
     def _cancel_child(self, child: ChildOrder, now_ns: int, out: list[Command]) -> None:
         child.apply(CE.CANCEL_SENT)

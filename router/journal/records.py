@@ -7,7 +7,8 @@ and raw bytes: exact, and a few hundred bytes for a five-venue row block.
 
 from __future__ import annotations
 
-from typing import Any, Final
+from collections.abc import Iterable, Iterator
+from typing import Any, Final, NamedTuple
 
 import msgspec
 import numpy as np
@@ -57,3 +58,30 @@ def decode_commands(body: bytes) -> list[Command]:
 
 def decode_decision(body: bytes) -> Decision:
     return _decisions.decode(body)
+
+
+class RecordedStep(NamedTuple):
+    """One input as the journal holds it, with what the engine returned for
+    it (bodies still encoded: a reader decodes only what it needs)."""
+
+    seq: int
+    event: bytes
+    commands: bytes | None
+    decision: bytes | None
+
+
+def steps(rows: Iterable[tuple[int, str, int, bytes]]) -> Iterator[RecordedStep]:
+    """A session's rows (in seq order) grouped by input: each event with the
+    commands and decision recorded right after it."""
+    cur: RecordedStep | None = None
+    for seq, kind, _, body in rows:
+        if kind == EVENT:
+            if cur is not None:
+                yield cur
+            cur = RecordedStep(seq, body, None, None)
+        elif cur is not None and kind == COMMANDS:
+            cur = cur._replace(commands=body)
+        elif cur is not None and kind == DECISION:
+            cur = cur._replace(decision=body)
+    if cur is not None:
+        yield cur

@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Sequence
+from typing import Any
 
-import msgspec
 import numpy as np
 import numpy.typing as npt
 
@@ -32,7 +32,7 @@ from router.routing.policy import (
 
 log = logging.getLogger("sor.routing")
 
-NO_PLAN = Plan(waves=(), name="none")
+NO_VENUE = Plan(waves=(), name="ml:no-venue")
 
 
 # ------------------------------------------------------------ the ML planner
@@ -151,11 +151,9 @@ class MLPlanner:
     def decide(self, order: ParentOrder, venues_up: frozenset[str]) -> Decision:
         clock = self._clock
         stages: list[tuple[str, int]] = []
-        base = Decision(order_id=order.order_id, ts_ns=order.arrival_ns, plan=NO_PLAN, venues=self._names,
-                        model_version=self.model_version)
         usable = self._allowed & venues_up
         if not usable:
-            return msgspec.structs.replace(base, plan=Plan(waves=(), name="ml:no-venue"))
+            return self._decision(order, NO_VENUE, stages)
         requested = (order.strategy or "").strip().lower()
 
         t0 = clock() if clock is not None else 0
@@ -163,8 +161,7 @@ class MLPlanner:
             feats = np.array(self._features.compute_order(order, order.arrival_ns), dtype=np.float32, copy=True)
         except Exception:
             log.exception("features failed for %s: static waterfall", order.order_id)
-            return self._fallback(base, order, venues_up, "error", stages)
-        base = msgspec.structs.replace(base, features=feats)
+            return self._fallback(order, venues_up, "error", stages)
         if clock is not None:
             t1 = clock()
             stages.append(("features", t1 - t0))
@@ -174,22 +171,22 @@ class MLPlanner:
             plan = self._static.plan(order, venues_up)
             if clock is not None:
                 stages.append(("planning", clock() - t0))
-            return msgspec.structs.replace(base, plan=plan, strategy=STATIC, stages_ns=tuple(stages))
+            return self._decision(order, plan, stages, features=feats, strategy=STATIC)
 
         scorer = self._scorer
         if scorer is None:
-            return self._fallback(base, order, venues_up, self._fallback_reason, stages, t0)
+            return self._fallback(order, venues_up, self._fallback_reason, stages, t0, feats)
         try:
             raw = scorer.score(feats)
         except Exception:
             log.exception("scorer raised for %s: static waterfall", order.order_id)
-            return self._fallback(base, order, venues_up, "error", stages)
+            return self._fallback(order, venues_up, "error", stages, None, feats)
         if clock is not None:
             t1 = clock()
             stages.append(("scoring", t1 - t0))
             t0 = t1
         if raw is None:
-            return self._fallback(base, order, venues_up, scorer.last_failure or "unknown", stages, t0)
+            return self._fallback(order, venues_up, scorer.last_failure or "unknown", stages, t0, feats)
         try:
             scores = np.array(raw, dtype=np.float64, copy=True)  # the scorer reuses its buffer
             rows = scores.tolist()
@@ -200,7 +197,7 @@ class MLPlanner:
         if not valid:
             log.error("scorer output is not %d finite [cost, fill, markout] rows: static waterfall",
                       len(self._names))
-            return self._fallback(base, order, venues_up, "invalid", stages, t0)
+            return self._fallback(order, venues_up, "invalid", stages, t0, feats)
 
         costs = _expected_costs(rows, self._leak_weight, self._unfilled, self._dark, self._fees)
         ranked = sorted((i for i, n in enumerate(self._names) if n in usable), key=costs.__getitem__)
@@ -220,9 +217,9 @@ class MLPlanner:
         plan, strategy = self._build(strategy, order, ranked, p, costs, feats, usable)
         if clock is not None:
             stages.append(("planning", clock() - t0))
-        return msgspec.structs.replace(
-            base, plan=plan, scores=scores, costs=np.array(costs, dtype=np.float64),
-            ranking=tuple(self._names[i] for i in ranked), strategy=strategy, stages_ns=tuple(stages))
+        return self._decision(order, plan, stages, features=feats, scores=scores,
+                              costs=np.array(costs, dtype=np.float64),
+                              ranking=tuple(self._names[i] for i in ranked), strategy=strategy)
 
     # ---------------------------------------------------------- internals
 
@@ -237,14 +234,20 @@ class MLPlanner:
         except Exception:
             log.exception("warming the decision path failed")
 
-    def _fallback(self, base: Decision, order: ParentOrder, venues_up: frozenset[str], reason: str,
-                  stages: list[tuple[str, int]], t0: int | None = None) -> Decision:
+    def _decision(self, order: ParentOrder, plan: Plan, stages: list[tuple[str, int]], **found: Any) -> Decision:
+        # Built once per order, at the end: the order path allocates one.
+        return Decision(order_id=order.order_id, ts_ns=order.arrival_ns, plan=plan, venues=self._names,
+                        model_version=self.model_version, stages_ns=tuple(stages), **found)
+
+    def _fallback(self, order: ParentOrder, venues_up: frozenset[str], reason: str,
+                  stages: list[tuple[str, int]], t0: int | None = None,
+                  features: npt.NDArray[np.float32] | None = None) -> Decision:
         """The static plan for an order the model could not score; ``t0``:
         when planning started, to report the "planning" stage."""
         plan = self._static.plan_named(order, venues_up, "fallback:static")
         if t0 is not None and self._clock is not None:
             stages.append(("planning", self._clock() - t0))
-        return msgspec.structs.replace(base, plan=plan, strategy=STATIC, fallback=reason, stages_ns=tuple(stages))
+        return self._decision(order, plan, stages, features=features, strategy=STATIC, fallback=reason)
 
     def _seq(self, rows: Sequence[int], limit: int | None) -> list[Wave]:
         return [ioc_wave(self._names[i], limit) for i in rows]
