@@ -39,6 +39,16 @@ imports: $(STAMP)
 test: $(STAMP) deps-system lint typecheck imports
 	$(BIN)/python -m pytest -q
 
+# Debian's postgresql package provides initdb and pg_ctl, which the
+# PostgreSQL journal tests run (tests/pgserver.py starts a throwaway server
+# on a free port). Debian keeps them in /usr/lib/postgresql/<version>/bin,
+# not on PATH: PG_BINDIR (a shell command) looks in both; the package is
+# installed only when neither has them, and its own cluster (:5432) is
+# stopped the same way as prometheus's server.
+PG_BINDIR := for d in $$(dirname "$$(command -v pg_ctl 2>/dev/null)" 2>/dev/null) \
+	$$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V -r); do \
+	if [ -x "$$d/initdb" ] && [ -x "$$d/pg_ctl" ]; then echo "$$d"; break; fi; done
+
 # Installs the package only when promtool or prometheus is missing. Where
 # systemd runs, the package starts its own server on :9090 after install; it
 # is stopped and disabled here so that nothing of ours listens there (the
@@ -53,6 +63,17 @@ deps-system:
 	  fi; \
 	fi
 	@command -v promtool >/dev/null && command -v prometheus >/dev/null && echo "promtool: $$(command -v promtool)"
+	@if [ -z "$$($(PG_BINDIR))" ]; then \
+	  echo "installing Debian's postgresql package (initdb, pg_ctl) for the PostgreSQL journal tests"; \
+	  $(SUDO) apt-get update && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends postgresql && \
+	  if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then \
+	    $(SUDO) systemctl disable --now postgresql.service || true; \
+	  elif command -v service >/dev/null 2>&1; then \
+	    $(SUDO) service postgresql stop >/dev/null 2>&1 || true; \
+	  fi; \
+	fi
+	@d="$$($(PG_BINDIR))"; [ -n "$$d" ] && echo "postgresql: $$d"
 
 # Validates the deploy/ Prometheus files (the unit tests run the same checks).
 promtool: deps-system

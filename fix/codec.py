@@ -18,7 +18,14 @@ from decimal import Decimal, Inexact, InvalidOperation, Overflow, localcontext
 import msgspec
 import quickfix as fix
 
-from router.domain.commands import CancelChild, RejectCancel, RejectOrder, ReportToOms, SendChildOrder
+from router.domain.commands import (
+    CancelChild,
+    QueryChildStatus,
+    RejectCancel,
+    RejectOrder,
+    ReportToOms,
+    SendChildOrder,
+)
 from router.domain.events import (
     CancelRequested,
     InvalidOrderReceived,
@@ -442,6 +449,15 @@ class VenueCodec:
         m.setField(fix.TransactTime())
         return m
 
+    @staticmethod
+    def encode_status_request(c: QueryChildStatus) -> fix.Message:
+        m = fix.Message()
+        m.getHeader().setField(MSG_TYPE, "H")
+        m.setField(CL_ORD_ID, c.child_id)
+        m.setField(SYMBOL, c.symbol)
+        m.setField(SIDE, c.side.value)
+        return m
+
     def decode(self, msg: fix.Message, venue: str) -> VenueInbound | None:
         """None for messages the router does not use from venues."""
         mt = msg_type(msg)
@@ -451,24 +467,30 @@ class VenueCodec:
                 exec_type = ExecType(msg.getField(EXEC_TYPE))
                 ord_status = OrdStatus(msg.getField(ORD_STATUS))
             except ValueError:
-                # Restated (D), order status (I), done for day (3)...: none
-                # changes what the router owes the OMS, so they are skipped
-                # (the caller counts them).
+                # Restated (D), done for day (3)...: none changes what the
+                # router owes the OMS, so they are skipped (the caller
+                # counts them). Order status (I) is decoded: reconciliation.
                 return None
             # A cancel's report names the cancel in ClOrdID and our child in
             # OrigClOrdID.
             child_id = field(msg, ORIG_CL_ORD_ID) or msg.getField(CL_ORD_ID)
             last_qty = 0
             last_px = 0
+            notional = 0
+            cum = int(Decimal(field(msg, CUM_QTY) or "0"))
             if exec_type is ExecType.TRADE:
                 last_qty = int(Decimal(msg.getField(LAST_QTY)))
                 last_px = self.ticks[msg.getField(SYMBOL)].to_ticks_nearest(msg.getField(LAST_PX))
+            elif exec_type is ExecType.ORDER_STATUS and cum:
+                # Every fill was on the tick grid, so CumQty x AvgPx is a
+                # whole number of tick-shares up to AvgPx's rounding.
+                tick = self.ticks[msg.getField(SYMBOL)].tick
+                notional = int((Decimal(field(msg, AVG_PX) or "0") * cum / tick).to_integral_value())
             return VenueReport(
-                venue=venue, child_id=child_id, exec_id=msg.getField(EXEC_ID), exec_type=exec_type,
-                ord_status=ord_status, last_qty=last_qty, last_px_ticks=last_px,
-                cum_qty=int(Decimal(field(msg, CUM_QTY) or "0")),
+                venue=venue, child_id=child_id, exec_id=field(msg, EXEC_ID) or "", exec_type=exec_type,
+                ord_status=ord_status, last_qty=last_qty, last_px_ticks=last_px, cum_qty=cum,
                 leaves_qty=int(Decimal(field(msg, LEAVES_QTY) or "0")),
-                text=field(msg, TEXT) or "", recv_ns=now,
+                text=field(msg, TEXT) or "", recv_ns=now, cum_notional_ticks=notional,
             )
         if mt == "9":
             reason_raw = field(msg, CXL_REJ_REASON) or ""

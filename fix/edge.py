@@ -25,13 +25,14 @@ from fix.settings import SessionSpec, session_id, session_key
 from router.domain.commands import (
     CancelChild,
     Command,
+    QueryChildStatus,
     RejectCancel,
     RejectOrder,
     ReportToOms,
     SendChildOrder,
     SubscribeMarketData,
 )
-from router.domain.events import Event, NewOrderReceived, VenueSessionChanged
+from router.domain.events import Event, NewOrderReceived, OmsSessionChanged, VenueSessionChanged
 from router.domain.types import Instrument
 
 log = logging.getLogger("sor.edge")
@@ -67,6 +68,10 @@ class RouterEdge:
         self.events = 0
         """Application messages seen by the callbacks: tells a poll pump that
         a pass was busy."""
+        self.oms_open = True
+        """Whether the OMS acceptor listens (``hold_oms`` keeps it closed
+        until ``open_oms``: a restart reconciling with the venues)."""
+        self._threads = False
         self.oms_app = BridgeApplication("oms", self._on_oms_message, self._on_oms_session,
                                          lambda cb: counters.callback_error(f"oms.{cb}"))
         self.venue_app = BridgeApplication("venues", self._on_venue_message, self._on_venue_session,
@@ -77,14 +82,29 @@ class RouterEdge:
 
     # ------------------------------------------------------------ lifecycle
 
+    def hold_oms(self) -> None:
+        """Keep the OMS acceptor closed until ``open_oms`` (call before
+        ``start`` or the first ``poll``)."""
+        self.oms_open = False
+
+    def open_oms(self) -> None:
+        if self.oms_open:
+            return
+        self.oms_open = True
+        if self._threads:
+            self.oms_gw.start()
+
     def start(self) -> None:
         """quickfix's own socket threads run the callbacks from now on."""
+        self._threads = True
         self.venue_gw.start()
-        self.oms_gw.start()
+        if self.oms_open:
+            self.oms_gw.start()
 
     def poll(self) -> None:
         """One pass over every session on the caller's thread (no quickfix threads)."""
-        self.oms_gw.poll()
+        if self.oms_open:
+            self.oms_gw.poll()
         self.venue_gw.poll()
 
     def stop(self) -> None:
@@ -109,6 +129,7 @@ class RouterEdge:
 
     def _on_oms_session(self, key: str, up: bool) -> None:
         self._counters.oms_session(up)
+        self.on_event(OmsSessionChanged(session=key, up=up, ts_ns=self.clock_ns()), 0)
 
     def _on_venue_message(self, msg: Any, key: str) -> None:
         self.events += 1
@@ -145,6 +166,8 @@ class RouterEdge:
                 self._send_oms(self.oms_codec.encode_report(c), c.session)
             elif isinstance(c, CancelChild):
                 send(VenueCodec.encode_cancel(c), self._venue_sid[c.venue])
+            elif isinstance(c, QueryChildStatus):
+                send(VenueCodec.encode_status_request(c), self._venue_sid[c.venue])
             elif isinstance(c, RejectOrder):
                 self._send_oms(self.oms_codec.encode_reject_order(c), c.session)
             elif isinstance(c, RejectCancel):

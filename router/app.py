@@ -33,7 +33,7 @@ from router.domain.types import Instrument
 from router.engine import Engine
 from router.features.engine import FeatureEngine, market_state
 from router.journal import records
-from router.journal.store import SessionInfo, SqliteStore
+from router.journal.store import JournalStore, SessionInfo, last_session_of, open_store
 from router.journal.writer import JournalWriter
 from router.learning.venuestats import VenueStats
 from router.market.rings import MarketData
@@ -178,7 +178,7 @@ class RecordedPlanner:
         return d
 
 
-def restore(engine: Engine, store: SqliteStore, lineage: list[SessionInfo]) -> int:
+def restore(engine: Engine, store: JournalStore, lineage: list[SessionInfo]) -> int:
     """Rebuild ``engine``'s state from the journaled inputs of ``lineage``
     (oldest first) and their recorded decisions, discarding what it
     returns: the recorded run already sent it. Returns how many inputs were
@@ -224,9 +224,9 @@ class Router:
         self.clock_ns = clock_ns
         self.metrics = m = metrics or Metrics([v.name for v in cfg.venues])
         jc = cfg.journal
-        self.store = SqliteStore(jc.path) if jc.enabled else None
-        sessions = self.store.sessions() if self.store is not None and jc.recover else []
-        last = sessions[-1] if sessions else None
+        self.store = open_store(jc) if jc.enabled else None
+        last = last_session_of(self.store.sessions(), cfg.router.name) \
+            if self.store is not None and jc.recover else None
         # A restored session continues its predecessor's IDs: the working
         # orders carry them, and ExecIDs must never repeat.
         self.id_prefix = last.id_prefix if last is not None else (cfg.router.exec_id_prefix or unique_prefix())
@@ -253,13 +253,27 @@ class Router:
         polling = cfg.router.driver == "poll"
         self.exposition = StepwiseExposition(m.registry, wake=None, on_fallback=m.scrape_fallbacks.inc)
         warm = self.planner.warm if isinstance(self.planner, MLPlanner) else None
+        hold = cfg.journal.sync == "every"
         self.driver = Driver(cfg.router, loop, self.engine, self.edge, m, self.exposition, clock_ns, warm,
-                             self.journal)
+                             self.journal, hold_reports=hold)
+        if hold and self.journal is not None:
+            # The writer's thread wakes the loop when a commit makes held
+            # reports sendable.
+            def wake() -> None:
+                loop.call_soon_threadsafe(self.driver.release_held)
+
+            self.journal.on_commit = wake
         if not polling:
             self.exposition.wake = self.driver.wake_exposition
         if self.restored_from:
             for v in self.engine.venue_names:
                 self.driver.inject(VenueSessionChanged(venue=v, up=False, ts_ns=clock_ns()))
+            # Each venue's logon asks it about every child restored as open;
+            # the OMS waits until they have answered.
+            n = self.engine.expect_reconciliation()
+            if n:
+                log.warning("restored %d open children: the OMS acceptor opens once their venues confirm them", n)
+            self.driver.reconcile_first()
         tick_sizes = {s.symbol: float(s.tick_size) for s in cfg.symbols}
         reg = m.registry
         reg.register(MarketDataCollector(self.md, tick_sizes, clock_ns))
@@ -277,13 +291,14 @@ class Router:
             return None
         version = self.scorer.version if self.scorer is not None else "static"
         session = store.begin_session(time.time_ns(), self.id_prefix, version,
-                                      msgspec.json.encode(self.cfg).decode(), self.restored_from)
+                                      msgspec.json.encode(self.cfg).decode(), self.restored_from,
+                                      self.cfg.router.name)
         m = self.metrics
         writer = JournalWriter(store, session, capacity=jc.capacity, max_delay_ms=jc.max_delay_ms,
                                on_failure=self._journal_failed, stats=JournalStats(m))
         m.journal_depth.set_function(lambda: writer.depth)
         m.journal_high_water.set_function(lambda: writer.high_water)
-        log.info("journal %s, session %d", jc.path, session)
+        log.info("journal %s, session %d", store.path, session)
         return writer
 
     def _journal_failed(self, reason: str) -> None:

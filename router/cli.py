@@ -1,7 +1,7 @@
 """The ``sor`` command.
 
-``run`` is the daemon. ``demo``, ``sim-venue``, ``bench``, ``backtest`` and
-``train`` drive the simulator and the trainer; they import ``sim`` and
+``run`` is the daemon. ``demo``, ``sim-venue``, ``bench``, ``soak``, ``backtest``
+and ``train`` drive the simulator and the trainer; they import ``sim`` and
 ``models`` inside their branch (by module path, so mypy checks the calls),
 so the daemon never loads simulator or training code. ``run`` reads the
 router's sections of the file (``router.config``); the simulator's commands
@@ -22,6 +22,7 @@ import msgspec
 from router.config import Config, ConfigError, load_config, read_config_text, read_toml, simulator_sections
 
 if TYPE_CHECKING:
+    from router.journal.store import JournalStore
     from sim.config import SimClusterConfig
 
 DEFAULT_CONFIG = "config/sor.toml"
@@ -96,6 +97,9 @@ def main(argv: list[str] | None = None) -> int:
     v.add_argument("--state-dir", default="var/sim")
     v.add_argument("--record-trace", metavar="FILE",
                    help="write [SorTraceNs(7002), arrival CLOCK_MONOTONIC ns] of every order received, at exit")
+    v.add_argument("--fills-log", metavar="DIR",
+                   help="append every fill of the router's orders to DIR/fills-<venue>.jsonl as it happens "
+                        "(the venue's own record, for tests that match it share for share)")
 
     b = sub.add_parser("bench", help="wire-level tick-to-route, floor and throughput on loopback")
     b.add_argument("--config", default=DEFAULT_CONFIG)
@@ -110,9 +114,22 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--scrape-parents", type=int, default=None,
                    help="parents with and without a 1 Hz metrics scraper, each (default: --parents)")
     b.add_argument("--only", nargs="+", metavar="RUN",
-                   help="measure only these runs (threaded, threaded+ml, poll, poll+ml, poll+ml+md, poll+ml-journal)")
+                   help="measure only these runs (threaded, threaded+ml, poll, poll+ml, poll+ml+md; journal "
+                        "comparisons: poll+ml-journal (off), poll+ml+journal-pg (PostgreSQL), poll+ml+journal-every "
+                        "(sync = every))")
     b.add_argument("--profile", metavar="DIR",
                    help="sample the daemon with py-spy during each latency run; speedscope files in DIR")
+
+    sk = sub.add_parser("soak", help="chaos soak: parents through sim venues while venues, the daemon and the OMS "
+                                     "are killed on a seeded schedule; accounting share for share (exit 1 on FAIL)")
+    sk.add_argument("--config", default=DEFAULT_CONFIG)
+    sk.add_argument("--parents", type=int, default=2000, help="parent orders to send (default 2000)")
+    sk.add_argument("--seed", type=int, default=1, help="seeds the order flow and the fault schedule")
+    sk.add_argument("--rate", type=float, default=50.0, help="parent orders per second (default 50)")
+    sk.add_argument("--workdir", help="where the run's logs, journal and FIX stores stay (default: a new temp dir)")
+    sk.add_argument("--fault-every", type=float, default=30.0,
+                    help="seconds of flow per fault (default 30; at least one of each kind is injected)")
+    sk.add_argument("--journal-sync", choices=["batch", "every"], help="override journal.sync from the config")
 
     bt = sub.add_parser("backtest", help="scenarios x policies on a simulated clock: table with 95%% CIs, JSON, PNG")
     bt.add_argument("--scenarios", nargs="+", help="scenario names or TOML files (default: all shipped)")
@@ -134,12 +151,19 @@ def main(argv: list[str] | None = None) -> int:
     tr.add_argument("--quiet", action="store_true", help="no progress bar")
 
     rp = sub.add_parser("replay", help="feed a journaled session back through the engine and compare")
-    rp.add_argument("journal", help="the SQLite journal (journal.path)")
+    rp.add_argument("journal", help="the SQLite file (journal.path) or the PostgreSQL URL (journal.url)")
     rp.add_argument("--session", type=int, help="session id (default: the latest)")
     rp.add_argument("--model", help="replay against this ONNX model instead of the session's")
 
-    jr = sub.add_parser("journal", help="list a journal's sessions and what each recorded")
-    jr.add_argument("journal", help="the SQLite journal (journal.path)")
+    jr = sub.add_parser("journal", help="list a journal's sessions; one parent's story; a Parquet export")
+    jr.add_argument("journal", help="the journal: the SQLite file (journal.path) or its URL")
+    jw = jr.add_mutually_exclusive_group()
+    jw.add_argument("--parent", metavar="ID",
+                    help="print one parent's whole story: its OrderID, or a ClOrdID the OMS sent")
+    jw.add_argument("--export-parquet", metavar="DIR",
+                    help="write decisions, children, fills and oms_reports .parquet files into DIR")
+    jr.add_argument("--session", type=int, help="only this session (and the sessions it was restored from)")
+    jr.add_argument("--oms-session", metavar="KEY", help="with --parent: the OMS session a ClOrdID belongs to")
 
     args = p.parse_args(argv)
     _logging(args.log_level)
@@ -171,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         from sim import cli as sim_cli
 
-        return int(sim_cli.run_venues(cfg, names, str(Path(args.state_dir)), args.record_trace))
+        return int(sim_cli.run_venues(cfg, names, str(Path(args.state_dir)), args.record_trace, args.fills_log))
     if args.cmd == "demo":
         from sim import demo
 
@@ -179,6 +203,15 @@ def main(argv: list[str] | None = None) -> int:
             cfg = msgspec.structs.replace(cfg, router=msgspec.structs.replace(cfg.router, driver=args.driver))
         return int(demo.run_demo(args.config, cfg, orders=args.orders, rate=args.rate, seed=args.seed,
                                  keep_ports=args.keep_ports))
+    if args.cmd == "soak":
+        import tempfile
+
+        from sim import soak
+
+        workdir = args.workdir or tempfile.mkdtemp(prefix="sor-soak-")
+        rep = soak.run_soak(args.parents, args.seed, args.rate, workdir, base=cfg, fault_every_s=args.fault_every,
+                            journal_sync=args.journal_sync)
+        return 0 if rep.passed else 1
     if args.cmd == "bench":
         from sim import bench
 
@@ -190,21 +223,68 @@ def main(argv: list[str] | None = None) -> int:
     return 2
 
 
-def _journal_cmd(args: argparse.Namespace) -> int:
-    from router.journal.store import JournalError, SqliteStore
+def _open_journal(target: str) -> JournalStore:
+    """The one place ``sor journal`` opens a journal: read-only, a SQLite
+    file or a database URL (``router.journal.store.open_store``)."""
+    from router.journal.store import JournalError, open_store
 
-    if not Path(args.journal).exists():
-        print(f"sor: no journal at {args.journal}", file=sys.stderr)
+    if "://" not in target and not Path(target).exists():
+        raise JournalError(f"no journal at {target}")
+    return open_store(target, readonly=True)
+
+
+def _journal(args: argparse.Namespace) -> int:
+    """``sor journal``: the sessions, one parent's story, or the Parquet export."""
+    from router.journal.store import JournalError
+    from router.journal.story import ParentKeyError
+
+    try:
+        store = _open_journal(args.journal)
+    except JournalError as e:
+        print(f"sor: {e}", file=sys.stderr)
         return 2
     try:
-        if args.cmd == "journal":
-            store = SqliteStore(args.journal, readonly=True)
-            for s in store.sessions():
+        if args.parent is not None:
+            from router.journal.story import format_story, parent_story
+
+            print(format_story(parent_story(store, args.session, args.parent, oms_session=args.oms_session)))
+        elif args.export_parquet is not None:
+            from router.journal.export import export_parquet
+
+            counts = export_parquet(store, args.export_parquet, args.session)
+            for name, rows in counts.items():
+                print(f"{Path(args.export_parquet) / name}.parquet: {rows} rows")
+        else:
+            sessions = store.sessions()
+            if args.session is not None and args.session not in {s.session_id for s in sessions}:
+                raise JournalError(f"{args.journal}: no session {args.session} "
+                                   f"(sessions: {[s.session_id for s in sessions]})")
+            for s in sessions:
+                if args.session is not None and s.session_id != args.session:
+                    continue
                 counts = store.count(s.session_id)
                 print(f"session {s.session_id}: started {s.started_ns}, ids {s.id_prefix!r}, model "
                       f"{s.model_version}; " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
-            store.close()
-            return 0
+    except ParentKeyError as e:
+        print(f"sor: {e.args[0]}", file=sys.stderr)
+        return 1
+    except (JournalError, ImportError) as e:
+        print(f"sor: {e}", file=sys.stderr)
+        return 2
+    finally:
+        store.close()
+    return 0
+
+
+def _journal_cmd(args: argparse.Namespace) -> int:
+    if args.cmd == "journal":
+        return _journal(args)
+    from router.journal.store import JournalError, is_postgres_url
+
+    if not is_postgres_url(args.journal) and not Path(args.journal).exists():
+        print(f"sor: no journal at {args.journal}", file=sys.stderr)
+        return 2
+    try:
         from router.replay import format_report, replay
 
         rep = replay(args.journal, args.session, args.model)

@@ -36,6 +36,8 @@ Positive = Annotated[int, msgspec.Meta(ge=1)]
 """An integer >= 1 (sizes, capacities, timeouts)."""
 NonNegative = Annotated[int, msgspec.Meta(ge=0)]
 """An integer >= 0 (limits where 0 means none)."""
+JournalUrl = Annotated[str, msgspec.Meta(pattern=r"^$|^postgres(ql)?://")]
+"""Empty, or a ``postgresql://`` (``postgres://``) URL."""
 
 SIMULATOR_TABLES = ("sim", "scenario")
 """Top-level tables the router's loader leaves to the simulator (``sim.config``)."""
@@ -91,6 +93,10 @@ class OmsConfig(_Cfg, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Peer IP addresses allowed to log on; an empty list allows any."""
     sender_comp_id: str = "SOR"
     target_comp_id: str = "OMS"
+    cancel_on_disconnect: bool = False
+    """When the OMS session drops, cancel every working parent it sent (its
+    children at the venues first); the OMS reads the cancels when it logs on
+    again (resent by sequence number)."""
 
 
 class WaterfallConfig(_Cfg, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -172,11 +178,24 @@ class MarketDataConfig(_Cfg, frozen=True, kw_only=True, forbid_unknown_fields=Tr
 class JournalConfig(_Cfg, frozen=True, kw_only=True, forbid_unknown_fields=True):
     enabled: bool = True
     path: str = "var/journal/sor.sqlite"
-    """The SQLite journal (WAL); a new session is appended at every start."""
-    sync: Literal["batch"] = "batch"
+    """The SQLite journal (WAL); a new session is appended at every start.
+    Unused when ``url`` is set."""
+    url: JournalUrl = ""
+    """Empty: the SQLite journal at ``path``. A ``postgresql://`` URL (libpq's
+    form, e.g. ``postgresql://sor@db.example:5432/journal``; a password is
+    better kept in ``~/.pgpass`` or ``PGPASSWORD`` than here): the journal
+    lives in that PostgreSQL database (its own, or a schema of its own
+    through ``?options=-csearch_path%3Djournal``), where several routers can
+    share it, each start a new session. Each batch is one transaction,
+    durable at its commit (``synchronous_commit`` on)."""
+    sync: Literal["batch", "every"] = "batch"
     """batch: every committed batch is fsynced, at most max_delay_ms behind
-    the engine. ("every", an ER held until its record is durable, is not
-    built yet.)"""
+    the engine; a crash can lose that much of the journal (venue
+    reconciliation then recovers fills, but an ER the OMS already had may
+    be reported again). every: each message to the OMS is sent only once
+    the records of the step that made it are durable (group commit: the
+    writer commits at once, not max_delay_ms later); child orders and
+    cancels to the venues never wait. Costs the OMS a commit per answer."""
     max_delay_ms: Positive = 20
     """How long a record may wait for its batch."""
     capacity: Positive = 1_000_000
@@ -191,6 +210,9 @@ class JournalConfig(_Cfg, frozen=True, kw_only=True, forbid_unknown_fields=True)
 
 
 class RouterConfig(_Cfg, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    name: str = "sor"
+    """This router's name in the journal: several routers may share one
+    (``journal.url``), and a restart recovers only its own sessions."""
     driver: Literal["threaded", "poll"] = "threaded"
     """threaded: quickfix's socket threads decode and hand events to the loop
     (idle CPU near zero, costs a thread hop). poll: the loop's thread pumps
@@ -218,6 +240,11 @@ class RouterConfig(_Cfg, frozen=True, kw_only=True, forbid_unknown_fields=True):
     working at the venues (logged, parent by parent)."""
     shutdown_timeout_ms: Positive = 5_000
     """How long a clean shutdown waits for the venues' cancel answers."""
+    reconcile_timeout_ms: Positive = 5_000
+    """After a restart from the journal, how long the OMS acceptor stays
+    closed while the venues answer the status of every restored open child
+    (it opens as soon as all have answered; after this it opens anyway,
+    with an error naming the children still unconfirmed)."""
     exec_id_prefix: str = ""
     """Prefix for ExecIDs/OrderIDs; empty means a per-start unique prefix."""
 

@@ -35,7 +35,7 @@ from router.domain.commands import Command
 from router.domain.decision import Decision
 from router.domain.events import EngineEvent, NewOrderReceived
 from router.journal import records
-from router.journal.store import JournalError, SessionInfo, SqliteStore
+from router.journal.store import JournalError, JournalStore, SessionInfo, open_store
 from router.metrics.registry import Metrics
 
 
@@ -85,7 +85,7 @@ def _same_decision(a: Decision, b: Decision) -> bool:
             and arr(a.features, b.features) and arr(a.scores, b.scores) and arr(a.costs, b.costs))
 
 
-def pick_session(store: SqliteStore, session: int | None) -> SessionInfo:
+def pick_session(store: JournalStore, session: int | None) -> SessionInfo:
     sessions = store.sessions()
     if not sessions:
         raise JournalError(f"{store.path}: no session recorded")
@@ -113,12 +113,17 @@ def replay(path: str | Path, session: int | None = None, model: str | None = Non
 
 
 def _replay(path: str | Path, session: int | None, model: str | None, keep: int) -> ReplayReport:
-    store = SqliteStore(path, readonly=True)
+    store = open_store(path, readonly=True)
     try:
         info = pick_session(store, session)
         cfg = msgspec.json.decode(info.config, type=Config)
+        # No time budget here: a replay's cold first runs are slower than
+        # the live ones, and a budget overrun says nothing about routing. The
+        # live run's own overruns are forced back in below.
+        mc = msgspec.structs.replace(cfg.model, budget_us=0)
         if model is not None:
-            cfg = msgspec.structs.replace(cfg, model=msgspec.structs.replace(cfg.model, path=model))
+            mc = msgspec.structs.replace(mc, path=model)
+        cfg = msgspec.structs.replace(cfg, model=mc)
         wrapped: list[_ForcedFailure] = []
 
         def wrap(scorer: Any) -> _ForcedFailure:

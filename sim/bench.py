@@ -85,6 +85,10 @@ class Variant:
     md_per_s: float = 0.0
     journal: bool = True
     """The decision journal on (SQLite, sync = batch), as the daemon runs by default."""
+    journal_store: str = "sqlite"
+    """postgres: the journal in a throwaway PostgreSQL server the run starts."""
+    sync: str = "batch"
+    """journal.sync; "every" holds each report for the OMS until durable."""
 
 
 def variants(md_per_s: float, drivers: tuple[str, ...] = ("threaded", "poll")) -> list[Variant]:
@@ -96,6 +100,8 @@ def variants(md_per_s: float, drivers: tuple[str, ...] = ("threaded", "poll")) -
     # named with --only).
     d = "poll" if "poll" in drivers else drivers[-1]
     out.append(Variant(f"{d}+ml-journal", d, "ml", journal=False))
+    out.append(Variant(f"{d}+ml+journal-pg", d, "ml", journal_store="postgres"))
+    out.append(Variant(f"{d}+ml+journal-every", d, "ml", sync="every"))
     return out
 
 
@@ -361,6 +367,26 @@ def run_driver(base: SimClusterConfig, work: Path, v: Variant, n: int, warmup: i
                rates: list[float], window_s: float, floor: dict[str, Any], scrape_n: int = 0,
                scrape_block: int = 1000, profile_dir: Path | None = None) -> dict[str, Any]:
     cfg = localize(bench_config(base, v.driver, v.planner, v.md_per_s, v.journal), work)
+    cfg = msgspec.structs.replace(cfg, journal=msgspec.structs.replace(cfg.journal, sync=v.sync))
+    pg = None
+    if v.journal_store == "postgres":
+        from sim.pgserver import PgServer
+
+        pg = PgServer()
+        pg.start()
+        cfg = msgspec.structs.replace(cfg, journal=msgspec.structs.replace(cfg.journal,
+                                                                           url=pg.create_database("bench")))
+    try:
+        return _run_driver(cfg, work, v, n, warmup, rate, rates, window_s, floor, scrape_n, scrape_block,
+                           profile_dir)
+    finally:
+        if pg is not None:
+            pg.stop()
+
+
+def _run_driver(cfg: SimClusterConfig, work: Path, v: Variant, n: int, warmup: int, rate: float,
+                rates: list[float], window_s: float, floor: dict[str, Any], scrape_n: int,
+                scrape_block: int, profile_dir: Path | None) -> dict[str, Any]:
     cluster = Cluster(cfg, work, record_traces=True)
     cluster.start(timeout_s=60)
     oms = SimOms("127.0.0.1", cfg.oms.port, sender_comp_id=cfg.oms.target_comp_id,
@@ -590,8 +616,9 @@ def run_bench(base: SimClusterConfig, parents: int, quick: bool, json_path: str,
         res["floor"] = measure_floor(base, root / "floor", parents, warmup, latency_rate)
         res["drivers"] = {}
         for v in variants(md_rate, drivers):
-            if (only and v.key not in only) or (not only and not v.journal):
-                # The journal-off run is asked for by name (--only).
+            if (only and v.key not in only) or (not only and (not v.journal or v.journal_store != "sqlite"
+                                                                or v.sync != "batch")):
+                # The journal's comparison runs are asked for by name (--only).
                 continue
             work = root / v.key
             work.mkdir()

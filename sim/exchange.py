@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
@@ -84,10 +85,21 @@ class VenueOrder:
     price_ticks: int | None
     cum_qty: int = 0
     notional: int = 0
+    canceled: bool = False
+    """Its remainder was canceled (by request, or an IOC's)."""
 
     @property
     def done(self) -> bool:
         return self.cum_qty >= self.qty
+
+    @property
+    def ord_status(self) -> str:
+        """FIX OrdStatus(39) as the venue sees the order now."""
+        if self.done:
+            return "2"
+        if self.canceled:
+            return "4"
+        return "1" if self.cum_qty else "0"
 
 
 @dataclass(slots=True)
@@ -238,6 +250,10 @@ class _Book:
             self.pool = DarkPool(rng, contra_prob=s.contra_prob, contra_size_mean=s.contra_size_mean)
 
 
+FINISHED_KEPT = 200_000
+"""Finished orders a sim venue remembers (a trading day's children)."""
+
+
 class VenueCore:
     """One simulated venue for every configured symbol. Not thread-safe: one
     owner (an event loop or the backtest) calls it."""
@@ -251,6 +267,10 @@ class VenueCore:
         self.books = {sym.symbol: _Book(self.venue, sym, self.rng) for sym in cfg.symbols}
         self.lit = self.venue.kind is VenueKind.LIT
         self.orders: dict[str, VenueOrder] = {}
+        self.finished: OrderedDict[str, VenueOrder] = OrderedDict()
+        """Orders that ended (filled or canceled), newest last, so a status
+        request or a reused ClOrdID is answered truthfully; bounded by
+        ``FINISHED_KEPT``."""
         self._ids = itertools.count(1)
         self._tag = tag
         self.params = s
@@ -268,7 +288,7 @@ class VenueCore:
                   tif: TimeInForce, ts_ns: int) -> list[Out]:
         if symbol not in self.books:
             return [Rejected(cl, symbol, f"unknown symbol {symbol!r}")]
-        if cl in self.orders:
+        if cl in self.orders or cl in self.finished:
             return [Rejected(cl, symbol, f"duplicate ClOrdID {cl!r}")]
         if qty <= 0:
             return [Rejected(cl, symbol, "quantity must be positive")]
@@ -312,9 +332,15 @@ class VenueCore:
             elif bk.pool is not None:
                 left = bk.pool.cancel(orig)
         if order is None or left is None:
-            return [CancelRefused(cl, orig, order)]
-        self.orders.pop(orig, None)
+            return [CancelRefused(cl, orig, order or self.finished.get(orig))]
+        order.canceled = True
+        self._finish(order)
         return [Canceled(order, cl, orig, "canceled")]
+
+    def status(self, cl: str) -> VenueOrder | None:
+        """The venue's own record of order ``cl``: live or finished; None
+        when it does not know it (never received, or lost in a restart)."""
+        return self.orders.get(cl) or self.finished.get(cl)
 
     # ------------------------------------------------------- background flow
 
@@ -374,9 +400,17 @@ class VenueCore:
                 out.append(Filled(order, fl.qty, fl.price_ticks))
                 self.fills_sent += 1
                 if order.done:
-                    self.orders.pop(oid, None)
+                    self._finish(order)
 
     def _finish_unfilled(self, order: VenueOrder, res: SubmitResult, out: list[Out]) -> None:
         if res.canceled_qty and order.cum_qty < order.qty:
+            order.canceled = True
             out.append(Canceled(order, order.cl_ord_id, None, "IOC remainder canceled"))
-            self.orders.pop(order.cl_ord_id, None)
+            self._finish(order)
+
+    def _finish(self, order: VenueOrder) -> None:
+        self.orders.pop(order.cl_ord_id, None)
+        done = self.finished
+        done[order.cl_ord_id] = order
+        if len(done) > FINISHED_KEPT:
+            done.popitem(last=False)

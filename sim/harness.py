@@ -8,6 +8,7 @@ up) rather than guessed with sleeps.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -17,6 +18,7 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 import msgspec
 from prometheus_client.parser import text_string_to_metric_families
@@ -58,6 +60,19 @@ def poll_until(predicate: Callable[[], bool], timeout_s: float, interval_s: floa
         if left <= 0:
             return False
         time.sleep(min(interval_s, left))
+
+
+def rss_kb(pid: int) -> int | None:
+    """Resident memory of a process (VmRSS of ``/proc/<pid>/status``, KiB);
+    None when it is gone or the kernel does not say."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
 
 
 def parse_samples(text: str) -> list[Sample]:
@@ -121,6 +136,21 @@ class Cluster:
                                 stdout=out, stderr=subprocess.STDOUT, env=env,
                                 cwd=Path(__file__).resolve().parent.parent)
 
+    @property
+    def fills_dir(self) -> Path:
+        """Where the venues append every fill of the router's orders."""
+        return self.workdir / "venue-fills"
+
+    def venue_fills(self) -> list[dict[str, Any]]:
+        """Every fill the venues reported, as they recorded them (all runs)."""
+        out: list[dict[str, Any]] = []
+        for p in sorted(self.fills_dir.glob("fills-*.jsonl")):
+            venue = p.stem.removeprefix("fills-")
+            for line in p.read_text().splitlines():
+                if line.strip():
+                    out.append({"venue": venue, **json.loads(line)})
+        return out
+
     def trace_path(self, venue: str) -> Path:
         """Where a venue started with record_traces writes its arrivals at exit."""
         return self.workdir / f"trace-{venue}.json"
@@ -128,7 +158,8 @@ class Cluster:
     def start_venue(self, name: str) -> None:
         extra = ["--record-trace", str(self.trace_path(name))] if self.record_traces else []
         self.venues[name] = self._spawn(["sim-venue", "--config", str(self.config_path), "--venue", name,
-                                         "--state-dir", str(self.workdir / "sim-fix"), *extra], f"venue-{name}")
+                                         "--state-dir", str(self.workdir / "sim-fix"),
+                                         "--fills-log", str(self.fills_dir), *extra], f"venue-{name}")
 
     def start_daemon(self) -> None:
         # A restarted daemon's log goes on in the same file.
@@ -137,7 +168,8 @@ class Cluster:
     def start(self, timeout_s: float = 30.0) -> None:
         if self.venues_in_one:
             self.venues["all"] = self._spawn(["sim-venue", "--config", str(self.config_path), "--all",
-                                              "--state-dir", str(self.workdir / "sim-fix")], "venue-all")
+                                              "--state-dir", str(self.workdir / "sim-fix"),
+                                              "--fills-log", str(self.fills_dir)], "venue-all")
         else:
             for v in self.cfg.venues:
                 self.start_venue(v.name)

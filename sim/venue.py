@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import json
 import logging
 import time
 from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from pathlib import Path
+from typing import IO, Any
 
 import quickfix as fix
 
@@ -94,7 +96,7 @@ __all__ = ["VenueServer", "day_epoch_ns", "mid_path", "serve_venue", "serve_venu
 class VenueServer:
     def __init__(self, cfg: SimClusterConfig, venue_name: str, loop: asyncio.AbstractEventLoop, state_dir: str,
                  wall_ns: Callable[[], int] = time.time_ns, record_trace: bool = False,
-                 market: SharedMarket | None = None) -> None:
+                 market: SharedMarket | None = None, fills_log: str | None = None) -> None:
         self.cfg = cfg
         self.venue = cfg.venue(venue_name)
         self.loop = loop
@@ -121,6 +123,12 @@ class VenueServer:
         self.record_trace = record_trace
         self.trace_arrivals: list[tuple[int, int]] = []
         """(SorTraceNs(7002) of an arriving order, CLOCK_MONOTONIC at receipt)."""
+        self._fills_log: IO[str] | None = None
+        if fills_log is not None:
+            Path(fills_log).mkdir(parents=True, exist_ok=True)
+            # Line-buffered: a venue killed with SIGKILL has written every
+            # fill it reported (the tests' ground truth).
+            self._fills_log = open(Path(fills_log) / f"fills-{venue_name}.jsonl", "a", buffering=1)  # noqa: SIM115
         self.md = MdPublisher(self.ticks, self._send) if self.venue.kind is VenueKind.LIT else None
         if self.md is not None:
             self.market.on_leak(self._on_leak)
@@ -226,6 +234,8 @@ class VenueServer:
                 self._on_new(f)
             elif mt == "F":
                 self._emit(self.core.cancel(f[CL_ORD_ID] or "", f[ORIG_CL_ORD_ID] or ""), f)
+            elif mt == "H":
+                self._order_status(f)
         except Exception:
             log.exception("venue %s failed on %s %r", self.venue.name, mt, f)
 
@@ -253,8 +263,11 @@ class VenueServer:
     def _emit(self, outs: list[Out], f: dict[int, str | None] | None) -> None:
         for o in outs:
             if isinstance(o, Filled):
-                self._report(o.order, "F", "2" if o.order.done else "1", o.order.cl_ord_id, last_qty=o.qty,
-                             last_px=o.px_ticks)
+                exec_id = self._report(o.order, "F", "2" if o.order.done else "1", o.order.cl_ord_id,
+                                       last_qty=o.qty, last_px=o.px_ticks)
+                if self._fills_log is not None:
+                    self._fills_log.write(json.dumps({"cl": o.order.cl_ord_id, "exec_id": exec_id, "qty": o.qty,
+                                                      "px_ticks": o.px_ticks, "cum": o.order.cum_qty}) + "\n")
             elif isinstance(o, Trade):
                 if self.md is not None:
                     self.md.publish_trade(o.symbol, o.px_ticks, o.qty, o.aggressor)
@@ -267,6 +280,31 @@ class VenueServer:
             elif isinstance(o, CancelRefused):
                 self._cancel_refused(o)
 
+    def _order_status(self, f: dict[int, str | None]) -> None:
+        """Answer an OrderStatusRequest from the venue's own state: the
+        order as it stands, or, for one it does not know (never received,
+        or lost when the venue restarted), 39=8 103=5 "unknown order"."""
+        cl = f[CL_ORD_ID] or ""
+        order = self.core.status(cl)
+        if order is not None:
+            self._report(order, "I", order.ord_status, cl)
+            return
+        m = fix.Message()
+        m.getHeader().setField(35, "8")
+        m.setField(ORDER_ID, "NONE")
+        m.setField(CL_ORD_ID, cl)
+        m.setField(EXEC_ID, self.core.next_exec_id())
+        m.setField(EXEC_TYPE, "I")
+        m.setField(ORD_STATUS, "8")
+        m.setField(ORD_REJ_REASON, "5")
+        m.setField(SYMBOL, f.get(SYMBOL) or "?")
+        m.setField(SIDE, f.get(SIDE) or "1")
+        m.setField(CUM_QTY, "0")
+        m.setField(LEAVES_QTY, "0")
+        m.setField(AVG_PX, "0")
+        m.setField(TEXT, "unknown order")
+        self._send(m)
+
     def _cancel_refused(self, o: CancelRefused) -> None:
         order = o.order
         m = fix.Message()
@@ -274,7 +312,7 @@ class VenueServer:
         m.setField(ORDER_ID, order.order_id if order else "NONE")
         m.setField(CL_ORD_ID, o.cl_ord_id)
         m.setField(ORIG_CL_ORD_ID, o.orig_cl_ord_id)
-        m.setField(ORD_STATUS, "2" if order and order.done else "8")
+        m.setField(ORD_STATUS, order.ord_status if order else "8")
         m.setField(CXL_REJ_RESPONSE_TO, "1")
         m.setField(CXL_REJ_REASON, "1" if order is None else "0")
         m.setField(TEXT, "unknown order" if order is None else "too late to cancel")
@@ -283,15 +321,17 @@ class VenueServer:
     # -------------------------------------------------------------- sending
 
     def _report(self, o: VenueOrder, exec_type: str, status: str, cl: str, *, orig: str | None = None,
-                last_qty: int = 0, last_px: int = 0, text: str = "") -> None:
+                last_qty: int = 0, last_px: int = 0, text: str = "") -> str:
+        """Sends one ExecutionReport; returns its ExecID."""
         t = self.ticks[o.symbol]
+        exec_id = self.core.next_exec_id()
         m = fix.Message()
         m.getHeader().setField(35, "8")
         m.setField(ORDER_ID, o.order_id)
         m.setField(CL_ORD_ID, cl)
         if orig:
             m.setField(ORIG_CL_ORD_ID, orig)
-        m.setField(EXEC_ID, self.core.next_exec_id())
+        m.setField(EXEC_ID, exec_id)
         m.setField(EXEC_TYPE, exec_type)
         m.setField(ORD_STATUS, status)
         m.setField(SYMBOL, o.symbol)
@@ -312,6 +352,7 @@ class VenueServer:
             m.setField(TEXT, text)
         m.setField(fix.TransactTime())
         self._send(m)
+        return exec_id
 
     def _reject(self, cl: str, symbol: str, f: dict[int, str | None], text: str) -> None:
         m = fix.Message()
@@ -354,15 +395,16 @@ async def serve_venue(cfg: SimClusterConfig, venue_name: str, state_dir: str, re
 
 
 async def serve_venues(cfg: SimClusterConfig, venue_names: list[str], state_dir: str,
-                       ready: Callable[[], None] | None = None, record_trace: str | None = None) -> None:
+                       ready: Callable[[], None] | None = None, record_trace: str | None = None,
+                       fills_log: str | None = None) -> None:
     """Serve ``venue_names`` from this process, sharing one market (leaks
     reach every venue here). ``record_trace`` applies to a single venue."""
-    import json
     import signal
 
     loop = asyncio.get_running_loop()
     market = SharedMarket(cfg, cfg.sim.epoch_ns or day_epoch_ns(time.time_ns()))
-    servers = [VenueServer(cfg, name, loop, state_dir, record_trace=record_trace is not None, market=market)
+    servers = [VenueServer(cfg, name, loop, state_dir, record_trace=record_trace is not None, market=market,
+                           fills_log=fills_log)
                for name in venue_names]
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -36,6 +36,16 @@ class CancelChild(Cmd, frozen=True, kw_only=True):
     qty: int
 
 
+class QueryChildStatus(Cmd, frozen=True, kw_only=True):
+    """An OrderStatusRequest (35=H) for one child: after every venue logon,
+    what the venue says about each child the router believes open."""
+
+    venue: str
+    child_id: str
+    symbol: str
+    side: Side
+
+
 class ReportToOms(Cmd, frozen=True, kw_only=True):
     """One ExecutionReport for the OMS. Prices here are still ticks."""
 
@@ -99,4 +109,5 @@ class SubscribeMarketData(Cmd, frozen=True, kw_only=True):
     depth: int
 
 
-Command = SendChildOrder | CancelChild | ReportToOms | RejectOrder | RejectCancel | SubscribeMarketData
+Command = (SendChildOrder | CancelChild | QueryChildStatus | ReportToOms | RejectOrder | RejectCancel
+           | SubscribeMarketData)

@@ -98,6 +98,10 @@ class VenueReport(Event, frozen=True, kw_only=True):
     leaves_qty: int
     text: str
     recv_ns: int
+    cum_notional_ticks: int = 0
+    """CumQty x AvgPx in ticks (shares x ticks, rounded to a whole number):
+    read from order status answers only, where the router may learn of
+    fills it never saw one by one."""
 
     @property
     def ts_ns(self) -> int:
@@ -153,6 +157,14 @@ class MarketDataReceived(Event, frozen=True, kw_only=True):
         return self.recv_ns
 
 
+class OmsSessionChanged(Event, frozen=True, kw_only=True):
+    """The OMS session ``session`` logged on (``up``) or dropped."""
+
+    session: str
+    up: bool
+    ts_ns: int
+
+
 # ---------------------------------------------------------------------- timers
 
 
@@ -185,5 +197,6 @@ class CancelAllRequested(Event, frozen=True, kw_only=True):
 
 
 EngineEvent = (NewOrderReceived | InvalidOrderReceived | CancelRequested | VenueReport | VenueCancelRejected
-               | VenueSessionChanged | MarketDataReceived | TimerFired | TradingHalted | CancelAllRequested)
+               | VenueSessionChanged | MarketDataReceived | TimerFired | TradingHalted | CancelAllRequested
+               | OmsSessionChanged)
 """Every input the engine takes; operator commands join it with the risk issue."""

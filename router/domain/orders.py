@@ -180,16 +180,18 @@ class ParentOrder(_Lifecycle):
         self.state = self._after(PARENT_TRANSITIONS, "parent", self.order_id, event, True)
         return self.state
 
-    def fill(self, qty: int, price_ticks: int) -> OrdStatus:
+    def fill(self, qty: int, price_ticks: int, notional_ticks: int | None = None) -> OrdStatus:
         """Book a fill; the caller guarantees qty <= leaves (children never
-        exceed the parent's leaves)."""
+        exceed the parent's leaves). ``notional_ticks``: the fill's qty x
+        price when it is not one price (fills learned together from a
+        venue's order status)."""
         if qty <= 0 or qty > self.qty - self.cum_qty:
             raise ValueError(f"parent {self.order_id}: fill of {qty} with {self.qty - self.cum_qty} leaves")
         event = PE.FULL_FILL if self.cum_qty + qty == self.qty else PE.PARTIAL_FILL
         nxt = _next(PARENT_TRANSITIONS, "parent", self.order_id, self.state, event)
         assert nxt is not None  # fills never restore a prior state
         self.cum_qty += qty
-        self.notional_ticks += qty * price_ticks
+        self.notional_ticks += qty * price_ticks if notional_ticks is None else notional_ticks
         self.state = nxt
         return self.state
 
@@ -208,6 +210,9 @@ class ChildOrder(_Lifecycle):
     sent_ns: int
     state: OrdStatus = S.PENDING_NEW
     cum_qty: int = 0
+    notional_ticks: int = 0
+    """Sum of fill qty * price in ticks: checked against the venue's AvgPx
+    when its order status says more was filled than the router saw."""
     acked_ns: int | None = None
     first_fill_ns: int | None = None
     deadline_ns: int | None = None

@@ -54,6 +54,9 @@ class ExecType(enum.Enum):
     REJECTED = "8"
     TRADE = "F"
     EXPIRED = "C"
+    ORDER_STATUS = "I"
+    """The answer to an OrderStatusRequest (35=H): the venue's own view of
+    the order (OrdStatus, CumQty, AvgPx), no execution of its own."""
 
 
 class VenueKind(enum.Enum):

@@ -31,6 +31,7 @@ from router.config import Config
 from router.domain.commands import (
     CancelChild,
     Command,
+    QueryChildStatus,
     RejectCancel,
     RejectOrder,
     ReportToOms,
@@ -45,6 +46,7 @@ from router.domain.events import (
     InvalidOrderReceived,
     MarketDataReceived,
     NewOrderReceived,
+    OmsSessionChanged,
     TimerFired,
     TradingHalted,
     VenueCancelRejected,
@@ -134,6 +136,14 @@ class Engine:
         self._fallbacks: dict[str, Counter] = {}
         self.halted: str | None = None
         """Why new parents are refused; None while trading."""
+        self._status_due: dict[str, int] = {}
+        """child_id -> when the venue's answer to our OrderStatusRequest is
+        overdue (then the child is canceled to learn its fate)."""
+        self._unreconciled: set[str] = set()
+        """Open children rebuilt from the journal whose venue has not yet
+        said how they stand (``expect_reconciliation``): what the daemon
+        waits for before it opens the OMS acceptor. Never changes a
+        command, so a replay that does not set it agrees."""
 
     # --------------------------------------------------------------- input
 
@@ -161,6 +171,11 @@ class Engine:
                 return Step(commands=self.on_invalid_order(ev))
             case CancelAllRequested():
                 return Step(commands=self.cancel_all(ev.reason, ev.ts_ns))
+            case OmsSessionChanged():
+                if not ev.up and self._cfg.oms.cancel_on_disconnect:
+                    return Step(commands=self.cancel_all("OMS session disconnected (oms.cancel_on_disconnect)",
+                                                         ev.ts_ns, session=ev.session))
+                return NO_STEP
             case TradingHalted():
                 if self.halted is None:
                     self.halted = ev.reason
@@ -185,18 +200,52 @@ class Engine:
         vm = self._m.venue.get(ev.venue)
         if vm is not None:
             vm.session_up.set(1 if ev.up else 0)
+        out: list[Command] = self._query_children(ev.venue, ev.ts_ns) if ev.up else []
         md = self._market
         if md is None or ev.venue not in self._lit:
-            return []
+            return out
         if ev.up:
             # Every logon (re)subscribes: a venue forgets subscriptions when
             # the session drops.
-            return [SubscribeMarketData(venue=ev.venue, symbols=md.symbols, depth=md.depth)]
+            out.append(SubscribeMarketData(venue=ev.venue, symbols=md.symbols, depth=md.depth))
+            return out
         # A book from a dead session must not look live.
         v = md.venue_index[ev.venue]
         for s in range(len(md.symbols)):
             md.clear_book(v, s, ev.ts_ns)
-        return []
+        return out
+
+    def _query_children(self, venue: str, now_ns: int) -> list[Command]:
+        """After a logon, ask the venue how every child the router believes
+        open there stands: fills sent while the session was down (or while
+        the router was), children it lost in a restart, acks never seen."""
+        out: list[Command] = []
+        due = now_ns + self._ack_timeout_ns
+        for child in self.children.values():
+            if child.venue == venue and not child.is_terminal:
+                self._status_due[child.child_id] = due
+                out.append(QueryChildStatus(venue=venue, child_id=child.child_id, symbol=child.symbol,
+                                            side=child.side))
+        if out:
+            log.info("venue %s up: asking the status of %d open children", venue, len(out))
+        return out
+
+    def expect_reconciliation(self) -> int:
+        """After a restore: every open child now waits for its venue's word
+        (``unreconciled``); returns how many."""
+        self._unreconciled = {cid for cid, c in self.children.items() if not c.is_terminal}
+        return len(self._unreconciled)
+
+    @property
+    def unreconciled(self) -> int:
+        """Restored open children whose venue has not answered yet (one
+        that ended meanwhile, by a cancel's answer say, is settled)."""
+        if self._unreconciled:
+            self._unreconciled = {c for c in self._unreconciled if not self.children[c].is_terminal}
+        return len(self._unreconciled)
+
+    def unreconciled_children(self) -> list[str]:
+        return sorted(c for c in self._unreconciled if not self.children[c].is_terminal)
 
     def on_market_data(self, ev: MarketDataReceived) -> list[Command]:
         if self._market is None:
@@ -308,13 +357,15 @@ class Engine:
         self._maybe_finish_cancel(parent, ev.recv_ns, out)
         return out
 
-    def cancel_all(self, reason: str, now_ns: int) -> list[Command]:
-        """Cancel every working parent the OMS has not already asked to
-        cancel: its open children first; each parent then ends with an
-        unsolicited cancel report whose Text says ``reason``."""
+    def cancel_all(self, reason: str, now_ns: int, session: str | None = None) -> list[Command]:
+        """Cancel every working parent (of OMS ``session`` only, if given)
+        the OMS has not already asked to cancel: its open children first;
+        each parent then ends with an unsolicited cancel report whose Text
+        says ``reason``."""
         out: list[Command] = []
         for parent in list(self.parents.values()):
-            if parent.is_terminal or parent.state is OrdStatus.PENDING_CANCEL:
+            if parent.is_terminal or parent.state is OrdStatus.PENDING_CANCEL or \
+                    (session is not None and parent.session != session):
                 continue
             parent.apply(PE.CANCEL_REQUESTED)
             parent.cancel_note = reason
@@ -351,6 +402,9 @@ class Engine:
             self._m.venue_anomalies.labels(kind="unknown_child").inc()
             log.warning("report for unknown child %s from %s ignored", ev.child_id, ev.venue)
             return []
+        if ev.exec_type is ExecType.ORDER_STATUS:
+            # An answer, not an execution: venues may repeat its ExecID.
+            return self._on_status(child, ev)
         if ev.exec_id in child.seen_exec_ids:
             # A resend after reconnect: already reported once, never twice.
             self._m.venue_anomalies.labels(kind="duplicate_exec_id").inc()
@@ -377,21 +431,9 @@ class Engine:
             return out
         parent = self.parents[child.parent_id]
         if ev.reason == CxlRejReason.UNKNOWN_ORDER:
-            # The venue does not know the child: it never arrived (lost, or
-            # refused at session level), or the venue lost it (restarted
-            # with an empty book). Either way nothing works there: asking
-            # again would loop forever and "refused" would keep it working
-            # forever. It ends with what it filled; the parent goes on.
-            self._m.venue_anomalies.labels(kind="lost_child").inc()
-            never = child.acked_ns is None and child.cum_qty == 0
-            log.error("venue %s does not know child %s (%s, filled %d of %d): treated as %s", child.venue,
-                      child.child_id, "never acked" if child.acked_ns is None else "acked",
-                      child.cum_qty, child.qty, "rejected" if never else "canceled")
-            child.apply(CE.REJECT if never else CE.CANCELED)
-            self._child_done(child, ev.recv_ns)
-            note = (f"venue {child.venue} no longer knows child {child.child_id} "
-                    f"(filled {child.cum_qty} of {child.qty}): treated as done")
-            self._after_child_change(parent, ev.recv_ns, out, note)
+            # Asking again would loop forever and "refused" would keep it
+            # working forever.
+            self._child_lost(parent, child, ev.recv_ns, out)
             return out
         child.apply(CE.CANCEL_REFUSED)
         # The venue keeps the child; without an ack yet, keep watching for
@@ -417,8 +459,81 @@ class Engine:
         self._after_child_change(parent, ev.recv_ns, out)
         return out
 
+    def _child_lost(self, parent: ParentOrder, child: ChildOrder, now_ns: int, out: list[Command]) -> None:
+        """The venue does not know the child: it never arrived (lost, or
+        refused at session level), or the venue lost it (restarted with an
+        empty book). Nothing works there, so it ends with what it filled
+        and the parent goes on (next wave, or its end with this in Text)."""
+        self._m.venue_anomalies.labels(kind="lost_child").inc()
+        never = child.acked_ns is None and child.cum_qty == 0
+        log.error("venue %s does not know child %s (%s, filled %d of %d): treated as %s", child.venue,
+                  child.child_id, "never acked" if child.acked_ns is None else "acked",
+                  child.cum_qty, child.qty, "rejected" if never else "canceled")
+        child.apply(CE.REJECT if never else CE.CANCELED)
+        self._child_done(child, now_ns)
+        note = (f"venue {child.venue} no longer knows child {child.child_id} "
+                f"(filled {child.cum_qty} of {child.qty}): treated as done")
+        self._after_child_change(parent, now_ns, out, note)
+
+    def _on_status(self, child: ChildOrder, ev: VenueReport) -> list[Command]:
+        """The venue's answer to an OrderStatusRequest: its truth wins.
+        Shares it filled that the router never heard of are booked now and
+        reported to the OMS once (CumQty and AvgPx from the venue's own
+        figures); a child it does not know ends; one it still works is
+        acked if the ack was missed."""
+        self._status_due.pop(child.child_id, None)
+        self._unreconciled.discard(child.child_id)
+        out: list[Command] = []
+        if child.is_terminal:
+            return out
+        parent = self.parents[child.parent_id]
+        now = ev.recv_ns
+        missed = min(ev.cum_qty, child.qty) - child.cum_qty
+        if missed > 0:
+            notional = ev.cum_notional_ticks - child.notional_ticks
+            self._m.venue_anomalies.labels(kind="missed_fill").inc()
+            log.error("venue %s reports child %s filled %d, the router saw %d: booking the missed %d at %s ticks",
+                      child.venue, child.child_id, ev.cum_qty, child.cum_qty, missed, notional / missed)
+            # The venue gives only the average price of what was missed. As
+            # at most two fills on adjacent ticks (q_lo at px, q_hi at px+1)
+            # every LastQty x LastPx stays on the grid and their sum is the
+            # venue's notional exactly, so the OMS's AvgPx is the venue's.
+            px = notional // missed
+            q_hi = notional - px * missed
+            text = f"reconciled with venue {child.venue}: {missed} filled while disconnected"
+            if missed - q_hi:
+                self._book_fill(parent, child, missed - q_hi, px, (missed - q_hi) * px, now, out, text)
+            if q_hi:
+                self._book_fill(parent, child, q_hi, px + 1, q_hi * (px + 1), now, out, text)
+        elif ev.cum_qty < child.cum_qty:
+            self._m.venue_anomalies.labels(kind="status_behind").inc()
+            log.error("venue %s reports child %s filled %d, less than the %d the router booked", child.venue,
+                      child.child_id, ev.cum_qty, child.cum_qty)
+        if child.is_terminal:
+            pass
+        elif ev.ord_status is OrdStatus.REJECTED:
+            self._child_lost(parent, child, now, out)
+            return out
+        elif ev.ord_status in (OrdStatus.CANCELED, OrdStatus.EXPIRED, OrdStatus.FILLED):
+            log.warning("venue %s says child %s is %s (filled %d of %d)", child.venue, child.child_id,
+                        ev.ord_status.name.lower(), child.cum_qty, child.qty)
+            child.apply(CE.CANCELED)
+            self._child_done(child, now)
+        elif child.acked_ns is None:
+            # Working at the venue: the ack was missed (a filled child has
+            # moved past it already; only its ack watchdog must go).
+            if child.state is OrdStatus.PENDING_NEW or child.state is OrdStatus.PENDING_CANCEL:
+                child.apply(CE.ACK)
+            child.acked_ns = now
+            if child.state is not OrdStatus.PENDING_CANCEL:
+                self._set_deadline(child, child.expire_ns)
+        self._after_child_change(parent, now, out)
+        return out
+
     def on_timer(self, now_ns: int) -> list[Command]:
         out: list[Command] = []
+        if self._status_due and min(self._status_due.values()) <= now_ns:
+            self._status_overdue(now_ns, out)
         if self._markout_at is not None and self._markout_at <= now_ns:
             self._resolve_markouts(now_ns)
         if self._retire and self._retire[0][0] <= now_ns:
@@ -441,6 +556,21 @@ class Engine:
                 self._cancel_child(child, now_ns, out)
         return out
 
+    def _status_overdue(self, now_ns: int, out: list[Command]) -> None:
+        """A venue left a status request unanswered: cancel the child, whose
+        answer (canceled, too late, or unknown) settles it."""
+        for cid, due in list(self._status_due.items()):
+            if due > now_ns:
+                continue
+            del self._status_due[cid]
+            child = self.children.get(cid)
+            if child is None or child.is_terminal:
+                continue
+            self._m.venue_anomalies.labels(kind="status_timeout").inc()
+            log.error("venue %s did not answer the status request for child %s: canceling it", child.venue, cid)
+            if child.state is not OrdStatus.PENDING_CANCEL:
+                self._cancel_child(child, now_ns, out)
+
     def plan_name(self, order_id: str) -> str:
         """The name of the plan a working parent follows ("" once done)."""
         plan = self._plans.get(order_id)
@@ -462,6 +592,10 @@ class Engine:
         earliest order deadline, markout horizon or release of finished
         orders. Drivers arm their one timer for this."""
         t = self.next_deadline_ns()
+        if self._status_due:
+            sd = min(self._status_due.values())
+            if t is None or sd < t:
+                t = sd
         mk = self._markout_at
         if mk is not None and (t is None or mk < t):
             t = mk
@@ -523,43 +657,11 @@ class Engine:
                 qty = room
                 if qty == 0:
                     return
-            event = child.fill_event(qty)
-            child.apply(event)
-            child.cum_qty += qty
-            if child.first_fill_ns is None:
-                child.first_fill_ns = ev.recv_ns
-            if self._stats is not None:
-                st = self._stats
-                st.record_fill(st.venue_index[child.venue], st.symbol_index[child.symbol], child.side.sign,
-                               ev.last_px_ticks, qty, ev.recv_ns)
-                if self._markout_at is None:
-                    self._arm_markouts()
-            vm.fills.inc()
-            vm.filled_qty.inc(qty)
-            parent_was_cancel = parent.state is OrdStatus.PENDING_CANCEL
-            parent.fill(qty, ev.last_px_ticks)
-            if parent.arrival_mid2 > 0:
-                # 2*px against 2*mid keeps the arithmetic in whole ticks.
-                slip = parent.side.sign * (2 * ev.last_px_ticks - parent.arrival_mid2) / parent.arrival_mid2 * 1e4
-                vm.slippage_bps.observe(slip)
-            out.append(self._report(parent, ExecType.TRADE, ev.recv_ns, last_qty=qty,
-                                    last_px_ticks=ev.last_px_ticks, last_mkt=self._cfg.venue(child.venue).last_mkt))
-            if not child.is_terminal and ev.ord_status in (OrdStatus.CANCELED, OrdStatus.EXPIRED):
-                # Some venues end an IOC in the fill itself (150=F, 39=4)
-                # instead of a separate cancel report.
-                child.apply(CE.CANCELED)
-            if child.is_terminal:
-                self._child_done(child, ev.recv_ns)
-            if parent.state is OrdStatus.FILLED:
-                self._parent_done(parent, "filled", ev.recv_ns)
-                if parent_was_cancel:
-                    out.append(RejectCancel(
-                        session=parent.session, order_id=parent.order_id,
-                        cl_ord_id=parent.pending_cancel_cl_ord_id or "", orig_cl_ord_id=parent.cl_ord_id,
-                        ord_status=OrdStatus.FILLED, reason=CxlRejReason.TOO_LATE_TO_CANCEL,
-                        response_to_replace=False, text="too late to cancel: order filled",
-                    ))
-                    self._m.cancel_reject["too_late_to_cancel"].inc()
+            px = ev.last_px_ticks
+            # Some venues end an IOC in the fill itself (150=F, 39=4)
+            # instead of a separate cancel report.
+            ends = ev.ord_status is OrdStatus.CANCELED or ev.ord_status is OrdStatus.EXPIRED
+            self._book_fill(parent, child, qty, px, qty * px, ev.recv_ns, out, end_child=ends)
             return
         if et is ExecType.CANCELED or et is ExecType.EXPIRED:
             child.apply(CE.CANCELED)
@@ -573,6 +675,50 @@ class Engine:
         if et is ExecType.PENDING_CANCEL:
             return
         self._m.venue_anomalies.labels(kind="unhandled_exec_type").inc()
+
+    def _book_fill(self, parent: ParentOrder, child: ChildOrder, qty: int, px_ticks: int, notional_ticks: int,
+                   now_ns: int, out: list[Command], text: str = "", end_child: bool = False) -> None:
+        """One fill of ``qty`` (0 < qty <= the child's open quantity) booked
+        on child and parent and reported to the OMS. ``px_ticks`` is its
+        price; ``notional_ticks`` its exact qty x price (several fills at
+        once, from a venue's status, need not share one price).
+        ``end_child``: the venue also ended the child's remainder."""
+        vm = self._m.venue[child.venue]
+        child.apply(child.fill_event(qty))
+        child.cum_qty += qty
+        child.notional_ticks += notional_ticks
+        if end_child and not child.is_terminal:
+            child.apply(CE.CANCELED)
+        if child.first_fill_ns is None:
+            child.first_fill_ns = now_ns
+        if self._stats is not None:
+            st = self._stats
+            st.record_fill(st.venue_index[child.venue], st.symbol_index[child.symbol], child.side.sign,
+                           px_ticks, qty, now_ns)
+            if self._markout_at is None:
+                self._arm_markouts()
+        vm.fills.inc()
+        vm.filled_qty.inc(qty)
+        parent_was_cancel = parent.state is OrdStatus.PENDING_CANCEL
+        parent.fill(qty, px_ticks, notional_ticks)
+        if parent.arrival_mid2 > 0:
+            # 2*px against 2*mid keeps the arithmetic in whole ticks.
+            slip = parent.side.sign * (2 * px_ticks - parent.arrival_mid2) / parent.arrival_mid2 * 1e4
+            vm.slippage_bps.observe(slip)
+        out.append(self._report(parent, ExecType.TRADE, now_ns, last_qty=qty, last_px_ticks=px_ticks,
+                                last_mkt=self._cfg.venue(child.venue).last_mkt, text=text))
+        if child.is_terminal:
+            self._child_done(child, now_ns)
+        if parent.state is OrdStatus.FILLED:
+            self._parent_done(parent, "filled", now_ns)
+            if parent_was_cancel:
+                out.append(RejectCancel(
+                    session=parent.session, order_id=parent.order_id,
+                    cl_ord_id=parent.pending_cancel_cl_ord_id or "", orig_cl_ord_id=parent.cl_ord_id,
+                    ord_status=OrdStatus.FILLED, reason=CxlRejReason.TOO_LATE_TO_CANCEL,
+                    response_to_replace=False, text="too late to cancel: order filled",
+                ))
+                self._m.cancel_reject["too_late_to_cancel"].inc()
 
     def _child_done(self, child: ChildOrder, now_ns: int) -> None:
         self._open_children -= 1
@@ -633,7 +779,7 @@ class Engine:
             return
         wave = self._wave.get(parent.order_id, ())
         if all(self.children[c].is_terminal for c in wave):
-            self._advance(parent, now_ns, out)
+            self._advance(parent, now_ns, out, note)
 
     def _maybe_finish_cancel(self, parent: ParentOrder, now_ns: int, out: list[Command], note: str = "") -> None:
         if any(not self.children[c].is_terminal for c in parent.children):
@@ -646,8 +792,9 @@ class Engine:
                                 text=why + (f"; {note}" if note else "")))
         self._parent_done(parent, "partial_canceled" if parent.cum_qty else "canceled", now_ns)
 
-    def _advance(self, parent: ParentOrder, now_ns: int, out: list[Command]) -> None:
-        """Send the next wave with non-zero quantity, or finish the parent."""
+    def _advance(self, parent: ParentOrder, now_ns: int, out: list[Command], note: str = "") -> None:
+        """Send the next wave with non-zero quantity, or finish the parent
+        (``note``: why, if it was not the plan's own end)."""
         plan = self._plans[parent.order_id]
         lot = self._lots[parent.symbol]
         while not parent.routing_done and parent.step < len(plan.waves):
@@ -696,8 +843,8 @@ class Engine:
         parent.routing_done = True
         if parent.state is not OrdStatus.PENDING_CANCEL and not parent.is_terminal:
             parent.apply(PE.CANCELED)
-            out.append(self._report(parent, ExecType.CANCELED, now_ns,
-                                    text=f"waterfall exhausted: {parent.qty - parent.cum_qty} unfilled"))
+            text = f"waterfall exhausted: {parent.qty - parent.cum_qty} unfilled"
+            out.append(self._report(parent, ExecType.CANCELED, now_ns, text=text + (f"; {note}" if note else "")))
             self._parent_done(parent, "partial_canceled" if parent.cum_qty else "canceled", now_ns)
 
     def _set_deadline(self, child: ChildOrder, deadline: int | None) -> None:

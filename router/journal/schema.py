@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Final
 
-SCHEMA_VERSION: Final = 2
+SCHEMA_VERSION: Final = 3
 
 MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
     # 0 -> 1: the first schema.
@@ -35,6 +35,10 @@ MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
     # 1 -> 2: a session restored from the one before it (restart recovery).
     2: (
         """ALTER TABLE sessions ADD COLUMN restored_from INTEGER NOT NULL DEFAULT 0""",
+    ),
+    # 2 -> 3: which router wrote a session (several may share one journal).
+    3: (
+        """ALTER TABLE sessions ADD COLUMN router TEXT NOT NULL DEFAULT ''""",
     ),
 }
 """version -> the statements that turn version - 1 into it."""

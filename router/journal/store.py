@@ -4,16 +4,22 @@ WAL lets a reader (``sor journal``, ``sor replay``) open the file while the
 daemon writes; ``synchronous=FULL`` makes every committed batch durable
 (the WAL is fsynced at each commit), which is the ``sync = "batch"``
 contract: a record is at most one batch behind the engine.
+
+``open_store`` picks the store a configuration (or a path, or a URL) names:
+this one, or ``pgstore.PostgresStore`` for a ``postgresql://`` URL, where
+several routers share one journal. Both are ``JournalStore``s.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import Protocol
 
 import msgspec
 
+from router.config import JournalConfig
 from router.journal.schema import MIGRATIONS, SCHEMA_VERSION
 
 
@@ -30,10 +36,94 @@ class SessionInfo(msgspec.Struct, frozen=True, kw_only=True):
     """The daemon's configuration as JSON."""
     restored_from: int = 0
     """The session whose state this one started from (0: a fresh start)."""
+    router: str = ""
+    """``router.name`` of the daemon that wrote it: in a journal several
+    routers share, a router recovers only its own sessions ("": written
+    before schema 3, by the only router there was)."""
 
 
 Row = tuple[int, str, int, bytes]
 """(seq, kind, ts_ns, body)."""
+
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+
+
+def last_session_of(sessions: Sequence[SessionInfo], router: str) -> SessionInfo | None:
+    """The session a restart of router ``router`` recovers from: its own
+    latest (a session from before schema 3, unnamed, counts as anyone's)."""
+    own = [s for s in sessions if s.router in (router, "")]
+    return own[-1] if own else None
+
+
+class JournalStore(Protocol):
+    """What the daemon, restart recovery, ``sor replay`` and ``sor journal``
+    need of a journal; ``SqliteStore`` and ``pgstore.PostgresStore`` are
+    both one, with the same answers for the same records."""
+
+    @property
+    def path(self) -> str | Path:
+        """Where the journal is, for messages: the SQLite file, or the URL
+        without its password."""
+        ...
+
+    def begin_session(self, started_ns: int, id_prefix: str, model_version: str, config_json: str,
+                      restored_from: int = 0, router: str = "") -> int:
+        """A new session, its id (ids only grow: sessions are ordered by it)."""
+        ...
+
+    def write(self, session_id: int, rows: Sequence[Row]) -> None:
+        """One transaction, durable when this returns: all of ``rows`` or none."""
+        ...
+
+    def sessions(self) -> list[SessionInfo]:
+        """Every session, oldest (smallest id) first."""
+        ...
+
+    def lineage(self, session_id: int) -> list[SessionInfo]: ...
+
+    def events(self, session_id: int) -> Iterator[bytes]: ...
+
+    def records(self, session_id: int) -> Iterator[Row]:
+        """A session's rows in seq order."""
+        ...
+
+    def count(self, session_id: int) -> dict[str, int]: ...
+
+    def close(self) -> None: ...
+
+
+def is_postgres_url(target: object) -> bool:
+    return isinstance(target, str) and target.startswith(POSTGRES_SCHEMES)
+
+
+def open_store(target: JournalConfig | str | Path, readonly: bool = False) -> JournalStore:
+    """The journal ``target`` names: a ``JournalConfig`` (``url`` when set,
+    else ``path``), a ``postgresql://`` URL, or a SQLite file's path.
+    Read-only stores never create or migrate anything."""
+    if isinstance(target, JournalConfig):
+        target = target.url or target.path
+    if is_postgres_url(target):
+        # psycopg is loaded only where PostgreSQL is used.
+        from router.journal.pgstore import PostgresStore
+
+        assert isinstance(target, str)
+        return PostgresStore(target, readonly=readonly)
+    return SqliteStore(target, readonly=readonly)
+
+
+def lineage_of(sessions: Iterable[SessionInfo], session_id: int, where: object) -> list[SessionInfo]:
+    """The chain of ``restored_from`` that ends at ``session_id``, oldest
+    first (``JournalStore.lineage`` of either store)."""
+    by_id = {s.session_id: s for s in sessions}
+    chain: list[SessionInfo] = []
+    sid = session_id
+    while sid:
+        s = by_id.get(sid)
+        if s is None or s in chain:
+            raise JournalError(f"{where}: session {session_id} restores from missing session {sid}")
+        chain.append(s)
+        sid = s.restored_from
+    return chain[::-1]
 
 
 def migrate(db: sqlite3.Connection) -> int:
@@ -71,11 +161,12 @@ class SqliteStore:
             raise JournalError(f"journal {self.path}: {e}") from e
 
     def begin_session(self, started_ns: int, id_prefix: str, model_version: str, config_json: str,
-                      restored_from: int = 0) -> int:
+                      restored_from: int = 0, router: str = "") -> int:
         with self._db:
             cur = self._db.execute(
-                "INSERT INTO sessions (started_ns, id_prefix, model_version, config, restored_from) "
-                "VALUES (?, ?, ?, ?, ?)", (started_ns, id_prefix, model_version, config_json, restored_from))
+                "INSERT INTO sessions (started_ns, id_prefix, model_version, config, restored_from, router) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (started_ns, id_prefix, model_version, config_json, restored_from, router))
         assert cur.lastrowid is not None
         return cur.lastrowid
 
@@ -93,24 +184,16 @@ class SqliteStore:
 
     def sessions(self) -> list[SessionInfo]:
         return [SessionInfo(session_id=r[0], started_ns=r[1], id_prefix=r[2], model_version=r[3], config=r[4],
-                            restored_from=r[5])
+                            restored_from=r[5], router=r[6])
                 for r in self._db.execute(
-                    "SELECT session_id, started_ns, id_prefix, model_version, config, restored_from FROM sessions "
+                    "SELECT session_id, started_ns, id_prefix, model_version, config, restored_from, router "
+                    "FROM sessions "
                     "ORDER BY session_id")]
 
     def lineage(self, session_id: int) -> list[SessionInfo]:
         """The sessions whose inputs rebuild ``session_id``'s starting state
         and its own: the chain of ``restored_from``, oldest first."""
-        by_id = {s.session_id: s for s in self.sessions()}
-        chain: list[SessionInfo] = []
-        sid = session_id
-        while sid:
-            s = by_id.get(sid)
-            if s is None or s in chain:
-                raise JournalError(f"{self.path}: session {session_id} restores from missing session {sid}")
-            chain.append(s)
-            sid = s.restored_from
-        return chain[::-1]
+        return lineage_of(self.sessions(), session_id, self.path)
 
     def events(self, session_id: int) -> Iterator[bytes]:
         """The bodies of a session's input events, in order."""

@@ -66,6 +66,14 @@ class JournalWriter:
         self.high_water = 0
         """The most records ever waiting at once."""
         self.rows_written = 0
+        self.appended = 0
+        """Records appended so far (the engine's thread counts)."""
+        self.committed = 0
+        """Of those, how many are durable: the first ``committed`` records
+        were committed (the writer's thread advances it after each batch;
+        a reader on another thread sees a value at most one batch old)."""
+        self.on_commit: Callable[[], None] | None = None
+        """Called on the writer's thread after each durable batch."""
         self._thread = threading.Thread(target=self._run, name="sor-journal", daemon=True)
 
     # ------------------------------------------------------ engine's thread
@@ -81,6 +89,7 @@ class JournalWriter:
                 self._stats.dropped(1)
             return
         items.append((kind, ts_ns, obj))
+        self.appended += 1
         n = len(items)
         if n > self.high_water:
             self.high_water = n
@@ -88,6 +97,12 @@ class JournalWriter:
                 self._fail(f"writer {n} records behind (journal.capacity {self._capacity})")
         if n >= BATCH_MAX:
             self._wake.set()
+
+    def flush_soon(self) -> None:
+        """Have the writer commit what is queued now instead of waiting out
+        ``max_delay_ms`` (``sync = "every"``: a report waits for it).
+        Records appended while a commit runs go in the next one together."""
+        self._wake.set()
 
     @property
     def depth(self) -> int:
@@ -132,8 +147,14 @@ class JournalWriter:
             return
         self._seq = seq
         self.rows_written += len(rows)
+        self.committed += len(rows)
         if self._stats is not None:
             self._stats.written(len(rows), time.perf_counter() - t0)
+        if self.on_commit is not None:
+            try:
+                self.on_commit()
+            except Exception:
+                log.exception("journal commit hook raised")
 
     def _fail(self, reason: str) -> None:
         if self.failed is not None:

@@ -20,11 +20,13 @@ import asyncio
 import contextlib
 import gc
 import logging
+import time
+from collections import deque
 from collections.abc import Callable
 from typing import Protocol
 
 from router.config import RouterConfig
-from router.domain.commands import Command
+from router.domain.commands import Command, RejectCancel, RejectOrder, ReportToOms
 from router.domain.events import (
     CancelAllRequested,
     EngineEvent,
@@ -53,6 +55,10 @@ INBOX_CAPACITY = 65_536
 producing thread is made to wait (threaded driver)."""
 
 
+OMS_BOUND = (ReportToOms, RejectOrder, RejectCancel)
+"""What ``sync = "every"`` keeps back until it is durable."""
+
+
 class Transport(Protocol):
     """The FIX edge as the driver sees it (``fix.edge.RouterEdge``)."""
 
@@ -67,11 +73,16 @@ class Transport(Protocol):
 
     def execute(self, cmds: list[Command]) -> int | None: ...
 
+    def hold_oms(self) -> None: ...
+
+    def open_oms(self) -> None: ...
+
 
 class Driver:
     def __init__(self, cfg: RouterConfig, loop: asyncio.AbstractEventLoop, engine: Engine, edge: Transport,
                  metrics: Metrics, exposition: StepwiseExposition | None, clock_ns: Callable[[], int],
-                 warm: Callable[[int], None] | None = None, journal: JournalWriter | None = None) -> None:
+                 warm: Callable[[int], None] | None = None, journal: JournalWriter | None = None,
+                 hold_reports: bool = False) -> None:
         self.cfg = cfg
         self.loop = loop
         self.engine = engine
@@ -104,8 +115,43 @@ class Driver:
         self._next_freeze_ns = 0
         self._drained: asyncio.Event | None = None
         """Set once no child is open, while a shutdown waits for that."""
+        self._hold = journal is not None and hold_reports
+        """sync = "every": messages to the OMS wait until the journal has
+        made their step durable."""
+        self._held: deque[tuple[int, list[Command]]] = deque()
+        """(records that must be committed first, OMS-bound commands), in order."""
+        self._to_hold: list[Command] | None = None
+        self._reconciling = False
+        """A restart: the OMS acceptor waits for the venues' word on every
+        restored open child (``reconcile_first``)."""
 
     # ------------------------------------------------------------ lifecycle
+
+    def reconcile_first(self) -> None:
+        """Before ``start``, after a restore: open the OMS acceptor only once
+        every restored open child has been confirmed by its venue, or after
+        ``reconcile_timeout_ms``."""
+        if not self.engine.unreconciled:
+            return
+        self._reconciling = True
+        self.edge.hold_oms()
+        self.loop.call_later(self.cfg.reconcile_timeout_ms / 1000, self._reconcile_deadline)
+
+    def _reconciled(self) -> None:
+        self._reconciling = False
+        log.info("every restored open child confirmed by its venue: opening the OMS acceptor")
+        self.edge.open_oms()
+
+    def _reconcile_deadline(self) -> None:
+        if not self._reconciling:
+            return
+        self._reconciling = False
+        left = self.engine.unreconciled_children()
+        self.metrics.venue_anomalies.labels(kind="unreconciled").inc(len(left))
+        log.error("after %d ms, %d restored children are still unconfirmed by their venues (%s): opening the OMS "
+                  "acceptor anyway; each is asked again when its venue logs on", self.cfg.reconcile_timeout_ms,
+                  len(left), ", ".join(left[:20]))
+        self.edge.open_oms()
 
     def start(self) -> None:
         self._lag_due_ns = self.clock_ns() + LAG_PROBE_NS
@@ -118,6 +164,18 @@ class Driver:
 
     def stop(self) -> None:
         self._stopping = True
+        j = self.journal
+        if self._held and j is not None:
+            # The last reports wait for their commit, then go out before the
+            # OMS session logs out.
+            j.flush_soon()
+            deadline = time.monotonic() + 2.0
+            while self._held and j.committed < self._held[-1][0] and j.failed is None \
+                    and time.monotonic() < deadline:
+                time.sleep(0.001)
+            self.release_held()
+            if self._held:
+                log.error("%d messages for the OMS were not durable in time and are not sent", len(self._held))
         self.edge.stop()
 
     # ------------------------------------------------ from the edge's callbacks
@@ -157,7 +215,7 @@ class Driver:
         try:
             step = self.engine.handle(ev)
             t_planned = self.clock_ns()
-            t_first_child = self.edge.execute(step.commands)
+            t_first_child = self._execute(step.commands)
         except Exception:
             # The engine must never take the daemon down; the order that
             # caused this stays as it was and the error is counted.
@@ -186,7 +244,22 @@ class Driver:
             m.fill_to_report.observe((self.clock_ns() - ev.recv_ns) / 1e9)
         if self._drained is not None and not self.engine.open_children:
             self._drained.set()
+        if self._reconciling and not self.engine.unreconciled:
+            self._reconciled()
         self._arm_timer()
+
+    def _execute(self, cmds: list[Command]) -> int | None:
+        """Carry out a step's commands; with ``sync = "every"`` those for the
+        OMS are kept back until ``_record`` has queued the step."""
+        if not self._hold or not cmds:
+            return self.edge.execute(cmds)
+        now: list[Command] = []
+        later: list[Command] = []
+        for c in cmds:
+            (later if isinstance(c, OMS_BOUND) else now).append(c)
+        if later:
+            self._to_hold = later
+        return self.edge.execute(now) if now else None
 
     def _record(self, ev: EngineEvent, step: Step) -> None:
         j = self.journal
@@ -197,6 +270,22 @@ class Driver:
             j.append(COMMANDS, ts, step.commands)
         if step.decision is not None:
             j.append(DECISION, ts, step.decision)
+        if self._to_hold is not None:
+            self._held.append((j.appended, self._to_hold))
+            self._to_hold = None
+            j.flush_soon()
+
+    def release_held(self) -> None:
+        """Loop thread: send the OMS what the journal has made durable (all of
+        it once the journal failed: the OMS must hear of its fills, and the
+        failure is already loud)."""
+        j = self.journal
+        if j is None:
+            return
+        done = j.committed if j.failed is None else j.appended
+        held = self._held
+        while held and held[0][0] <= done:
+            self.edge.execute(held.popleft()[1])
 
     def inject(self, ev: EngineEvent) -> None:
         """Loop thread: an input the daemon itself produces (journaled like any other)."""
@@ -207,6 +296,7 @@ class Driver:
         self.loop.call_soon_threadsafe(self._halt, reason)
 
     def _halt(self, reason: str) -> None:
+        self.release_held()
         self.metrics.trading_halted.set(1)
         self._dispatch(TradingHalted(reason=reason, ts_ns=self.clock_ns()))
 
@@ -233,6 +323,8 @@ class Driver:
             return
         edge = self.edge
         before = edge.events
+        if self._held:
+            self.release_held()
         try:
             edge.poll()
         except Exception:
@@ -298,12 +390,14 @@ class Driver:
         try:
             ev = TimerFired(ts_ns=self.clock_ns())
             step = self.engine.handle(ev)
-            self.edge.execute(step.commands)
+            self._execute(step.commands)
             if self.journal is not None:
                 self._record(ev, step)
         except Exception:
             self.metrics.callback_errors.labels(callback="timer").inc()
             log.exception("engine timer failed")
+        if self._reconciling and not self.engine.unreconciled:
+            self._reconciled()
         self._arm_timer()
 
     def _lag_probe(self) -> None:

@@ -394,9 +394,13 @@ def test_cancel_resting_day_order(lit: tuple[VenueCore, int]) -> None:
     assert (c.cl_ord_id, c.orig_cl_ord_id, c.order.cl_ord_id, c.order.cum_qty) == ("x1", "r1", "r1", 0)
     assert book.resting("r1") is None
     assert "r1" not in core.orders
-    # A second cancel finds nothing.
+    # A second cancel is refused: the venue remembers the order ended.
     again = core.cancel("x2", "r1")
-    assert len(again) == 1 and isinstance(again[0], CancelRefused) and again[0].order is None
+    assert len(again) == 1 and isinstance(again[0], CancelRefused)
+    assert again[0].order is not None and again[0].order.ord_status == "4"
+    # One it never had is unknown.
+    never = core.cancel("x3", "zz")
+    assert len(never) == 1 and isinstance(never[0], CancelRefused) and never[0].order is None
 
 
 def test_cancel_resting_dark_order(toxic: SimClusterConfig) -> None:
@@ -434,3 +438,18 @@ def test_resting_order_filled_by_requote_after_mid_moves(toxic: SimClusterConfig
     assert "p1" not in core.orders
     assert ex.book("LIT1").resting("p1") is None
     assert ex.book("LIT1").best_bid() == mid + 9
+
+
+def test_status_is_the_venues_own_record(lit: tuple[VenueCore, int]) -> None:
+    core, t = lit
+    mid = core.market.mid_at(SYM, t)
+    core.new_order("s1", SYM, SELL, 300, LMT, mid + 20, DAY, t)
+    st = core.status("s1")
+    assert st is not None and (st.ord_status, st.cum_qty) == ("0", 0)
+    core.cancel("x1", "s1")
+    st = core.status("s1")
+    assert st is not None and st.ord_status == "4"
+    assert core.status("never") is None
+    # A reused ClOrdID of a finished order is still a duplicate.
+    (rej,) = core.new_order("s1", SYM, SELL, 100, LMT, mid + 20, DAY, t)
+    assert isinstance(rej, Rejected) and "duplicate" in rej.text

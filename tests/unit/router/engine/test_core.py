@@ -16,6 +16,7 @@ from collections import defaultdict
 from fractions import Fraction
 from typing import Any
 
+import msgspec
 import pytest
 from hypothesis import settings
 from hypothesis import strategies as st
@@ -23,11 +24,20 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 from prometheus_client import CollectorRegistry
 
 from router.config import Config, parse_config
-from router.domain.commands import CancelChild, Command, RejectCancel, RejectOrder, ReportToOms, SendChildOrder
+from router.domain.commands import (
+    CancelChild,
+    Command,
+    QueryChildStatus,
+    RejectCancel,
+    RejectOrder,
+    ReportToOms,
+    SendChildOrder,
+)
 from router.domain.events import (
     CancelRequested,
     InvalidOrderReceived,
     NewOrderReceived,
+    OmsSessionChanged,
     VenueCancelRejected,
     VenueReport,
     VenueSessionChanged,
@@ -200,8 +210,8 @@ class OmsView:
 
 class Harness:
     def __init__(self, final_action: str = "cancel", up: tuple[str, ...] | list[str] = VENUES,
-                 planner: Planner | None = None) -> None:
-        self.cfg = make_config(final_action)
+                 planner: Planner | None = None, cfg: Config | None = None) -> None:
+        self.cfg = cfg or make_config(final_action)
         self.registry = CollectorRegistry()
         self.metrics = Metrics([v.name for v in self.cfg.venues], registry=self.registry)
         self.engine = Engine(self.cfg, planner or StaticWaterfall(self.cfg), self.metrics, "T-")
@@ -275,6 +285,16 @@ class Harness:
     def ack(self, cid: str) -> list[Command]:
         return self.report(cid, ExecType.NEW)
 
+    def status(self, cid: str, ord_status: OrdStatus, cum: int = 0, notional: int = 0,
+               exec_id: str = "0") -> list[Command]:
+        """The venue's answer to an OrderStatusRequest (150=I) for child ``cid``."""
+        child = self.engine.children[cid]
+        ev = VenueReport(venue=child.venue, child_id=cid, exec_id=exec_id, exec_type=ExecType.ORDER_STATUS,
+                         ord_status=ord_status, last_qty=0, last_px_ticks=0, cum_qty=cum,
+                         leaves_qty=0 if ord_status in TERMINAL_STATUSES else child.qty - cum, text="",
+                         recv_ns=self.tick(), cum_notional_ticks=notional)
+        return self._run(self.engine.on_venue_report(ev))
+
     def fill(self, cid: str, qty: int, px: int = PX, exec_id: str | None = None) -> list[Command]:
         return self.report(cid, ExecType.TRADE, last_qty=qty, px=px, exec_id=exec_id, ord_status=S.PARTIALLY_FILLED)
 
@@ -307,7 +327,12 @@ def check_engine(h: Harness) -> None:
         assert in_flight <= p.leaves_qty, f"children in flight {in_flight} > leaves {p.leaves_qty}"
         assert p.cum_qty == sum(k.cum_qty for k in kids), "a child fill did not reach the parent"
         assert p.notional_ticks == h.oms.last[p.order_id].avg_px_ticks_num
-        assert p.state is h.oms.status[p.order_id], "parent state differs from what the OMS was told"
+        if p.cancel_note is not None and p.state is S.PENDING_CANCEL:
+            # The router's own cancel (shutdown, OMS disconnect): no request,
+            # so no PendingCancel report; the OMS hears the outcome.
+            assert h.oms.status[p.order_id] in (S.NEW, S.PARTIALLY_FILLED)
+        else:
+            assert p.state is h.oms.status[p.order_id], "parent state differs from what the OMS was told"
         if not p.is_terminal:
             open_parents += 1
             assert any(not k.is_terminal for k in kids), f"parent {p.order_id} is open with nothing working"
@@ -952,6 +977,122 @@ def test_duplicate_exec_id_is_reported_once() -> None:
     assert sum(r.last_qty for r in of(h.out, ReportToOms)) == 40
 
 
+def test_logon_asks_the_status_of_every_open_child_there() -> None:
+    h = Harness()
+    dark = one(h.new("c1", 100), SendChildOrder).child_id
+    h.new("c2", 100)
+    h.session("DARK1", False)
+    out = h.session("DARK1", True)
+    assert sorted(q.child_id for q in of(out, QueryChildStatus)) == sorted(
+        cid for cid, c in h.engine.children.items() if c.venue == "DARK1")
+    assert dark in [q.child_id for q in of(out, QueryChildStatus)]
+    assert h.session("LIT1", True) == [] or not of(h.session("LIT1", True), QueryChildStatus)
+
+
+def test_status_with_fills_the_router_missed_reports_them_once_with_exact_avg_px() -> None:
+    h = Harness()
+    dark = one(h.new("c1", 100), SendChildOrder).child_id
+    h.ack(dark)
+    h.fill(dark, 10, px=PX)
+    # While the session was down the venue filled 30 at PX+1 and 20 at PX+2.
+    h.session("DARK1", False)
+    h.session("DARK1", True)
+    notional = 10 * PX + 30 * (PX + 1) + 20 * (PX + 2)
+    ers = of(h.status(dark, S.PARTIALLY_FILLED, cum=60, notional=notional), ReportToOms)
+    assert [e.exec_type for e in ers] == [ExecType.TRADE, ExecType.TRADE]
+    assert sum(e.last_qty for e in ers) == 50
+    er = ers[-1]
+    assert (er.cum_qty, er.leaves_qty) == (60, 40)
+    assert er.avg_px_ticks_num == notional, "AvgPx is the venue's, to the tick-share"
+    assert all("reconciled" in e.text for e in ers)
+    assert h.metric("sor_venue_anomalies_total", kind="missed_fill") == 1
+    # The same answer again (a second logon) books nothing more.
+    h.session("DARK1", False)
+    h.session("DARK1", True)
+    assert h.status(dark, S.PARTIALLY_FILLED, cum=60, notional=notional) == []
+    assert h.parent("c1").cum_qty == 60
+
+
+def test_status_filled_while_down_finishes_the_parent() -> None:
+    h = Harness()
+    dark = one(h.new("c1", 100), SendChildOrder).child_id
+    h.session("DARK1", False)
+    h.session("DARK1", True)
+    out = h.status(dark, S.FILLED, cum=100, notional=100 * PX)
+    er = one(out, ReportToOms)
+    assert (er.ord_status, er.cum_qty, er.last_qty) == (S.FILLED, 100, 100)
+    assert h.engine.children[dark].state is S.FILLED
+    assert h.engine.open_children == 0
+
+
+def test_status_unknown_ends_the_child_and_the_waterfall_goes_on() -> None:
+    h = Harness()
+    dark = one(h.new("c1", 100), SendChildOrder).child_id
+    h.ack(dark)
+    h.session("DARK1", False)
+    h.session("DARK1", True)
+    out = h.status(dark, S.REJECTED)  # 39=8 103=5: the venue lost it
+    assert h.engine.children[dark].is_terminal
+    assert one(out, SendChildOrder).venue == "LIT1", "the residual is routed on"
+    assert h.metric("sor_venue_anomalies_total", kind="lost_child") == 1
+
+
+def test_status_working_acks_a_child_whose_ack_was_missed() -> None:
+    h = Harness()
+    dark = one(h.new("c1", 100), SendChildOrder).child_id
+    h.session("DARK1", False)
+    h.session("DARK1", True)
+    assert h.status(dark, S.NEW) == []
+    child = h.engine.children[dark]
+    assert child.state is S.NEW and child.acked_ns is not None
+
+
+def test_unanswered_status_request_cancels_the_child() -> None:
+    h = Harness()
+    dark = one(h.new("c1", 100), SendChildOrder).child_id
+    h.ack(dark)
+    h.session("DARK1", False)
+    h.session("DARK1", True)
+    due = h.engine.next_timer_ns()
+    assert due is not None
+    out = h.timer(due)
+    assert one(out, CancelChild).child_id == dark
+    assert h.metric("sor_venue_anomalies_total", kind="status_timeout") == 1
+
+
+def test_restored_children_wait_for_their_venues_word() -> None:
+    h = Harness()
+    dark = one(h.new("c1", 100), SendChildOrder).child_id
+    assert h.engine.expect_reconciliation() == 1
+    h.session("DARK1", False)
+    h.session("DARK1", True)
+    assert h.engine.unreconciled == 1
+    h.status(dark, S.NEW)
+    assert h.engine.unreconciled == 0
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_oms_disconnect_cancels_that_sessions_parents_when_configured(enabled: bool) -> None:
+    base = make_config("rest")
+    cfg = msgspec.structs.replace(base, oms=msgspec.structs.replace(base.oms, cancel_on_disconnect=enabled))
+    h = Harness(cfg=cfg)
+    mine = one(h.new("c1", 100), SendChildOrder).child_id
+    theirs = one(h.new("c2", 100, session="OMS2"), SendChildOrder).child_id
+    h.ack(mine)
+    h.fill(mine, 30)
+    out = h._run(h.engine.handle(OmsSessionChanged(session="OMS", up=False, ts_ns=h.tick())).commands)
+    if not enabled:
+        assert out == []
+        return
+    assert [c.child_id for c in of(out, CancelChild)] == [mine], "only the dropped session's parents"
+    assert theirs not in [c.child_id for c in of(out, CancelChild)]
+    final = one(h.expire(mine), ReportToOms)
+    assert (final.ord_status, final.cum_qty) == (S.CANCELED, 30)
+    assert "cancel_on_disconnect" in final.text
+    # A logon changes nothing.
+    assert h.engine.handle(OmsSessionChanged(session="OMS", up=True, ts_ns=h.tick())).commands == []
+
+
 def test_same_exec_id_on_different_children_is_not_a_duplicate() -> None:
     h = Harness()
     a = one(h.new("c1", 100), SendChildOrder).child_id
@@ -1408,7 +1549,43 @@ class EngineMachine(RuleBasedStateMachine):
 
     @rule(venue=st.sampled_from(VENUES), up=st.booleans())
     def session(self, venue: str, up: bool) -> None:
-        assert self.h.session(venue, up) == []
+        open_there = [cid for cid in self._open() if self.h.engine.children[cid].venue == venue]
+        out = self.h.session(venue, up)
+        if not up:
+            assert out == []
+            return
+        # Every logon asks the venue about each child believed open there.
+        assert all(isinstance(c, QueryChildStatus) for c in out)
+        assert sorted(c.child_id for c in of(out, QueryChildStatus)) == open_there
+
+    @precondition(lambda self: self._open())
+    @rule(data=st.data(), how=st.sampled_from(["working", "canceled", "filled", "unknown"]))
+    def status_answer(self, data: st.DataObject, how: str) -> None:
+        """The venue's truth, which may hold fills the router never saw."""
+        cid = data.draw(st.sampled_from(self._open()))
+        child = self.h.engine.children[cid]
+        before = child.cum_qty
+        if how == "unknown":
+            out = self.h.status(cid, S.REJECTED)
+            missed = 0
+        else:
+            cum = child.qty if how == "filled" else data.draw(st.integers(before, child.qty))
+            missed = cum - before
+            px = data.draw(st.integers(PX - 20, PX + 20))
+            st_ = {"working": S.PARTIALLY_FILLED if cum else S.NEW, "canceled": S.CANCELED,
+                   "filled": S.FILLED}[how]
+            if st_ is S.PARTIALLY_FILLED and cum == child.qty:
+                st_ = S.FILLED
+            out = self.h.status(cid, st_, cum, child.notional_ticks + missed * px)
+        trades = [r for r in of(out, ReportToOms) if r.exec_type is ExecType.TRADE]
+        if missed:
+            assert 1 <= len(trades) <= 2
+            assert sum(t.last_qty for t in trades) == missed, "missed shares reach the OMS once"
+            self.expected_fill_qty[child.parent_id] += missed
+        else:
+            assert trades == []
+        if how != "working":
+            assert child.is_terminal
 
     @rule(jump=st.sampled_from([0, 1, ACK_TIMEOUT_NS // 2]))
     def timer(self, jump: int) -> None:

@@ -175,3 +175,40 @@ def test_a_version_1_journal_is_migrated_forward(tmp_path: Path) -> None:
     new = s.begin_session(2, "P-", "m", "{}", restored_from=old.session_id)
     assert [x.session_id for x in s.lineage(new)] == [old.session_id, new]
     s.close()
+
+
+def test_routers_sharing_a_journal_recover_only_their_own_sessions(tmp_path: Path) -> None:
+    from router.journal.store import last_session_of
+
+    s = SqliteStore(tmp_path / "shared.sqlite")
+    a1 = s.begin_session(1, "A-", "m", "{}", router="alpha")
+    b1 = s.begin_session(2, "B-", "m", "{}", router="beta")
+    a2 = s.begin_session(3, "A-", "m", "{}", restored_from=a1, router="alpha")
+    sessions = s.sessions()
+    assert [x.router for x in sessions] == ["alpha", "beta", "alpha"]
+    got_a, got_b = last_session_of(sessions, "alpha"), last_session_of(sessions, "beta")
+    assert got_a is not None and got_a.session_id == a2
+    assert got_b is not None and got_b.session_id == b1
+    assert last_session_of(sessions, "gamma") is None, "a new router starts fresh"
+    s.close()
+
+
+def test_a_version_2_session_counts_as_the_routers_own(tmp_path: Path) -> None:
+    from router.journal.schema import MIGRATIONS
+    from router.journal.store import last_session_of
+
+    path = tmp_path / "v2.sqlite"
+    db = sqlite3.connect(path)
+    for v in (1, 2):
+        for stmt in MIGRATIONS[v]:
+            db.execute(stmt)
+    db.execute("INSERT INTO meta (key, value) VALUES ('schema_version', '2')")
+    db.execute("INSERT INTO sessions (started_ns, id_prefix, model_version, config) VALUES (1, 'P-', 'm', '{}')")
+    db.commit()
+    db.close()
+    s = SqliteStore(path)
+    (old,) = s.sessions()
+    assert old.router == ""
+    got = last_session_of(s.sessions(), "sor")
+    assert got is not None and got.session_id == old.session_id
+    s.close()
