@@ -21,6 +21,7 @@ import quickfix as fix
 from router.domain.commands import (
     CancelChild,
     QueryChildStatus,
+    QueryVenueOrders,
     RejectCancel,
     RejectOrder,
     ReportToOms,
@@ -68,6 +69,10 @@ SESSION_REJECT_REASON = 373
 BUSINESS_REJECT_REF_ID = 379
 BUSINESS_REJECT_REASON = 380
 CXL_REJ_RESPONSE_TO = 434
+MASS_STATUS_REQ_ID = 584
+MASS_STATUS_REQ_TYPE = 585
+TOT_NUM_REPORTS = 911
+LAST_RPT_REQUESTED = 912
 STRATEGY_TAG = 7001
 """Custom tag: the OMS may ask for a routing strategy per order."""
 TRACE_TAG = 7002
@@ -458,6 +463,14 @@ class VenueCodec:
         m.setField(SIDE, c.side.value)
         return m
 
+    @staticmethod
+    def encode_mass_status_request(c: QueryVenueOrders) -> fix.Message:
+        m = fix.Message()
+        m.getHeader().setField(MSG_TYPE, "AF")
+        m.setField(MASS_STATUS_REQ_ID, c.req_id)
+        m.setField(MASS_STATUS_REQ_TYPE, "7")  # every order
+        return m
+
     def decode(self, msg: fix.Message, venue: str) -> VenueInbound | None:
         """None for messages the router does not use from venues."""
         mt = msg_type(msg)
@@ -481,16 +494,26 @@ class VenueCodec:
             if exec_type is ExecType.TRADE:
                 last_qty = int(Decimal(msg.getField(LAST_QTY)))
                 last_px = self.ticks[msg.getField(SYMBOL)].to_ticks_nearest(msg.getField(LAST_PX))
-            elif exec_type is ExecType.ORDER_STATUS and cum:
-                # Every fill was on the tick grid, so CumQty x AvgPx is a
-                # whole number of tick-shares up to AvgPx's rounding.
-                tick = self.ticks[msg.getField(SYMBOL)].tick
-                notional = int((Decimal(field(msg, AVG_PX) or "0") * cum / tick).to_integral_value())
+            elif exec_type is ExecType.ORDER_STATUS:
+                symbol = field(msg, SYMBOL) or ""
+                side_raw = field(msg, SIDE)
+                ticks = self.ticks.get(symbol)
+                if cum and ticks is not None:
+                    # Every fill was on the tick grid, so CumQty x AvgPx is
+                    # a whole number of tick-shares up to AvgPx's rounding.
+                    notional = int((Decimal(field(msg, AVG_PX) or "0") * cum / ticks.tick).to_integral_value())
+                return VenueReport(
+                    venue=venue, child_id=child_id, exec_id=field(msg, EXEC_ID) or "", exec_type=exec_type,
+                    ord_status=ord_status, last_qty=0, last_px_ticks=0, cum_qty=cum,
+                    leaves_qty=int(Decimal(field(msg, LEAVES_QTY) or "0")), text=field(msg, TEXT) or "",
+                    recv_ns=now, cum_notional_ticks=notional, symbol=symbol,
+                    side=Side(side_raw) if side_raw in ("1", "2") else None,
+                )
             return VenueReport(
-                venue=venue, child_id=child_id, exec_id=field(msg, EXEC_ID) or "", exec_type=exec_type,
+                venue=venue, child_id=child_id, exec_id=msg.getField(EXEC_ID), exec_type=exec_type,
                 ord_status=ord_status, last_qty=last_qty, last_px_ticks=last_px, cum_qty=cum,
                 leaves_qty=int(Decimal(field(msg, LEAVES_QTY) or "0")),
-                text=field(msg, TEXT) or "", recv_ns=now, cum_notional_ticks=notional,
+                text=field(msg, TEXT) or "", recv_ns=now,
             )
         if mt == "9":
             reason_raw = field(msg, CXL_REJ_REASON) or ""

@@ -26,6 +26,7 @@ from router.domain.commands import (
     CancelChild,
     Command,
     QueryChildStatus,
+    QueryVenueOrders,
     RejectCancel,
     RejectOrder,
     ReportToOms,
@@ -168,6 +169,8 @@ class RouterEdge:
                 send(VenueCodec.encode_cancel(c), self._venue_sid[c.venue])
             elif isinstance(c, QueryChildStatus):
                 send(VenueCodec.encode_status_request(c), self._venue_sid[c.venue])
+            elif isinstance(c, QueryVenueOrders):
+                send(VenueCodec.encode_mass_status_request(c), self._venue_sid[c.venue])
             elif isinstance(c, RejectOrder):
                 self._send_oms(self.oms_codec.encode_reject_order(c), c.session)
             elif isinstance(c, RejectCancel):

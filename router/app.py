@@ -27,7 +27,7 @@ from fix.gateway import hard_exit
 from fix.settings import SessionSpec
 from router.config import Config
 from router.domain.decision import Decision
-from router.domain.events import VenueSessionChanged
+from router.domain.events import Restored, VenueSessionChanged
 from router.domain.orders import ParentOrder
 from router.domain.types import Instrument
 from router.engine import Engine
@@ -49,6 +49,13 @@ if TYPE_CHECKING:
     from router.scoring.onnx import Scorer  # onnxruntime loads only when a model is used
 
 log = logging.getLogger("sor.app")
+
+RESTORE_ID_GAP = 1_000_000
+"""How far a restored engine's IDs jump past the last journaled one: the
+crashed process may have used some after its last durable record (at most
+``journal.max_delay_ms`` of work, or the writer's backlog), and an ID must
+never be used twice."""
+
 
 def unique_prefix() -> str:
     """Per-start prefix so OrderIDs/ExecIDs never repeat across restarts."""
@@ -266,6 +273,7 @@ class Router:
         if not polling:
             self.exposition.wake = self.driver.wake_exposition
         if self.restored_from:
+            self.driver.inject(Restored(id_gap=RESTORE_ID_GAP, ts_ns=clock_ns()))
             for v in self.engine.venue_names:
                 self.driver.inject(VenueSessionChanged(venue=v, up=False, ts_ns=clock_ns()))
             # Each venue's logon asks it about every child restored as open;

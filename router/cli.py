@@ -129,7 +129,9 @@ def main(argv: list[str] | None = None) -> int:
     sk.add_argument("--workdir", help="where the run's logs, journal and FIX stores stay (default: a new temp dir)")
     sk.add_argument("--fault-every", type=float, default=30.0,
                     help="seconds of flow per fault (default 30; at least one of each kind is injected)")
-    sk.add_argument("--journal-sync", choices=["batch", "every"], help="override journal.sync from the config")
+    sk.add_argument("--journal-sync", choices=["batch", "every", "config"], default="every",
+                    help="journal.sync for the run (default every: nothing reaches the OMS before it is durable; "
+                         "config: the config file's)")
 
     bt = sub.add_parser("backtest", help="scenarios x policies on a simulated clock: table with 95%% CIs, JSON, PNG")
     bt.add_argument("--scenarios", nargs="+", help="scenario names or TOML files (default: all shipped)")
@@ -210,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
 
         workdir = args.workdir or tempfile.mkdtemp(prefix="sor-soak-")
         rep = soak.run_soak(args.parents, args.seed, args.rate, workdir, base=cfg, fault_every_s=args.fault_every,
-                            journal_sync=args.journal_sync)
+                            journal_sync=None if args.journal_sync == "config" else args.journal_sync)
         return 0 if rep.passed else 1
     if args.cmd == "bench":
         from sim import bench

@@ -38,7 +38,9 @@ from fix.codec import (
     LAST_MKT,
     LAST_PX,
     LAST_QTY,
+    LAST_RPT_REQUESTED,
     LEAVES_QTY,
+    MASS_STATUS_REQ_ID,
     ORD_REJ_REASON,
     ORD_STATUS,
     ORD_TYPE,
@@ -50,6 +52,7 @@ from fix.codec import (
     SYMBOL,
     TEXT,
     TIME_IN_FORCE,
+    TOT_NUM_REPORTS,
     TRACE_TAG,
     Ticks,
     field,
@@ -176,7 +179,7 @@ class VenueServer:
             self.loop.call_soon_threadsafe(self._on_md_request, req.get(262, ""), req.get(263, "1"), symbols)
             return
         fields = {t: field(msg, t) for t in (CL_ORD_ID, ORIG_CL_ORD_ID, SYMBOL, SIDE, ORDER_QTY, ORD_TYPE, PRICE,
-                                             TIME_IN_FORCE)}
+                                             TIME_IN_FORCE, MASS_STATUS_REQ_ID)}
         self.loop.call_soon_threadsafe(self._handle, mt, fields)
 
     def _on_md_request(self, req_id: str, sub_type: str, symbols: list[str]) -> None:
@@ -236,6 +239,8 @@ class VenueServer:
                 self._emit(self.core.cancel(f[CL_ORD_ID] or "", f[ORIG_CL_ORD_ID] or ""), f)
             elif mt == "H":
                 self._order_status(f)
+            elif mt == "AF":
+                self._mass_status(f)
         except Exception:
             log.exception("venue %s failed on %s %r", self.venue.name, mt, f)
 
@@ -305,6 +310,16 @@ class VenueServer:
         m.setField(TEXT, "unknown order")
         self._send(m)
 
+    def _mass_status(self, f: dict[int, str | None]) -> None:
+        """Answer an OrderMassStatusRequest: one 150=I report per order the
+        venue still works for this session (none: nothing is sent)."""
+        req = f[MASS_STATUS_REQ_ID] or ""
+        live = list(self.core.orders.values())
+        for i, o in enumerate(live):
+            self._report(o, "I", o.ord_status, o.cl_ord_id,
+                         extra=((MASS_STATUS_REQ_ID, req), (TOT_NUM_REPORTS, str(len(live))),
+                                (LAST_RPT_REQUESTED, "Y" if i == len(live) - 1 else "N")))
+
     def _cancel_refused(self, o: CancelRefused) -> None:
         order = o.order
         m = fix.Message()
@@ -321,7 +336,8 @@ class VenueServer:
     # -------------------------------------------------------------- sending
 
     def _report(self, o: VenueOrder, exec_type: str, status: str, cl: str, *, orig: str | None = None,
-                last_qty: int = 0, last_px: int = 0, text: str = "") -> str:
+                last_qty: int = 0, last_px: int = 0, text: str = "",
+                extra: tuple[tuple[int, str], ...] = ()) -> str:
         """Sends one ExecutionReport; returns its ExecID."""
         t = self.ticks[o.symbol]
         exec_id = self.core.next_exec_id()
@@ -350,6 +366,8 @@ class VenueServer:
             m.setField(LAST_MKT, self.venue.last_mkt)
         if text:
             m.setField(TEXT, text)
+        for tag, value in extra:
+            m.setField(tag, value)
         m.setField(fix.TransactTime())
         self._send(m)
         return exec_id

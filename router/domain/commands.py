@@ -46,6 +46,14 @@ class QueryChildStatus(Cmd, frozen=True, kw_only=True):
     side: Side
 
 
+class QueryVenueOrders(Cmd, frozen=True, kw_only=True):
+    """An OrderMassStatusRequest (35=AF, every order): after a restart, each
+    venue's first logon, to find children the journal lost."""
+
+    venue: str
+    req_id: str
+
+
 class ReportToOms(Cmd, frozen=True, kw_only=True):
     """One ExecutionReport for the OMS. Prices here are still ticks."""
 
@@ -109,5 +117,5 @@ class SubscribeMarketData(Cmd, frozen=True, kw_only=True):
     depth: int
 
 
-Command = (SendChildOrder | CancelChild | QueryChildStatus | ReportToOms | RejectOrder | RejectCancel
-           | SubscribeMarketData)
+Command = (SendChildOrder | CancelChild | QueryChildStatus | QueryVenueOrders | ReportToOms | RejectOrder
+           | RejectCancel | SubscribeMarketData)

@@ -102,6 +102,10 @@ class VenueReport(Event, frozen=True, kw_only=True):
     """CumQty x AvgPx in ticks (shares x ticks, rounded to a whole number):
     read from order status answers only, where the router may learn of
     fills it never saw one by one."""
+    symbol: str = ""
+    side: Side | None = None
+    """Order status answers only: what a child the router does not know
+    (an orphan) is, so it can be canceled."""
 
     @property
     def ts_ns(self) -> int:
@@ -188,6 +192,18 @@ class TradingHalted(Event, frozen=True, kw_only=True):
     ts_ns: int
 
 
+class Restored(Event, frozen=True, kw_only=True):
+    """The engine was rebuilt from the journal after a restart. IDs the
+    crashed process may have used after its last durable record must not
+    be used again: the next ones start ``id_gap`` further on. Each venue's
+    first logon from now on also asks for every order the venue holds for
+    this session (35=AF), so a child sent but never journaled (an orphan)
+    is found and canceled."""
+
+    id_gap: int
+    ts_ns: int
+
+
 class CancelAllRequested(Event, frozen=True, kw_only=True):
     """Cancel every working parent (its children at the venues first) and
     tell the OMS why: a clean shutdown; later the operator's kill switch."""
@@ -198,5 +214,5 @@ class CancelAllRequested(Event, frozen=True, kw_only=True):
 
 EngineEvent = (NewOrderReceived | InvalidOrderReceived | CancelRequested | VenueReport | VenueCancelRejected
                | VenueSessionChanged | MarketDataReceived | TimerFired | TradingHalted | CancelAllRequested
-               | OmsSessionChanged)
+               | OmsSessionChanged | Restored)
 """Every input the engine takes; operator commands join it with the risk issue."""

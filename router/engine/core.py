@@ -32,6 +32,7 @@ from router.domain.commands import (
     CancelChild,
     Command,
     QueryChildStatus,
+    QueryVenueOrders,
     RejectCancel,
     RejectOrder,
     ReportToOms,
@@ -47,6 +48,7 @@ from router.domain.events import (
     MarketDataReceived,
     NewOrderReceived,
     OmsSessionChanged,
+    Restored,
     TimerFired,
     TradingHalted,
     VenueCancelRejected,
@@ -96,6 +98,7 @@ MAX_CLORDIDS_PER_DAY = 200_000
 warning, on a busier day."""
 
 _FINAL = (OrdStatus.FILLED, OrdStatus.CANCELED, OrdStatus.REJECTED, OrdStatus.EXPIRED)
+TERMINAL = frozenset(_FINAL)
 _CODE = {st: i + 2 for i, st in enumerate(_FINAL)}
 """OrdStatus of a finished order as the ClOrdID table's status byte (0 and 1
 are empty and live)."""
@@ -139,6 +142,12 @@ class Engine:
         self._status_due: dict[str, int] = {}
         """child_id -> when the venue's answer to our OrderStatusRequest is
         overdue (then the child is canceled to learn its fate)."""
+        self._sweep: set[str] = set()
+        """Venues to ask for every order they hold at their next logon
+        (after a restart: children sent but never journaled)."""
+        self._orphans: dict[str, str] = {}
+        """child_id -> venue of orders a venue holds that the engine does
+        not know (found by that sweep), being canceled."""
         self._unreconciled: set[str] = set()
         """Open children rebuilt from the journal whose venue has not yet
         said how they stand (``expect_reconciliation``): what the daemon
@@ -171,6 +180,12 @@ class Engine:
                 return Step(commands=self.on_invalid_order(ev))
             case CancelAllRequested():
                 return Step(commands=self.cancel_all(ev.reason, ev.ts_ns))
+            case Restored():
+                self._seq += ev.id_gap
+                self._sweep = set(self.venue_names)
+                log.warning("restored from the journal: new IDs start at %d; each venue's next logon is asked for "
+                            "every order it holds", self._seq + 1)
+                return NO_STEP
             case OmsSessionChanged():
                 if not ev.up and self._cfg.oms.cancel_on_disconnect:
                     return Step(commands=self.cancel_all("OMS session disconnected (oms.cancel_on_disconnect)",
@@ -201,6 +216,9 @@ class Engine:
         if vm is not None:
             vm.session_up.set(1 if ev.up else 0)
         out: list[Command] = self._query_children(ev.venue, ev.ts_ns) if ev.up else []
+        if ev.up and ev.venue in self._sweep:
+            self._sweep.discard(ev.venue)
+            out.append(QueryVenueOrders(venue=ev.venue, req_id=self._next_id("M")))
         md = self._market
         if md is None or ev.venue not in self._lit:
             return out
@@ -393,6 +411,13 @@ class Engine:
     def on_venue_report(self, ev: VenueReport) -> list[Command]:
         child = self.children.get(ev.child_id)
         if child is None or child.venue != ev.venue:
+            if child is None and ev.exec_type is ExecType.ORDER_STATUS:
+                return self._on_orphan_status(ev)
+            if ev.child_id in self._orphans:
+                log.warning("orphan %s at %s: %s (%s)", ev.child_id, ev.venue, ev.exec_type.name, ev.text)
+                if ev.ord_status in TERMINAL:
+                    del self._orphans[ev.child_id]
+                return []
             if child is None and self._released(ev.child_id):
                 # A resend or a venue's late word on a child finished long
                 # ago (its parent too): nothing left to change.
@@ -474,6 +499,28 @@ class Engine:
         note = (f"venue {child.venue} no longer knows child {child.child_id} "
                 f"(filled {child.cum_qty} of {child.qty}): treated as done")
         self._after_child_change(parent, now_ns, out, note)
+
+    def _on_orphan_status(self, ev: VenueReport) -> list[Command]:
+        """A venue holds an order of ours the engine does not know: a child
+        sent in the last moments before a crash whose record never reached
+        the journal (or one released while it still worked). No parent
+        owns it, so it is canceled at once; what it filled is the firm's,
+        said loudly."""
+        if ev.ord_status in TERMINAL or not ev.child_id.startswith(self._prefix):
+            if not ev.child_id.startswith(self._prefix):
+                self._m.venue_anomalies.labels(kind="unknown_child").inc()
+            return []
+        if ev.child_id in self._orphans or ev.side is None or not ev.symbol:
+            return []
+        self._orphans[ev.child_id] = ev.venue
+        self._m.venue_anomalies.labels(kind="orphan_child").inc()
+        if ev.cum_qty:
+            self._m.venue_anomalies.labels(kind="orphan_fill").inc()
+        log.error("venue %s holds %s %s %d %s (filled %d), an order no parent owns: canceling it%s", ev.venue,
+                  ev.child_id, ev.side.name, ev.cum_qty + ev.leaves_qty, ev.symbol, ev.cum_qty,
+                  f"; its {ev.cum_qty} filled shares are the firm's, not an OMS order's" if ev.cum_qty else "")
+        return [CancelChild(venue=ev.venue, child_id=ev.child_id, cancel_id=self._next_id("X"), symbol=ev.symbol,
+                            side=ev.side, qty=ev.cum_qty + ev.leaves_qty)]
 
     def _on_status(self, child: ChildOrder, ev: VenueReport) -> list[Command]:
         """The venue's answer to an OrderStatusRequest: its truth wins.

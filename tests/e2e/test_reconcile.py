@@ -14,16 +14,17 @@ the venue's own record wins.
 
 from __future__ import annotations
 
+import sqlite3
 from decimal import Decimal
 from pathlib import Path
 
 import msgspec
 import pytest
 
-from fix.codec import CUM_QTY, EXEC_TYPE, LAST_QTY, ORD_STATUS, TEXT
-from router.domain.commands import SendChildOrder
-from router.domain.events import VenueReport
-from router.domain.types import ExecType
+from fix.codec import CUM_QTY, EXEC_ID, EXEC_TYPE, LAST_QTY, ORD_STATUS, TEXT
+from router.domain.commands import ReportToOms, SendChildOrder
+from router.domain.events import NewOrderReceived, VenueReport
+from router.domain.types import ExecType, OrdStatus
 from router.journal import records
 from router.journal.store import SqliteStore
 from sim.config import SimClusterConfig
@@ -37,10 +38,22 @@ DRIVERS = ["threaded", "poll"]
 
 
 def _journaled_ack(path: str) -> bool:
+    """A child the venue acked and has not ended is in the journal (committed):
+    the resting one, not the IOC waves before it."""
     store = SqliteStore(path, readonly=True)
     try:
-        return any(isinstance(ev := records.decode_event(body), VenueReport) and ev.exec_type is ExecType.NEW
-                   for s in store.sessions() for body in store.events(s.session_id))
+        acked: set[str] = set()
+        ended: set[str] = set()
+        for s in store.sessions():
+            for body in store.events(s.session_id):
+                ev = records.decode_event(body)
+                if isinstance(ev, VenueReport):
+                    if ev.exec_type is ExecType.NEW:
+                        acked.add(ev.child_id)
+                    elif ev.ord_status in (OrdStatus.CANCELED, OrdStatus.FILLED, OrdStatus.REJECTED,
+                                           OrdStatus.EXPIRED):
+                        ended.add(ev.child_id)
+        return bool(acked - ended)
     finally:
         store.close()
 
@@ -167,3 +180,70 @@ def test_oms_disconnect_cancels_its_orders_when_configured(default_config: SimCl
         if oms2 is not None:
             oms2.stop()
         cluster.stop()
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_a_child_the_journal_lost_is_found_at_the_venue_and_canceled(default_config: SimClusterConfig,
+                                                                    tmp_path: Path, driver: str) -> None:
+    """The crash window of ``sync = "batch"``: the daemon dies after sending a
+    child but before its records were committed (made here by deleting the
+    last records of the killed session). The restarted daemon does not know
+    the child; the venue does. Its sweep after the restart (35=AF) finds it
+    and cancels it, and new IDs never collide with the lost ones."""
+    cfg = localize(e2e_config(default_config, driver), tmp_path)
+    cluster, oms = start_with_oms(cfg, tmp_path)
+    try:
+        cl = resting(oms, "S5")
+        assert poll_until(lambda: _journaled_ack(cfg.journal.path), TIMEOUT_S)
+        assert cluster.kill_daemon() != 0
+        store = SqliteStore(cfg.journal.path, readonly=True)
+        first = next(seq for seq, kind, _, body in store.records(1)
+                     if kind == records.EVENT and isinstance(records.decode_event(body), NewOrderReceived))
+        store.close()
+        db = sqlite3.connect(cfg.journal.path)
+        with db:
+            db.execute("DELETE FROM records WHERE session_id = 1 AND seq >= ?", (first,))
+        db.close()
+        cluster.start_daemon()
+        cluster.wait_sessions({v.name: 1.0 for v in cfg.venues}, 60)
+        assert poll_until(lambda: cluster.metrics().get('sor_venue_anomalies_total{kind="orphan_child"}') == 1.0,
+                          TIMEOUT_S), cluster.log("daemon")[-3000:]
+        assert poll_until(lambda: "CANCELED" in "".join(line for line in cluster.log("daemon").splitlines()
+                                                        if "orphan" in line), TIMEOUT_S)
+        assert oms.wait_for(lambda: oms.up, TIMEOUT_S)
+        # What the window costs: the OMS's order is unknown to the router.
+        oms.send_cancel(cl, "S5", "1", 300)
+        assert oms.wait_for(lambda: any(r.msg_type == "9" for r in oms.answers(cl)), TIMEOUT_S)
+        # New orders route, with IDs the lost child never had.
+        cl2 = resting(oms, "S6")
+        oms.send_cancel(cl2, "S6", "1", 300)
+        assert oms.wait_done(cl2, TIMEOUT_S)
+        check_order(cl2, oms.reports(cl2))
+        assert cluster.metrics().get("sor_open_children") == 0.0
+    finally:
+        oms.stop()
+        cluster.stop()
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_with_sync_every_the_oms_never_has_a_report_the_journal_lost(default_config: SimClusterConfig,
+                                                                      tmp_path: Path, driver: str) -> None:
+    """``journal.sync = "every"``: killed with SIGKILL right after the OMS got
+    its fills, the journal holds every report the OMS received."""
+    base = e2e_config(default_config, driver)
+    r = msgspec.structs.replace
+    cfg = localize(r(base, journal=r(base.journal, sync="every")), tmp_path)
+    cluster, oms = start_with_oms(cfg, tmp_path)
+    try:
+        sent = [oms.send_order(f"S{1 + i % 7}", "1", 150, price="190.05", tif="3") for i in range(20)]
+        assert oms.wait_all_done(sent, TIMEOUT_S)
+        assert cluster.kill_daemon() != 0
+        got = {rep.get(EXEC_ID) for cl in sent for rep in oms.reports(cl)}
+    finally:
+        oms.stop()
+        cluster.stop()
+    store = SqliteStore(cfg.journal.path, readonly=True)
+    journaled = {c.exec_id for st in records.steps(store.records(1)) if st.commands is not None
+                 for c in records.decode_commands(st.commands) if isinstance(c, ReportToOms)}
+    store.close()
+    assert got and got <= journaled, got - journaled

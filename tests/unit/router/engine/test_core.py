@@ -28,6 +28,7 @@ from router.domain.commands import (
     CancelChild,
     Command,
     QueryChildStatus,
+    QueryVenueOrders,
     RejectCancel,
     RejectOrder,
     ReportToOms,
@@ -38,6 +39,7 @@ from router.domain.events import (
     InvalidOrderReceived,
     NewOrderReceived,
     OmsSessionChanged,
+    Restored,
     VenueCancelRejected,
     VenueReport,
     VenueSessionChanged,
@@ -1091,6 +1093,43 @@ def test_oms_disconnect_cancels_that_sessions_parents_when_configured(enabled: b
     assert "cancel_on_disconnect" in final.text
     # A logon changes nothing.
     assert h.engine.handle(OmsSessionChanged(session="OMS", up=True, ts_ns=h.tick())).commands == []
+
+
+def test_a_restored_engine_never_reuses_an_id_and_sweeps_each_venue_once() -> None:
+    h = Harness()
+    first = one(h.new("c1", 100), SendChildOrder).child_id
+    h.engine.handle(Restored(id_gap=1000, ts_ns=h.tick()))
+    h.session("DARK1", False)
+    out = h.session("DARK1", True)
+    (sweep,) = of(out, QueryVenueOrders)
+    assert sweep.venue == "DARK1"
+    h.session("DARK1", False)
+    assert of(h.session("DARK1", True), QueryVenueOrders) == [], "once per venue after a restore"
+    nxt = one(h.new("c2", 100), SendChildOrder).child_id
+    assert int(nxt.removeprefix("T-C")) > int(first.removeprefix("T-C")) + 1000
+
+
+def _status(h: Harness, cid: str, venue: str, st: OrdStatus, cum: int = 0, leaves: int = 100,
+            symbol: str = "AAPL") -> list[Command]:
+    ev = VenueReport(venue=venue, child_id=cid, exec_id="0", exec_type=ExecType.ORDER_STATUS, ord_status=st,
+                     last_qty=0, last_px_ticks=0, cum_qty=cum, leaves_qty=leaves, text="", recv_ns=h.tick(),
+                     symbol=symbol, side=BUY)
+    return h._run(h.engine.on_venue_report(ev))
+
+
+def test_an_order_a_venue_holds_that_no_parent_owns_is_canceled() -> None:
+    h = Harness()
+    out = _status(h, "T-C77", "LIT1", S.PARTIALLY_FILLED, cum=40, leaves=60)
+    cancel = one(out, CancelChild)
+    assert (cancel.venue, cancel.child_id, cancel.qty, cancel.symbol) == ("LIT1", "T-C77", 100, "AAPL")
+    assert h.metric("sor_venue_anomalies_total", kind="orphan_child") == 1
+    assert h.metric("sor_venue_anomalies_total", kind="orphan_fill") == 1
+    assert _status(h, "T-C77", "LIT1", S.PARTIALLY_FILLED, cum=40, leaves=60) == [], "canceled once"
+    # The venue's answer to that cancel ends it quietly; nothing reaches the OMS.
+    assert h.report("T-C77", ExecType.CANCELED, ord_status=S.CANCELED, venue="LIT1") == []
+    # Someone else's order, or one already done, is left alone.
+    assert _status(h, "X-C5", "LIT1", S.NEW) == []
+    assert _status(h, "T-C78", "LIT1", S.FILLED, cum=100, leaves=0) == []
 
 
 def test_same_exec_id_on_different_children_is_not_a_duplicate() -> None:
