@@ -12,6 +12,7 @@ several routers share one journal. Both are ``JournalStore``s.
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -46,6 +47,14 @@ Row = tuple[int, str, int, bytes]
 """(seq, kind, ts_ns, body)."""
 
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+
+ROWS_PER_INSERT = 500
+"""Rows per INSERT statement (5 parameters each: SQLite allows 32,766)."""
+
+
+@functools.lru_cache(maxsize=ROWS_PER_INSERT)
+def _insert_sql(n: int) -> str:
+    return "INSERT INTO records (seq, session_id, kind, ts_ns, body) VALUES " + ", ".join(["(?, ?, ?, ?, ?)"] * n)
 
 
 def last_session_of(sessions: Sequence[SessionInfo], router: str) -> SessionInfo | None:
@@ -171,12 +180,24 @@ class SqliteStore:
         return cur.lastrowid
 
     def write(self, session_id: int, rows: Sequence[Row]) -> None:
-        """One transaction: all of ``rows`` or none."""
+        """One transaction: all of ``rows`` or none.
+
+        Rows go in as multi-row INSERTs of up to ``ROWS_PER_INSERT``, not
+        ``executemany``: the sqlite3 module lets go of the GIL around every
+        statement step, and each time the writer takes it back the engine's
+        thread is made to hand it over. Measured with a thread spinning
+        beside a writer of 60-row batches every 20 ms (3,000 rows/s):
+        executemany added 4,000-5,300 stalls of the spinning thread over 20
+        us in 8 s, multi-row INSERTs 900-1,900."""
         db = self._db
         db.execute("BEGIN")
         try:
-            db.executemany("INSERT INTO records (seq, session_id, kind, ts_ns, body) VALUES (?, ?, ?, ?, ?)",
-                           [(seq, session_id, kind, ts, body) for seq, kind, ts, body in rows])
+            for k in range(0, len(rows), ROWS_PER_INSERT):
+                chunk = rows[k:k + ROWS_PER_INSERT]
+                params: list[object] = []
+                for seq, kind, ts, body in chunk:
+                    params += (seq, session_id, kind, ts, body)
+                db.execute(_insert_sql(len(chunk)), params)
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")

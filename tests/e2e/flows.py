@@ -17,10 +17,15 @@ TIMEOUT_S = 20.0
 
 def start_with_oms(cfg: SimClusterConfig, work: Path) -> tuple[Cluster, SimOms]:
     cluster = Cluster(cfg, work, log_level="INFO")
-    cluster.start(timeout_s=60)
-    oms = SimOms("127.0.0.1", cfg.oms.port, sender_comp_id=cfg.oms.target_comp_id,
-                 target_comp_id=cfg.oms.sender_comp_id, state_dir=work / "oms")
-    oms.start()
+    try:
+        cluster.start(timeout_s=60)
+        oms = SimOms("127.0.0.1", cfg.oms.port, sender_comp_id=cfg.oms.target_comp_id,
+                     target_comp_id=cfg.oms.sender_comp_id, state_dir=work / "oms")
+        oms.start()
+    except BaseException:
+        # Nothing may outlive a test that could not start.
+        cluster.stop()
+        raise
     return cluster, oms
 
 
