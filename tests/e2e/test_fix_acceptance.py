@@ -106,15 +106,20 @@ class Ledger:
                     venue = mic[r.get(LAST_MKT)]
                     seen[venue] = seen.get(venue, 0) + int(r.get(LAST_QTY))
         counted: dict[str, int] = {}
+        at_venues: dict[str, int] = {}
 
         def agree() -> bool:
             m = self.cluster.metrics()
             counted.clear()
             counted.update({v.name: int(m.get(f'sor_filled_qty_total{{venue="{v.name}"}}', 0))
                             for v in self.cluster.cfg.venues})
-            return all(counted[v] == seen.get(v, 0) for v in counted)
+            # The venues' own records of what they filled, share for share.
+            at_venues.clear()
+            for f in self.cluster.venue_fills():
+                at_venues[f["venue"]] = at_venues.get(f["venue"], 0) + int(f["qty"])
+            return all(counted[v] == seen.get(v, 0) == at_venues.get(v, 0) for v in counted)
 
-        assert poll_until(agree, T), f"OMS saw fills {seen}, the router counted {counted}"
+        assert poll_until(agree, T), f"OMS saw fills {seen}, the router counted {counted}, the venues {at_venues}"
 
 
 @pytest.fixture(scope="module")
