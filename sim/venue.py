@@ -293,22 +293,8 @@ class VenueServer:
         order = self.core.status(cl)
         if order is not None:
             self._report(order, "I", order.ord_status, cl)
-            return
-        m = fix.Message()
-        m.getHeader().setField(35, "8")
-        m.setField(ORDER_ID, "NONE")
-        m.setField(CL_ORD_ID, cl)
-        m.setField(EXEC_ID, self.core.next_exec_id())
-        m.setField(EXEC_TYPE, "I")
-        m.setField(ORD_STATUS, "8")
-        m.setField(ORD_REJ_REASON, "5")
-        m.setField(SYMBOL, f.get(SYMBOL) or "?")
-        m.setField(SIDE, f.get(SIDE) or "1")
-        m.setField(CUM_QTY, "0")
-        m.setField(LEAVES_QTY, "0")
-        m.setField(AVG_PX, "0")
-        m.setField(TEXT, "unknown order")
-        self._send(m)
+        else:
+            self._reject(cl, f.get(SYMBOL) or "", f, "unknown order", exec_type="I", reason="5")
 
     def _mass_status(self, f: dict[int, str | None]) -> None:
         """Answer an OrderMassStatusRequest: one 150=I report per order the
@@ -372,15 +358,18 @@ class VenueServer:
         self._send(m)
         return exec_id
 
-    def _reject(self, cl: str, symbol: str, f: dict[int, str | None], text: str) -> None:
+    def _reject(self, cl: str, symbol: str, f: dict[int, str | None], text: str, *, exec_type: str = "8",
+                reason: str = "99") -> None:
+        """39=8 for an order the venue does not take (150=8) or does not
+        know (an order status answer: 150=I, 103=5)."""
         m = fix.Message()
         m.getHeader().setField(35, "8")
         m.setField(ORDER_ID, "NONE")
         m.setField(CL_ORD_ID, cl)
         m.setField(EXEC_ID, self.core.next_exec_id())
-        m.setField(EXEC_TYPE, "8")
+        m.setField(EXEC_TYPE, exec_type)
         m.setField(ORD_STATUS, "8")
-        m.setField(ORD_REJ_REASON, "99")
+        m.setField(ORD_REJ_REASON, reason)
         m.setField(SYMBOL, symbol or "?")
         m.setField(SIDE, f.get(SIDE) or "1")
         m.setField(ORDER_QTY, f.get(ORDER_QTY) or "0")

@@ -38,7 +38,7 @@ from psycopg import conninfo
 from psycopg.rows import TupleRow
 
 from router.journal.schema import SCHEMA_VERSION
-from router.journal.store import JournalError, Row, SessionInfo, lineage_of
+from router.journal.store import SESSIONS_QUERY, JournalError, Row, SessionInfo, lineage_of, session_info
 
 log = logging.getLogger("sor.journal")
 
@@ -219,12 +219,7 @@ class PostgresStore:
                 copy.write_row((seq, session_id, kind, ts, body))
 
     def sessions(self) -> list[SessionInfo]:
-        return [SessionInfo(session_id=r[0], started_ns=r[1], id_prefix=r[2], model_version=r[3], config=r[4],
-                            restored_from=r[5], router=r[6])
-                for r in self._db.execute(
-                    "SELECT session_id, started_ns, id_prefix, model_version, config, restored_from, router "
-                    "FROM sessions "
-                    "ORDER BY session_id")]
+        return [session_info(r) for r in self._db.execute(SESSIONS_QUERY)]
 
     def lineage(self, session_id: int) -> list[SessionInfo]:
         """The sessions whose inputs rebuild ``session_id``'s starting state

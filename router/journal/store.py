@@ -16,7 +16,7 @@ import functools
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Final, Protocol
 
 import msgspec
 
@@ -120,6 +120,17 @@ def open_store(target: JournalConfig | str | Path, readonly: bool = False) -> Jo
     return SqliteStore(target, readonly=readonly)
 
 
+SESSIONS_QUERY: Final = ("SELECT session_id, started_ns, id_prefix, model_version, config, restored_from, router "
+                         "FROM sessions ORDER BY session_id")
+"""Every session, oldest first: the same statement for both stores."""
+
+
+def session_info(row: Sequence[Any]) -> SessionInfo:
+    """A row of ``SESSIONS_QUERY``."""
+    return SessionInfo(session_id=row[0], started_ns=row[1], id_prefix=row[2], model_version=row[3], config=row[4],
+                       restored_from=row[5], router=row[6])
+
+
 def lineage_of(sessions: Iterable[SessionInfo], session_id: int, where: object) -> list[SessionInfo]:
     """The chain of ``restored_from`` that ends at ``session_id``, oldest
     first (``JournalStore.lineage`` of either store)."""
@@ -204,12 +215,7 @@ class SqliteStore:
             raise
 
     def sessions(self) -> list[SessionInfo]:
-        return [SessionInfo(session_id=r[0], started_ns=r[1], id_prefix=r[2], model_version=r[3], config=r[4],
-                            restored_from=r[5], router=r[6])
-                for r in self._db.execute(
-                    "SELECT session_id, started_ns, id_prefix, model_version, config, restored_from, router "
-                    "FROM sessions "
-                    "ORDER BY session_id")]
+        return [session_info(r) for r in self._db.execute(SESSIONS_QUERY)]
 
     def lineage(self, session_id: int) -> list[SessionInfo]:
         """The sessions whose inputs rebuild ``session_id``'s starting state

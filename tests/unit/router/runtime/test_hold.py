@@ -71,7 +71,8 @@ def _nos(cl: str) -> NewOrderReceived:
                             ord_type=OrdType.LIMIT, price_ticks=PX, tif=TimeInForce.DAY, recv_ns=time.monotonic_ns())
 
 
-def test_reports_wait_for_their_commit_and_children_do_not() -> None:
+def _holding_driver() -> tuple[asyncio.AbstractEventLoop, GatedStore, FakeEdge, JournalWriter, Driver]:
+    """A driver with sync = "every", its venues up and one order sent."""
     cfg = make_config("cancel")
     loop = asyncio.new_event_loop()
     store = GatedStore()
@@ -81,12 +82,17 @@ def test_reports_wait_for_their_commit_and_children_do_not() -> None:
     writer = JournalWriter(store, 1, capacity=10_000, max_delay_ms=1000, on_failure=lambda why: None)
     driver = Driver(cfg.router, loop, engine, edge, metrics, None, time.monotonic_ns, None, writer,
                     hold_reports=True)
+    for v in VENUES:
+        driver.inject(VenueSessionChanged(venue=v, up=True, ts_ns=time.monotonic_ns()))
+    driver.inject(_nos("c1"))
+    return loop, store, edge, writer, driver
+
+
+def test_reports_wait_for_their_commit_and_children_do_not() -> None:
+    loop, store, edge, writer, driver = _holding_driver()
     writer.on_commit = lambda: loop.call_soon_threadsafe(driver.release_held)
     writer.start()
     try:
-        for v in VENUES:
-            driver.inject(VenueSessionChanged(venue=v, up=True, ts_ns=time.monotonic_ns()))
-        driver.inject(_nos("c1"))
         kinds = [type(c) for c, _ in edge.sent]
         assert SendChildOrder in kinds, "the child goes to the venue at once"
         assert ReportToOms not in kinds, "the ack waits for the journal"
@@ -111,19 +117,8 @@ def test_reports_wait_for_their_commit_and_children_do_not() -> None:
 
 
 def test_a_failed_journal_releases_what_it_held() -> None:
-    cfg = make_config("cancel")
-    loop = asyncio.new_event_loop()
-    store = GatedStore()
-    edge = FakeEdge(store)
-    metrics = Metrics([v.name for v in cfg.venues], registry=CollectorRegistry())
-    engine = Engine(cfg, StaticWaterfall(cfg), metrics, "T-")
-    writer = JournalWriter(store, 1, capacity=10_000, max_delay_ms=1000, on_failure=lambda why: None)
-    driver = Driver(cfg.router, loop, engine, edge, metrics, None, time.monotonic_ns, None, writer,
-                    hold_reports=True)
+    loop, store, edge, writer, driver = _holding_driver()
     try:
-        for v in VENUES:
-            driver.inject(VenueSessionChanged(venue=v, up=True, ts_ns=time.monotonic_ns()))
-        driver.inject(_nos("c1"))
         assert not any(isinstance(c, ReportToOms) for c, _ in edge.sent)
         writer.failed = "disk full"  # as the writer's failure path sets it
         driver.halt("journal failed: disk full")
