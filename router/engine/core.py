@@ -183,6 +183,9 @@ class Engine:
             case Restored():
                 self._seq += ev.id_gap
                 self._sweep = set(self.venue_names)
+                # Questions the crashed process asked go unanswered; each
+                # venue's next logon asks again.
+                self._status_due.clear()
                 log.warning("restored from the journal: new IDs start at %d; each venue's next logon is asked for "
                             "every order it holds", self._seq + 1)
                 return NO_STEP
@@ -215,6 +218,10 @@ class Engine:
         vm = self._m.venue.get(ev.venue)
         if vm is not None:
             vm.session_up.set(1 if ev.up else 0)
+        if not ev.up and self._status_due:
+            # No answer comes on a dead session; the next logon asks again.
+            for cid in [c for c in self._status_due if self.children[c].venue == ev.venue]:
+                del self._status_due[cid]
         out: list[Command] = self._query_children(ev.venue, ev.ts_ns) if ev.up else []
         if ev.up and ev.venue in self._sweep:
             self._sweep.discard(ev.venue)

@@ -1062,6 +1062,19 @@ def test_unanswered_status_request_cancels_the_child() -> None:
     assert h.metric("sor_venue_anomalies_total", kind="status_timeout") == 1
 
 
+def test_a_status_question_dies_with_its_session_and_a_restore() -> None:
+    h = Harness()
+    dark = one(h.new("c1", 100), SendChildOrder).child_id
+    h.ack(dark)
+    h.session("DARK1", False)
+    h.session("DARK1", True)
+    h.session("DARK1", False)  # no answer will come on this session
+    assert h.engine.next_timer_ns() is None or h.timer(h.engine.next_timer_ns() or 0) == []
+    h.session("DARK1", True)
+    h.engine.handle(Restored(id_gap=10, ts_ns=h.tick()))
+    assert h.engine.next_timer_ns() is None, "the crashed process's questions are not timed out"
+
+
 def test_restored_children_wait_for_their_venues_word() -> None:
     h = Harness()
     dark = one(h.new("c1", 100), SendChildOrder).child_id
