@@ -327,7 +327,8 @@ def _md_entries(metrics: dict[str, float]) -> float:
 
 
 def _md_rate(before: tuple[float, float], after: tuple[float, float]) -> float | None:
-    """Entries/s the daemon applied between two (monotonic s, entries) readings."""
+    """Per second between two (monotonic s, counter) readings: market-data
+    entries applied, journal records committed."""
     dt = after[0] - before[0]
     return round((after[1] - before[1]) / dt, 1) if dt > 0 else None
 
@@ -391,7 +392,7 @@ def _run_driver(cfg: SimClusterConfig, work: Path, v: Variant, n: int, warmup: i
     cluster.start(timeout_s=60)
     oms = SimOms("127.0.0.1", cfg.oms.port, sender_comp_id=cfg.oms.target_comp_id,
                  target_comp_id=cfg.oms.sender_comp_id, state_dir=work / "oms")
-    steps: list[tuple[float, Sent, int, list[int], float | None]] = []
+    steps: list[tuple[float, Sent, int, list[int], float | None, float | None]] = []
     profile: str | None = None
     scraped: dict[str, Any] | None = None
     md_latency: float | None = None
@@ -417,11 +418,13 @@ def _run_driver(cfg: SimClusterConfig, work: Path, v: Variant, n: int, warmup: i
                                         rate, scrape_block)
         for r in rates:
             m0 = md_reading()
+            j0 = _journal_reading(cluster)
             sent = s.paced(None, r, window_s)
             done = s.wait_all(sent, 60)
             md = _md_rate(m0, md_reading())
+            rows = _md_rate(j0, _journal_reading(cluster)) if v.journal else None
             rtts = first_er_rtts(oms, sent)
-            steps.append((r, sent, done, rtts, md))
+            steps.append((r, sent, done, rtts, md, rows))
             # Online stop check (the venue's trace is only written at exit):
             # the OMS-observed first-ER p99, or a sender that cannot keep up.
             er_p99 = quantiles_us(rtts).get("p99", float("inf"))
@@ -448,7 +451,7 @@ def _run_driver(cfg: SimClusterConfig, work: Path, v: Variant, n: int, warmup: i
 
     ladder: list[dict[str, Any]] = []
     held = 0.0
-    for r, sent, done, rtts, md in steps:
+    for r, sent, done, rtts, md, rows in steps:
         tv, miss = tick_to_route(arrivals, sent)
         q = quantiles_us(tv)
         achieved = len(sent.stamps) / sent.elapsed_s if sent.elapsed_s > 0 else 0.0
@@ -459,7 +462,7 @@ def _run_driver(cfg: SimClusterConfig, work: Path, v: Variant, n: int, warmup: i
                        "completed": done, "missing_at_venue": miss,
                        "tick_to_route_us": {k: q[k] for k in ("p50", "p99", "max") if k in q},
                        "first_er_p99_us": quantiles_us(rtts).get("p99"), "held": ok,
-                       "md_entries_per_s": md})
+                       "md_entries_per_s": md, "journal_rows_per_s": rows})
     sender_limited = any(st["achieved_per_s"] < 0.9 * st["offered_per_s"] for st in ladder)
     out: dict[str, Any] = {
         "driver": v.driver, "planner": v.planner,
@@ -494,6 +497,11 @@ def _run_driver(cfg: SimClusterConfig, work: Path, v: Variant, n: int, warmup: i
             "p99.9_change_pct": round(100.0 * (on - off) / off, 1) if on and off else None,
         }
     return out
+
+
+def _journal_reading(cluster: Cluster) -> tuple[float, float]:
+    """(when, journal records committed so far)."""
+    return time.monotonic(), cluster.metrics().get("sor_journal_records_total", 0.0)
 
 
 def _journal_figures(v: Variant, final: list[Sample], latency_phase: list[Sample]) -> dict[str, Any] | None:
@@ -554,12 +562,15 @@ def print_report(res: dict[str, Any]) -> None:
             cnt = ", ".join(f"gen{k} {v['count']}" for k, v in g["by_generation"].items())
             print(f"  {'':<12} garbage collections: {cnt}; longest <= {_fmt(g['max_le_us'])} us")
     print(f"\nthroughput (window {res['window_s']} s per rate; held = wire p99 <= 5 ms and >= 90% of offered sent)")
-    print(f"  {'driver':<12}{'offered/s':>10}{'achieved/s':>12}{'p50 us':>10}{'p99 us':>10}{'max us':>10}  held")
+    print(f"  {'driver':<12}{'offered/s':>10}{'achieved/s':>12}{'p50 us':>10}{'p99 us':>10}{'max us':>10}  held"
+          f"  journal rows/s")
     for d, r in res["drivers"].items():
         for stp in r["throughput"]["steps"]:
             t = stp["tick_to_route_us"]
+            rows = stp.get("journal_rows_per_s")
             print(f"  {d:<12}{stp['offered_per_s']:>10.0f}{stp['achieved_per_s']:>12.0f}{_fmt(t.get('p50')):>10}"
-                  f"{_fmt(t.get('p99')):>10}{_fmt(t.get('max')):>10}  {'yes' if stp['held'] else 'no'}")
+                  f"{_fmt(t.get('p99')):>10}{_fmt(t.get('max')):>10}  {'yes' if stp['held'] else 'no ':<3}"
+                  f"  {_fmt(rows) if rows is not None else '-'}")
         tp = r["throughput"]
         note = " (the Python sim OMS could not offer some rates: sender-limited)" if tp["sender_limited"] else ""
         print(f"  {d:<12}highest rate held: {tp['highest_rate_held_per_s']:.0f}/s{note}")
