@@ -25,7 +25,10 @@ from fix.clock import monotonic_ns
 from fix.edge import RouterEdge
 from fix.gateway import hard_exit
 from fix.settings import SessionSpec
+from fix.store import exec_ids_sent, store_body
+from router.admin.server import AdminError, AdminServer, read_token
 from router.config import Config
+from router.domain.commands import Command, RejectOrder, ReportToOms
 from router.domain.decision import Decision
 from router.domain.events import Restored, VenueSessionChanged
 from router.domain.orders import ParentOrder
@@ -55,6 +58,11 @@ RESTORE_ID_GAP = 1_000_000
 crashed process may have used some after its last durable record (at most
 ``journal.max_delay_ms`` of work, or the writer's backlog), and an ID must
 never be used twice."""
+
+
+UNSENT_TAIL_RECORDS = 100_000
+"""How far back from a crashed session's end reports are checked against
+the FIX store (the writer is never more than a batch or two behind)."""
 
 
 def unique_prefix() -> str:
@@ -282,6 +290,7 @@ class Router:
             if n:
                 log.warning("restored %d open children: the OMS acceptor opens once their venues confirm them", n)
             self.driver.reconcile_first()
+            self._deliver_unsent()
         tick_sizes = {s.symbol: float(s.tick_size) for s in cfg.symbols}
         reg = m.registry
         reg.register(MarketDataCollector(self.md, tick_sizes, clock_ns))
@@ -290,6 +299,42 @@ class Router:
                                     lambda: self.edge.md_decoder.errors,
                                     None if self.scorer is None else self.scorer.failures)
         self._unwatch_gc: Callable[[], None] = lambda: None
+        self.admin: AdminServer | None = None
+        if cfg.admin.enabled:
+            # The token is read now: a missing or empty file stops the start.
+            version = self.scorer.version if self.scorer is not None else "static"
+            self.admin = AdminServer(cfg, read_token(cfg.admin.token_file), loop, self.driver, self.engine, m,
+                                     model={"version": version, "status": self.model_status,
+                                            "planner": cfg.waterfall.planner})
+
+    def _deliver_unsent(self) -> None:
+        """Reports for the OMS that the crashed session journaled but never
+        handed to quickfix (``sync = "every"`` commits first and sends after:
+        a crash in between) are sent now, in their order. quickfix's store
+        says what was handed over (``fix.store``); the OMS reads the rest by
+        resend when it logs on."""
+        if self.store is None or not self.restored_from:
+            return
+        fx = self.cfg.fix
+        sent = exec_ids_sent(store_body(fx.state_dir, "oms", oms_spec(self.cfg))) if fx.file_store else None
+        if sent is None:
+            log.warning("no FIX file store for the OMS session: reports the crashed session journaled but may not "
+                        "have sent cannot be told apart; none resent")
+            return
+        # Only the last moments can hold a report committed and not sent (it
+        # leaves as soon as its commit returns): the tail is enough.
+        tail_from = sum(self.store.count(self.restored_from).values()) - UNSENT_TAIL_RECORDS
+        unsent: list[Command] = []
+        for st in records.steps(self.store.records(self.restored_from)):
+            if st.seq >= tail_from and st.commands is not None:
+                for c in records.decode_commands(st.commands):
+                    if isinstance(c, ReportToOms | RejectOrder) and c.exec_id not in sent:
+                        unsent.append(c)
+        if unsent:
+            log.error("%d reports for the OMS were journaled but never sent before the crash: sending them now",
+                      len(unsent))
+            self.metrics.venue_anomalies.labels(kind="unsent_report").inc(len(unsent))
+            self.edge.execute(unsent)
 
     def _open_journal(self) -> JournalWriter | None:
         jc = self.cfg.journal
@@ -320,6 +365,8 @@ class Router:
     # ------------------------------------------------------------ lifecycle
 
     def start(self) -> None:
+        if self.admin is not None:
+            self.admin.start()  # first: a port it cannot bind stops the start before anything runs
         if self.journal is not None:
             self.journal.start()
         version = self.scorer.version if self.scorer is not None else "static"
@@ -354,6 +401,8 @@ class Router:
         self.stop()
 
     def stop(self) -> None:
+        if self.admin is not None:
+            self.admin.stop()
         self._unwatch_gc()
         self.driver.stop()
         if self.journal is not None:
@@ -377,8 +426,9 @@ async def _serve(cfg: Config) -> None:
     gc.freeze()
     router.start()
     allowed = ", ".join(cfg.oms.allowed_remote) or "any address"
+    admin = f", admin API on {cfg.admin.host}:{cfg.admin.port}" if router.admin is not None else ""
     print(f"sor: routing; OMS acceptor on port {cfg.oms.port} (logons from {allowed}), metrics on "
-          f"{cfg.metrics.host}:{cfg.metrics.port}", flush=True)
+          f"{cfg.metrics.host}:{cfg.metrics.port}{admin}", flush=True)
     await stop.wait()
     log.info("shutting down")
     await router.shutdown()
@@ -403,10 +453,21 @@ def run_daemon(cfg: Config) -> int:
             except Exception:
                 pass  # unreadable manifests are the loader's to report (fallback)
 
+    if cfg.admin.enabled:
+        try:
+            read_token(cfg.admin.token_file)
+        except AdminError as e:
+            print(f"sor: refusing to start: {e}", file=sys.stderr, flush=True)
+            return 2
+
     # Python's default 5 ms switch interval lets a busy quickfix thread stall
     # the loop; a shorter one hands the GIL back sooner.
     sys.setswitchinterval(0.0005)
-    uvloop.run(_serve(cfg))
+    try:
+        uvloop.run(_serve(cfg))
+    except AdminError as e:
+        print(f"sor: refusing to start: {e}", file=sys.stderr, flush=True)
+        return 2
     print("sor: stopped cleanly", flush=True)
     hard_exit(0)
     return 0

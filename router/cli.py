@@ -167,8 +167,14 @@ def main(argv: list[str] | None = None) -> int:
     jr.add_argument("--session", type=int, help="only this session (and the sessions it was restored from)")
     jr.add_argument("--oms-session", metavar="KEY", help="with --parent: the OMS session a ClOrdID belongs to")
 
+    _ctl_parser(sub)
+
     args = p.parse_args(argv)
     _logging(args.log_level)
+    if args.cmd == "ctl":
+        from router.admin.client import run_ctl
+
+        return run_ctl(_load(args.config), args)
     if args.cmd == "backtest":
         from sim import report
 
@@ -223,6 +229,45 @@ def main(argv: list[str] | None = None) -> int:
                                    md_per_s=args.md_rate, scrape_parents=args.scrape_parents,
                                    only=args.only, profile_dir=args.profile))
     return 2
+
+
+def _ctl_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """``sor ctl``: the admin API's client (``router.admin.client``)."""
+    ctl = sub.add_parser("ctl", help="operator control of a running router over its admin API ([admin] in the config)")
+    ctl.add_argument("--config", default=DEFAULT_CONFIG, help="where [admin] host, port and token_file are read")
+    ctl.add_argument("--json", action="store_true", help="print the API's JSON answer")
+    ctl.add_argument("--who", help="the operator named in the journal and the log (default: user@host)")
+    what = ctl.add_subparsers(dest="what", required=True)
+    what.add_parser("status", help="sessions, open orders, halts, disabled venues, the model in service")
+
+    def scoped(name: str, help_: str) -> argparse.ArgumentParser:
+        sp = what.add_parser(name, help=help_)
+        g = sp.add_mutually_exclusive_group()
+        g.add_argument("--symbol", help="only this symbol")
+        g.add_argument("--session", help="only this OMS session (its key, as in the status)")
+        g.add_argument("--venue", help="only this venue")
+        return sp
+
+    k = scoped("kill", "kill switch: cancel every working order in scope, refuse new ones until resumed")
+    k.add_argument("--reason", help="said to the OMS in Text(58) and in the journal")
+    k.add_argument("--wait-ms", type=int, default=2000,
+                   help="wait until no child in scope works at a venue, at most this long (default 2000; 0: no)")
+    scoped("resume", "lift the kill switch of that scope (no scope: the one over everything)")
+    v = what.add_parser("venue", help="take a venue out of routing or put it back")
+    va = v.add_subparsers(dest="venue_action", required=True)
+    vd = va.add_parser("disable", help="no new child goes to the venue")
+    vd.add_argument("name")
+    vd.add_argument("--cancel", action="store_true", help="also cancel its working children (they move on)")
+    vd.add_argument("--reason")
+    ve = va.add_parser("enable", help="route to the venue again")
+    ve.add_argument("name")
+    ve.set_defaults(reason=None)
+    lim = what.add_parser("limits", help="the pre-trade limits; `limits set KEY=VALUE` changes one")
+    lim.add_argument("set_word", nargs="?", choices=["set"], metavar="set")
+    lim.add_argument("set", nargs="?", metavar="KEY=VALUE")
+    sy = what.add_parser("symbol", help="`symbol enable NAME`: route a symbol the execution throttle stopped")
+    sy.add_argument("symbol_action", choices=["enable"])
+    sy.add_argument("name")
 
 
 def _open_journal(target: str) -> JournalStore:

@@ -161,6 +161,30 @@ class MetricsConfig(_Cfg, frozen=True, kw_only=True, forbid_unknown_fields=True)
     enabled: bool = True
 
 
+class AdminConfig(_Cfg, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The operator's admin API (``router.admin``): status, kill switch,
+    venue enable/disable, over HTTP with a bearer token; ``sor ctl`` is
+    its client."""
+
+    enabled: bool = False
+    """Off unless asked for; when on, ``token_file`` is required (the API
+    never runs without a token) and the daemon refuses to start if the
+    file cannot be read or is empty."""
+    host: str = "127.0.0.1"
+    """The address the API binds (an IP address). Only a loopback address
+    is accepted unless ``allow_non_loopback``."""
+    port: Port = 9109
+    token_file: str = ""
+    """A file holding the bearer token (one line; keep it mode 0600). Every
+    request without ``Authorization: Bearer <token>`` is refused (401),
+    counted in ``sor_admin_refused_total`` and logged."""
+    allow_non_loopback: bool = False
+    """Let ``host`` be an address other hosts can reach (behind a firewall
+    that only lets the operators' hosts in)."""
+    command_timeout_ms: Positive = 5_000
+    """How long a request waits for the engine to apply its command."""
+
+
 class MarketDataConfig(_Cfg, frozen=True, kw_only=True, forbid_unknown_fields=True):
     depth: Annotated[int, msgspec.Meta(ge=1, le=20)] = 5
     """Book levels kept per side (and requested from venues): 1..20."""
@@ -191,11 +215,13 @@ class JournalConfig(_Cfg, frozen=True, kw_only=True, forbid_unknown_fields=True)
     sync: Literal["batch", "every"] = "batch"
     """batch: every committed batch is fsynced, at most max_delay_ms behind
     the engine; a crash can lose that much of the journal (venue
-    reconciliation then recovers fills, but an ER the OMS already had may
-    be reported again). every: each message to the OMS is sent only once
-    the records of the step that made it are durable (group commit: the
-    writer commits at once, not max_delay_ms later); child orders and
-    cancels to the venues never wait. Costs the OMS a commit per answer."""
+    reconciliation and the restart sweep then recover children and fills,
+    but an ER the OMS already had may be reported again, and a child sent
+    in that window may fill for no parent). every: nothing a step commands
+    (child orders, cancels, reports for the OMS) leaves the process until
+    its records are committed (group commit: the writer commits at once);
+    reports committed but not yet sent at a crash are sent at the restart.
+    Costs every order a commit before its children leave."""
     max_delay_ms: Positive = 20
     """How long a record may wait for its batch."""
     capacity: Positive = 1_000_000
@@ -207,6 +233,81 @@ class JournalConfig(_Cfg, frozen=True, kw_only=True, forbid_unknown_fields=True)
     on_failure: Literal["halt", "continue"] = "halt"
     """When the journal cannot keep up or write: halt stops accepting new
     parents (working ones go on); continue trades on, unrecorded, loudly."""
+
+
+DupMode = Literal["reject", "warn", "off"]
+"""What the duplicate-order guard does with a repeat: reject it, let it
+through with a warning (logged, ``sor_risk_warnings_total``), or nothing."""
+
+
+class RiskSymbolConfig(_Cfg, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Per-symbol overrides of ``[risk]``; an unset field takes the
+    ``[risk]`` value."""
+
+    symbol: str
+    collar_bps: NonNegative | None = None
+    max_order_qty: Positive | None = None
+    max_order_notional: Positive | None = None
+    max_executions: NonNegative | None = None
+    execution_window_ms: Positive | None = None
+
+
+class RiskSessionConfig(_Cfg, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Per-OMS-session overrides of ``[risk]``. ``session`` is the session's
+    key (``FIX.4.4:SOR->OMS``) or the OMS's CompID alone (``OMS``)."""
+
+    session: str
+    max_order_qty: Positive | None = None
+    max_order_notional: Positive | None = None
+    credit_limit: Positive | None = None
+    max_msgs_per_s: Positive | None = None
+
+
+class RiskConfig(_Cfg, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Pre-trade controls (``router.risk``), checked on every parent from the
+    OMS and on every child the router itself creates. Notionals are in the
+    symbols' price currency. An order limit of a symbol and of a session
+    both apply (the smaller binds). Every field can be changed at run time
+    (``router.domain.events.RiskLimitChanged``)."""
+
+    enabled: bool = True
+    """false: no pre-trade control at all (tests of other things only)."""
+    collar_bps: NonNegative = 500
+    """Price collar: a limit more than this far through the reference price
+    (the NBBO mid; the last trade when the book is one-sided or stale) is
+    rejected; a market order's children become limits at the collar. 0: no
+    collar. With no reference at all (no market data yet) nothing is
+    collared."""
+    max_order_qty: Positive = 100_000
+    """Largest order quantity (shares), parent or child."""
+    max_order_notional: Positive = 10_000_000
+    """Largest order notional (qty x limit, or x the reference price for a
+    market order)."""
+    credit_limit: Positive = 50_000_000_000
+    """Per OMS session: gross notional of open plus executed orders over the
+    day (since start), counted the moment an order is accepted, given back
+    for what an order leaves unfilled when it ends (RTS 6 Art. 15(2)). The
+    default is a backstop sized above `make soak`'s day (100,000 parents, some
+    20 billion gross); a firm sets each client session's own."""
+    max_msgs_per_s: Positive = 500
+    """Per OMS session: new orders, cancels and replaces in any one second
+    (of event time) beyond this are rejected, never queued."""
+    max_executions: NonNegative = 1_000
+    """Repeated-execution throttle: after this many fills of one symbol in
+    ``execution_window_ms`` the router stops routing the symbol (new parents
+    and new children) until an operator re-enables it
+    (``SymbolReenabled``). 0: no throttle."""
+    execution_window_ms: Positive = 1_000
+    """The repeated-execution throttle's window."""
+    dup_window_ms: NonNegative = 1_000
+    """Duplicate-order guard: a new order with the same session, symbol,
+    side, quantity and price as one accepted this recently (0: no guard)."""
+    dup_mode: DupMode = "warn"
+    """What the guard does: warn (the default: an OMS may mean it) or reject."""
+    restricted_symbols: list[str] = msgspec.field(default_factory=list)
+    """Symbols the router must not trade: every order in them is rejected."""
+    symbols: list[RiskSymbolConfig] = msgspec.field(default_factory=list)
+    sessions: list[RiskSessionConfig] = msgspec.field(default_factory=list)
 
 
 class RouterConfig(_Cfg, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -262,9 +363,11 @@ class Config(_Cfg, frozen=True, kw_only=True, forbid_unknown_fields=True):
     router: RouterConfig = RouterConfig()
     fix: FixConfig = FixConfig()
     metrics: MetricsConfig = MetricsConfig()
+    admin: AdminConfig = AdminConfig()
     marketdata: MarketDataConfig = MarketDataConfig()
     model: ModelConfig = ModelConfig()
     journal: JournalConfig = JournalConfig()
+    risk: RiskConfig = RiskConfig()
 
     def venue(self, name: str) -> VenueConfig:
         for v in self.venues:
@@ -338,7 +441,41 @@ def validate(cfg: C) -> C:
             raise ConfigError(f"waterfall.allowed_venues[{i}]: unknown venue {name!r}")
     if wf.max_child_qty and wf.min_child_qty > wf.max_child_qty:
         raise ConfigError("waterfall.min_child_qty: larger than max_child_qty")
+    _check_admin(cfg.admin)
+    validate_risk(cfg.risk, [s.symbol for s in cfg.symbols])
     return cfg
+
+
+def validate_risk(risk: RiskConfig, symbols: Sequence[str]) -> None:
+    """``[risk]``'s cross-field checks: overrides name configured symbols,
+    once each, and sessions once each."""
+    seen: set[str] = set()
+    for i, rs in enumerate(risk.symbols):
+        if rs.symbol not in symbols:
+            raise ConfigError(f"risk.symbols[{i}].symbol: unknown symbol {rs.symbol!r}")
+        if rs.symbol in seen:
+            raise ConfigError(f"risk.symbols[{i}].symbol: duplicate symbol {rs.symbol!r}")
+        seen.add(rs.symbol)
+    seen = set()
+    for i, ss in enumerate(risk.sessions):
+        if not ss.session:
+            raise ConfigError(f"risk.sessions[{i}].session: must not be empty")
+        if ss.session in seen:
+            raise ConfigError(f"risk.sessions[{i}].session: duplicate session {ss.session!r}")
+        seen.add(ss.session)
+
+
+def _check_admin(a: AdminConfig) -> None:
+    try:
+        host = ipaddress.ip_address(a.host)
+    except ValueError:
+        raise ConfigError(f"admin.host: {a.host!r} is not an IP address") from None
+    if not host.is_loopback and not a.allow_non_loopback:
+        raise ConfigError(f"admin.host: {a.host} is not a loopback address: the admin API binds loopback only "
+                          "unless admin.allow_non_loopback = true")
+    if a.enabled and not a.token_file:
+        raise ConfigError("admin.token_file: required when admin.enabled = true (the admin API never runs "
+                          "without a bearer token)")
 
 
 # ------------------------------------------------------------------ loading

@@ -39,7 +39,6 @@ process down, the pace of the parents).
 from __future__ import annotations
 
 import heapq
-import itertools
 import json
 import re
 import shutil
@@ -49,6 +48,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -182,6 +182,8 @@ class FaultRecord:
     recovered_s: float | None = None
     events: list[tuple[float, str]] = field(default_factory=list)
     error: str | None = None
+    wall: float = 0.0
+    """time.time() when it was injected (to line up with FIX SendingTimes)."""
 
     @property
     def recovery_s(self) -> float | None:
@@ -203,6 +205,8 @@ class Incarnation:
     """Seconds from its start until the OMS was logged on to it."""
     warm_kb: int | None = None
     """VmRSS after warm-up (the first sample ``warmup_s`` after it served the OMS)."""
+    warm_parents: int | None = None
+    warm_s: float | None = None
 
     @property
     def end_kb(self) -> int | None:
@@ -270,9 +274,19 @@ class SoakReport:
     killed between sending the report and writing the line)."""
     fills_log_extra: list[str] = field(default_factory=list)
     venue_fills_unattributed: list[dict[str, Any]] = field(default_factory=list)
+    unattributed_children: list[str] = field(default_factory=list)
+    """Per child behind those fills: what was sent and when, what the daemon said."""
+    journaled_not_sent: list[str] = field(default_factory=list)
+    """ERs the journal holds as made for the OMS that never reached the
+    router's OMS FIX store (so were never sent, and recovery will not send them)."""
+    sent_not_journaled: list[str] = field(default_factory=list)
+    """ExecIDs the OMS FIX store sent that the journal does not hold."""
+    first_report_us: dict[str, float] = field(default_factory=dict)
+    """NewOrderSingle -> first ExecutionReport at the OMS, p50/p99/max (does the machine hold the rate?)."""
     parents_matched: int = 0
-    mismatched: list[tuple[str, int, int]] = field(default_factory=list)
-    """(ClOrdID, CumQty at the OMS, shares its children filled at the venues)."""
+    mismatched: list[tuple[str, int, int, int]] = field(default_factory=list)
+    """(ClOrdID, final CumQty at the OMS, sum of the LastQty of its fill
+    reports, shares its children filled at the venues)."""
     lost_shares: int = 0
     dup_shares: int = 0
     dup_fills: list[str] = field(default_factory=list)
@@ -337,10 +351,14 @@ def plan_faults(rng: np.random.Generator, duration_s: float, venues: list[str], 
     return out
 
 
-def soak_config(base: SimClusterConfig, journal_sync: str | None = None) -> SimClusterConfig:
+def soak_config(base: SimClusterConfig, journal_sync: str | None = "every") -> SimClusterConfig:
     """The config as given (the default one: marketable and resting orders
     mixed over two lit venues and a dark pool, the ML planner), with a
-    clean stop that cancels what is left."""
+    clean stop that cancels what is left, and ``journal.sync`` (None: the
+    config's). "every" by default: the mode in which nothing reaches the OMS
+    before it is durable, which is what exactly-once across a SIGKILL needs;
+    with "batch" a crash can lose the last batch and the OMS may be told of
+    a fill twice (README: Decision journal), which the soak counts."""
     r = msgspec.structs.replace
     journal = base.journal if journal_sync is None else r(base.journal, sync=journal_sync)
     return r(base, router=r(base.router, shutdown="cancel"), journal=journal)
@@ -419,7 +437,10 @@ class Soak:
         self.base_t, self.base_i, self.rebase = 0.0, 0, True
         self.next_settle = 0.0
         self.anomalies: dict[str, float] = {}
-        self.cancel_ids = itertools.count(1)
+        self.unsettled: dict[str, Parent] = {}
+        """Sent parents not yet checked as terminal, oldest first."""
+        self.sent: dict[str, dict[str, SentOrder]] = {}
+        self.first_report_us: list[float] = []
 
     # ------------------------------------------------------------ helpers
 
@@ -465,7 +486,7 @@ class Soak:
             return
         inc.samples.append((round(now, 2), self.report.parents_sent, kb))
         if inc.warm_kb is None and inc.ready_s is not None and now >= inc.started_s + inc.ready_s + self.warmup_s:
-            inc.warm_kb = kb
+            inc.warm_kb, inc.warm_parents, inc.warm_s = kb, self.report.parents_sent, now
 
     def check_alive(self) -> None:
         """A process that died without being told to is a finding: say so,
@@ -523,6 +544,7 @@ class Soak:
         except RuntimeError:
             return False
         p.sent_s = self.now_s()
+        self.unsettled[p.cl] = p
         if p.cancel_at_s is not None:
             heapq.heappush(self.cancel_heap, (p.sent_s + p.cancel_at_s, p.cl))
         return True
@@ -554,15 +576,14 @@ class Soak:
         led = self.ledger
         taken: list[tuple[Parent, list[Received]]] = []
         with led.cond:
-            for p in self.parents:
-                if p.sent_s is None or p.cl in led.settled:
-                    continue
+            for p in list(self.unsettled.values()):
                 reps = led.by_cl.get(p.cl, [])
                 term = next((r.recv_ns for r in reps if r.msg_type == "8" and r.get(ORD_STATUS) in TERMINAL
                              and r.get(ORDER_ID) != "NONE"), None)
                 if term is None or (not force and now_ns - term < horizon):
                     continue
                 led.settled.add(p.cl)
+                del self.unsettled[p.cl]
                 led.by_cl.pop(p.cl, None)
                 for c in p.cancels:
                     led.by_cl.pop(c, None)
@@ -578,6 +599,9 @@ class Soak:
         except InvariantError as e:
             s.violation = str(e)
         own = [r for r in ers if r.get(ORDER_ID) != "NONE"]
+        sent_ns = self.ledger.sent_ns.get(p.cl)
+        if own and sent_ns is not None:
+            self.first_report_us.append((own[0].recv_ns - sent_ns) / 1e3)
         for r in own:
             if r.get(EXEC_TYPE) == "F":
                 s.fill_reports += 1
@@ -599,6 +623,7 @@ class Soak:
         recovered; parents keep flowing while a venue is down."""
         pl = f.plan
         f.start_s = self.now_s()
+        f.wall = time.time()
 
         def ev(text: str) -> None:
             t = self.now_s()
@@ -716,11 +741,14 @@ class Soak:
                     continue
                 sleep_until(min(until, due, now + 0.05))
             else:
+                # Nothing to send (all sent, or the OMS is cut off): wait a
+                # little, for the OMS when that is what is missing.
                 self.rebase = True
-                if self.oms is not None:
-                    self.oms.wait_for(lambda: self.oms is not None and self.oms.up, max(0.0, min(until - now, 0.05)))
+                step = max(0.0, min(until - now, 0.05))
+                if self.i < self.n and self.oms is not None:
+                    self.oms.wait_for(lambda: self.oms is not None and self.oms.up, step)
                 else:
-                    sleep_until(min(until, now + 0.05))
+                    sleep_until(now + step)
 
     def housekeeping(self) -> None:
         self.sample_rss()
@@ -808,9 +836,9 @@ class Soak:
         c = self.cluster
         # Let the IOC and market parents in flight land, then cancel whatever
         # still works.
-        self.wait_flowing(lambda: all(self.done(p.cl) for p in self.parents if p.kind < 0.45), 10.0)
+        self.wait_flowing(lambda: all(self.done(p.cl) for p in list(self.unsettled.values()) if p.kind < 0.45), 10.0)
         for attempt in (1, 2):
-            open_ = [p for p in self.parents if not self.done(p.cl)]
+            open_ = [p for p in list(self.unsettled.values()) if not self.done(p.cl)]
             self.say(f"  [{self.now_s():8.2f}s] end: {len(open_):,} parents still working; the OMS cancels them"
                      + (" (again)" if attempt == 2 else ""))
             for p in open_:
@@ -845,13 +873,13 @@ class Soak:
         copy = self.work / "audit-fix"
         shutil.rmtree(copy, ignore_errors=True)
         shutil.copytree(Path(self.cfg.fix.state_dir), copy)
-        sent: dict[str, dict[str, tuple[str, str]]] = {}
+        sent: dict[str, dict[str, SentOrder]] = {}
         for v in self.cfg.venues:
             body = store / f"FIX.4.4-{v.sender_comp_id}-{v.target_comp_id}.body"
             sent[v.name] = sent_orders(body)
-        for f in self.cluster.venue_fills():
-            d = sent.setdefault(f["venue"], {})
-            d.setdefault(f["cl"], ("", "1"))
+        for f in venue_store_fills(self.cfg, self.work / "sim-fix"):
+            sent.setdefault(f["venue"], {}).setdefault(f["cl"], SentOrder(symbol="", side="1"))
+        self.sent = sent
         total = sum(len(o) for o in sent.values())
         answers = audit_venues(self.cfg, copy, sent, timeout_s=max(60.0, total / 500))
         self._audit_answers = answers
@@ -882,6 +910,10 @@ class Soak:
         rep.oms_shares = sum(s.fills_qty for s in sums)
         rep.oms_cum = sum(s.cum for s in sums)
         rep.oms_fill_reports = sum(s.fill_reports for s in sums)
+        if self.first_report_us:
+            lat = np.asarray(self.first_report_us)
+            rep.first_report_us = {"p50": float(np.percentile(lat, 50)), "p99": float(np.percentile(lat, 99)),
+                                   "max": float(lat.max())}
         rep.violations = [s.violation for s in sums if s.violation] + led.late
         for s in sums:
             if s.cum > s.qty or s.fills_qty > s.qty:
@@ -909,15 +941,24 @@ class Soak:
             if venue == s.cum == s.fills_qty:
                 rep.parents_matched += 1
             else:
-                rep.mismatched.append((s.cl, s.cum, venue))
-                rep.lost_shares += max(0, venue - s.cum)
-                rep.dup_shares += max(0, s.cum - venue)
+                # A share counts as delivered once the OMS got a fill report
+                # for it (CumQty alone carries no price, no venue, no time).
+                rep.mismatched.append((s.cl, s.cum, s.fills_qty, venue))
+                rep.lost_shares += max(0, venue - min(s.cum, s.fills_qty))
+                rep.dup_shares += max(0, max(s.cum, s.fills_qty) - venue)
             if venue > s.qty:
                 rep.overfills.append(f"{s.cl}: its children filled {venue} at the venues > OrderQty {s.qty}")
             if not s.reconciled and s.fill_reports > count_by_parent.get(s.cl, 0):
                 rep.dup_fills.append(f"{s.cl}: {s.fill_reports} fill reports at the OMS for "
                                      f"{count_by_parent.get(s.cl, 0)} venue fills")
         rep.lost_shares += sum(int(f["qty"]) for f in rep.venue_fills_unattributed)
+        self._explain_unattributed(log_text := self.cluster.log("daemon"))
+        del log_text
+        oms_store = Path(self.cfg.fix.state_dir) / "oms" / "store" / \
+            f"FIX.4.4-{self.cfg.oms.sender_comp_id}-{self.cfg.oms.target_comp_id}.body"
+        wire = sent_exec_ids(oms_store)
+        rep.journaled_not_sent = [f"{x}: {line}" for x, line in jm.oms_reports.items() if x not in wire]
+        rep.sent_not_journaled = sorted(wire - jm.oms_reports.keys())
         for (v_name, exec_id), times in jm.reported.items():
             if times > 1:
                 rep.dup_fills.append(f"venue {v_name} ExecID {exec_id} reported to the OMS {times} times (journal)")
@@ -938,24 +979,65 @@ class Soak:
             inc.restore_s = float(secs)
         self._judge_memory()
 
+    def _explain_unattributed(self, log: str) -> None:
+        """For each child the venues filled but the journal never recorded:
+        what the router sent (its FIX store), when against the daemon's
+        SIGKILLs, and what the daemon said of its reports."""
+        rep = self.report
+        by_child: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        for f in rep.venue_fills_unattributed:
+            by_child.setdefault((f["venue"], f["cl"]), []).append(f)
+        kills = [(f.wall, f.start_s) for f in rep.faults if f.plan.kind == "daemon_kill" and f.wall]
+        for (venue, cl), fs in by_child.items():
+            o = self.sent.get(venue, {}).get(cl)
+            what = "not in the router's FIX store"
+            if o is not None and o.symbol:
+                what = (f"{'BUY' if o.side == '1' else 'SELL'} {o.qty} {o.symbol} @ {o.price} TIF {o.tif}, sent "
+                        f"{o.sending_time} (FIX seq {o.seq})")
+            when = ""
+            if o is not None and o.sending_time:
+                try:
+                    t = datetime.strptime(o.sending_time, "%Y%m%d-%H:%M:%S.%f").replace(tzinfo=UTC).timestamp()
+                except ValueError:
+                    t = None
+                after = [(w, s) for w, s in kills if t is not None and w >= t]
+                if t is not None and after:
+                    w, s_ = min(after)
+                    when = f"; {1000 * (w - t):.0f} ms before the daemon's SIGKILL at {s_:.2f} s"
+            said = [ln.split(" sor.", 1)[-1] for ln in log.splitlines() if cl in ln][:2]
+            rep.unattributed_children.append(
+                f"{venue} {cl}: {sum(int(f['qty']) for f in fs)} shares in {len(fs)} fills; {what}{when}; "
+                f"daemon log: {said or 'nothing'}")
+
     def _judge_memory(self) -> None:
+        """Flat means: after warm-up, the last incarnation's VmRSS grows by no
+        more than quickfix's own FileStore index explains (it keeps ~64 B
+        per stored message until the session's daily reset) plus a margin."""
         rep = self.report
         last = rep.incarnations[-1] if rep.incarnations else None
-        if last is None or last.warm_kb is None or last.end_kb is None:
+        if last is None or last.warm_kb is None or last.warm_parents is None or not last.samples:
             rep.memory_note = "not judged: no warm sample of the last incarnation"
             return
-        parents = (last.samples[-1][1] - last.parents_at_start) if last.samples else 0
-        span = last.samples[-1][0] - last.started_s - (last.ready_s or 0.0) - self.warmup_s
-        growth_kb = last.end_kb - last.warm_kb
-        limit_kb = max(32 * 1024, last.warm_kb // 10)
+        end_s, end_parents, end_kb = last.samples[-1]
+        parents = end_parents - last.warm_parents
+        span = end_s - (last.warm_s or end_s)
+        growth_kb = end_kb - last.warm_kb
+        stored = fix_store_messages(Path(self.cfg.fix.state_dir))
+        per_parent = stored / max(1, rep.parents_sent)
+        index_kb = FIX_STORE_INDEX_B * per_parent * parents / 1024
+        residual_kb = growth_kb - index_kb
+        limit_kb = max(16 * 1024, last.warm_kb // 20)
+        figures = (f"last incarnation: VmRSS {last.warm_kb / 1024:.1f} -> {end_kb / 1024:.1f} MiB "
+                   f"({growth_kb / 1024:+.1f}) over {parents:,} parents / {span:.0f} s after warm-up "
+                   f"({growth_kb / max(1, parents) * 1000:.0f} KiB per 1,000 parents); quickfix's FileStore "
+                   f"index ({FIX_STORE_INDEX_B} B per stored message, {per_parent:.1f} stored per parent, kept until "
+                   f"the FIX session's daily reset) accounts for {index_kb / 1024:.1f} MiB; the rest "
+                   f"{residual_kb / 1024:+.1f} MiB (limit +{limit_kb / 1024:.0f})")
         if parents < 20_000 or span < 120:
-            rep.memory_note = (f"last incarnation {growth_kb / 1024:+.1f} MiB over {parents:,} parents / {span:.0f} s "
-                               "after warm-up: too short to judge (needs 20,000 parents and 120 s)")
+            rep.memory_note = figures + ": too short to judge (needs 20,000 parents and 120 s)"
             return
-        rep.memory_ok = growth_kb <= limit_kb
-        rep.memory_note = (f"last incarnation {growth_kb / 1024:+.1f} MiB over {parents:,} parents / {span:.0f} s "
-                           f"after warm-up (limit +{limit_kb / 1024:.0f} MiB): "
-                           + ("flat" if rep.memory_ok else "GROWING"))
+        rep.memory_ok = residual_kb <= limit_kb
+        rep.memory_note = figures + (": flat" if rep.memory_ok else ": GROWING")
 
 
 def _outcome(s: ParentSummary) -> str:
@@ -989,6 +1071,9 @@ class JournalMap:
     child_state: dict[str, str]
     reported: Counter[tuple[str, str]]
     """(venue, venue ExecID) -> how many fill reports to the OMS it caused."""
+    oms_reports: dict[str, str]
+    """ExecID -> a line about it, for every ExecutionReport the journal says
+    the engine made for the OMS (what recovery takes as sent)."""
 
     def describe(self, child: str) -> str:
         if child not in self.child_cl:
@@ -1007,6 +1092,7 @@ def journal_map(path: str) -> JournalMap:
 
     child_state: dict[str, str] = {}
     reported: Counter[tuple[str, str]] = Counter()
+    oms_reports: dict[str, str] = {}
     step_fill: dict[str, tuple[int, int, str, str]] = {}
     last: list[tuple[int, int, str, str] | None] = [None]
 
@@ -1018,7 +1104,10 @@ def journal_map(path: str) -> JournalMap:
             if it.exec_type is not ExecType.ORDER_STATUS or it.child_id in child_state:
                 child_state[it.child_id] = it.ord_status.name
             last[0] = (e.session_id, e.seq, it.venue, it.exec_id) if it.exec_type is ExecType.TRADE else None
-        elif isinstance(it, ReportToOms) and it.exec_type is ExecType.TRADE:
+        if isinstance(it, ReportToOms):
+            oms_reports[it.exec_id] = (f"{it.cl_ord_id} {it.exec_type.name} last {it.last_qty} cum {it.cum_qty} "
+                                       f"(journal session {e.session_id}, seq {e.seq})")
+        if isinstance(it, ReportToOms) and it.exec_type is ExecType.TRADE:
             lf = last[0]
             if lf is not None and lf[0] == e.session_id and lf[1] == e.seq:
                 reported[(lf[2], lf[3])] += 1
@@ -1033,10 +1122,38 @@ def journal_map(path: str) -> JournalMap:
         store.close()
     order_cl = {oid: cl for (_, cl), oid in walk.cl_parent.items()}
     child_cl = {c: order_cl.get(oid, oid) for c, oid in walk.child_parent.items()}
-    return JournalMap(child_cl=child_cl, child_state=child_state, reported=reported)
+    return JournalMap(child_cl=child_cl, child_state=child_state, reported=reported, oms_reports=oms_reports)
+
+
+def sent_exec_ids(body: Path) -> set[str]:
+    """ExecIDs of every ExecutionReport in a quickfix file store's body (what
+    went out on that session, or was handed to quickfix to go out)."""
+    out: set[str] = set()
+    if not body.exists():
+        return out
+    for m in _MSG.finditer(body.read_bytes()):
+        raw = m.group(0)
+        if b"\x0135=8\x01" not in raw:
+            continue
+        f = dict(raw_fields(raw.decode(errors="replace")))
+        if f.get(str(EXEC_ID)):
+            out.add(f[str(EXEC_ID)])
+    return out
 
 
 # ------------------------------------------------------------------ venues
+
+
+FIX_STORE_INDEX_B = 64
+"""Resident bytes quickfix 1.16's FileStore keeps per stored message (its
+seq -> offset map, until the session resets): measured by storing 700,000
+messages in one, 63.7 B each."""
+
+
+def fix_store_messages(state_dir: Path) -> int:
+    """How many messages the router's FIX file stores hold (all sessions),
+    from their header files (one ``seq,offset,size`` entry per message)."""
+    return sum(h.read_text().count(",") // 2 for h in state_dir.glob("*/store/*.header"))
 
 
 _MSG = re.compile(rb"8=FIX\.4\.4\x01.*?\x0110=\d{3}\x01", re.S)
@@ -1070,10 +1187,23 @@ def venue_store_fills(cfg: SimClusterConfig, sim_state: Path) -> list[dict[str, 
     return out
 
 
-def sent_orders(body: Path) -> dict[str, tuple[str, str]]:
-    """ClOrdID -> (symbol, side) of every NewOrderSingle in a quickfix file
+@dataclass(frozen=True)
+class SentOrder:
+    """A NewOrderSingle as the router's FIX store has it."""
+
+    symbol: str
+    side: str
+    qty: str = ""
+    price: str = ""
+    tif: str = ""
+    sending_time: str = ""
+    seq: str = ""
+
+
+def sent_orders(body: Path) -> dict[str, SentOrder]:
+    """ClOrdID -> the NewOrderSingle, for every one in a quickfix file
     store's message body file (what went out on that session, every run)."""
-    out: dict[str, tuple[str, str]] = {}
+    out: dict[str, SentOrder] = {}
     if not body.exists():
         return out
     for m in _MSG.finditer(body.read_bytes()):
@@ -1083,11 +1213,13 @@ def sent_orders(body: Path) -> dict[str, tuple[str, str]]:
         f = dict(raw_fields(raw))
         cl = f.get(str(CL_ORD_ID))
         if cl:
-            out[cl] = (f.get(str(SYMBOL), ""), f.get(str(SIDE), "1"))
+            out[cl] = SentOrder(symbol=f.get(str(SYMBOL), ""), side=f.get(str(SIDE), "1"), qty=f.get("38", ""),
+                                price=f.get("44", ""), tif=f.get("59", ""), sending_time=f.get("52", ""),
+                                seq=f.get("34", ""))
     return out
 
 
-def audit_venues(cfg: SimClusterConfig, state_dir: Path, orders: dict[str, dict[str, tuple[str, str]]],
+def audit_venues(cfg: SimClusterConfig, state_dir: Path, orders: dict[str, dict[str, SentOrder]],
                  timeout_s: float = 120.0) -> dict[str, dict[str, tuple[str, str]]]:
     """Log on to every venue as the router (``state_dir``: a copy of the
     router's FIX state, so sequence numbers continue) and ask the status
@@ -1120,12 +1252,12 @@ def audit_venues(cfg: SimClusterConfig, state_dir: Path, orders: dict[str, dict[
             app.changed.wait_for(lambda: len(app.logged_on) == len(specs), 60)
         for v, s in zip(cfg.venues, specs, strict=True):
             sid = session_id(s)
-            for cl, (sym, side) in orders.get(v.name, {}).items():
+            for cl, o in orders.get(v.name, {}).items():
                 m = fix.Message()
                 m.getHeader().setField(MSG_TYPE, "H")
                 m.setField(CL_ORD_ID, cl)
-                m.setField(SYMBOL, sym or "?")
-                m.setField(SIDE, side or "1")
+                m.setField(SYMBOL, o.symbol or "?")
+                m.setField(SIDE, o.side or "1")
                 send(m, sid)
         total = sum(len(o) for o in orders.values())
         with cond:
@@ -1163,6 +1295,11 @@ def format_report(rep: SoakReport) -> str:
             + (f"   STUCK: {len(rep.stuck)}, e.g. {rep.stuck[:5]}" if rep.stuck else "")]
     for name, n in rep.outcomes.items():
         out.append(f"    {name:<52} {n:>8,}")
+    if rep.first_report_us:
+        lat = rep.first_report_us
+        out.append(f"  NewOrderSingle -> first ER at the OMS: p50 {lat['p50'] / 1e3:.1f} ms, p99 "
+                   f"{lat['p99'] / 1e3:.1f} ms, max {lat['max'] / 1e3:.0f} ms (a parent sent just before a SIGKILL "
+                   "waits for the restart)")
     out += [f"  OMS cancels during the run {rep.oms_cancels:>9,}; at the end {rep.end_cancels:,}",
             f"  shares filled, OMS (sum LastQty of {rep.oms_fill_reports:,} fill ERs) {rep.oms_shares:>12,}",
             f"  shares filled, OMS (sum of final CumQty)             {rep.oms_cum:>12,}",
@@ -1175,17 +1312,25 @@ def format_report(rep: SoakReport) -> str:
                if rep.fills_log_extra else ""),
             f"  parents matched share for share (OMS CumQty = its children's venue fills) "
             f"{rep.parents_matched:,} of {rep.parents_sent:,}"]
-    for cl, oms, venue in rep.mismatched[:20]:
-        out.append(f"    MISMATCH {cl}: OMS CumQty {oms}, venues filled {venue}")
+    for cl, cum, fills, venue in rep.mismatched[:20]:
+        out.append(f"    MISMATCH {cl}: OMS CumQty {cum}, fill reports to the OMS sum to {fills}, its children's "
+                   f"venue fills {venue}")
     out += [f"  lost shares               {rep.lost_shares:>10,}"
-            + (f" (incl. {len(rep.venue_fills_unattributed)} venue fills of children the journal never recorded: "
-               f"{[(f['venue'], f['cl'], f['qty']) for f in rep.venue_fills_unattributed[:5]]})"
-               if rep.venue_fills_unattributed else ""),
+            + (f" (incl. {sum(int(f['qty']) for f in rep.venue_fills_unattributed):,} in "
+               f"{len(rep.venue_fills_unattributed)} venue fills of {len(rep.unattributed_children)} children the "
+               "journal never recorded, so no parent and no report to the OMS:"
+               if rep.venue_fills_unattributed else "")]
+    out += [f"    {u}" for u in rep.unattributed_children[:10]]
+    out += [
             f"  duplicated shares         {rep.dup_shares:>10,}",
             f"  duplicated fills          {len(rep.dup_fills):>10,}"]
     out += [f"    {d}" for d in rep.dup_fills[:10]]
     out.append(f"  over-filled parents       {len(rep.overfills):>10,}")
     out += [f"    {d}" for d in rep.overfills[:10]]
+    out.append(f"  ERs journaled but never sent to the OMS (not in the router's OMS FIX store) "
+               f"{len(rep.journaled_not_sent):,}; sent but not journaled {len(rep.sent_not_journaled):,}")
+    out += [f"    NEVER SENT {d}" for d in rep.journaled_not_sent[:10]]
+    out += [f"    NOT JOURNALED {d}" for d in rep.sent_not_journaled[:10]]
     out.append(f"  invariant violations      {len(rep.violations):>10,}")
     out += [f"    {d}" for d in rep.violations[:10]]
     asked = ", ".join(f"{v} {n:,}" for v, n in rep.audited.items())
@@ -1229,7 +1374,7 @@ def report_json(rep: SoakReport) -> str:
 
 
 def run_soak(parents: int, seed: int, rate: float, workdir: str | Path, *, base: SimClusterConfig,
-             fault_every_s: float = 30.0, journal_sync: str | None = None, warmup_s: float = 20.0,
+             fault_every_s: float = 30.0, journal_sync: str | None = "every", warmup_s: float = 20.0,
              log: Callable[[str], None] = print) -> SoakReport:
     """Run the chaos soak in ``workdir`` (created; kept afterwards: logs,
     journal, fill records, FIX stores are the evidence)."""

@@ -268,11 +268,14 @@ class VenueServer:
     def _emit(self, outs: list[Out], f: dict[int, str | None] | None) -> None:
         for o in outs:
             if isinstance(o, Filled):
-                exec_id = self._report(o.order, "F", "2" if o.order.done else "1", o.order.cl_ord_id,
-                                       last_qty=o.qty, last_px=o.px_ticks)
+                exec_id = self.core.next_exec_id()
                 if self._fills_log is not None:
+                    # Logged before the report leaves: a venue killed in
+                    # between has still recorded the fill it made.
                     self._fills_log.write(json.dumps({"cl": o.order.cl_ord_id, "exec_id": exec_id, "qty": o.qty,
                                                       "px_ticks": o.px_ticks, "cum": o.order.cum_qty}) + "\n")
+                self._report(o.order, "F", "2" if o.order.done else "1", o.order.cl_ord_id, last_qty=o.qty,
+                             last_px=o.px_ticks, exec_id=exec_id)
             elif isinstance(o, Trade):
                 if self.md is not None:
                     self.md.publish_trade(o.symbol, o.px_ticks, o.qty, o.aggressor)
@@ -323,10 +326,10 @@ class VenueServer:
 
     def _report(self, o: VenueOrder, exec_type: str, status: str, cl: str, *, orig: str | None = None,
                 last_qty: int = 0, last_px: int = 0, text: str = "",
-                extra: tuple[tuple[int, str], ...] = ()) -> str:
+                extra: tuple[tuple[int, str], ...] = (), exec_id: str | None = None) -> str:
         """Sends one ExecutionReport; returns its ExecID."""
         t = self.ticks[o.symbol]
-        exec_id = self.core.next_exec_id()
+        exec_id = exec_id or self.core.next_exec_id()
         m = fix.Message()
         m.getHeader().setField(35, "8")
         m.setField(ORDER_ID, o.order_id)

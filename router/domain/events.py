@@ -9,6 +9,8 @@ taken when the edge started decoding it).
 
 from __future__ import annotations
 
+from typing import Literal
+
 from router.domain.types import CxlRejReason, ExecType, Msg, OrdRejReason, OrdStatus, OrdType, Side, TimeInForce
 
 
@@ -212,7 +214,86 @@ class CancelAllRequested(Event, frozen=True, kw_only=True):
     ts_ns: int
 
 
+# ------------------------------------------------------------------- operator
+
+
+KillScope = Literal["all", "symbol", "session", "venue"]
+"""What a kill switch covers: everything, one symbol, one OMS session (its
+key, as in ``NewOrderReceived.session``), or one venue."""
+
+
+class KillSwitchEngaged(Event, frozen=True, kw_only=True):
+    """An operator's kill switch (RTS 6 Art. 12). Every working parent in
+    scope is canceled (its children at the venues first) and the OMS told
+    with a Text naming the kill and ``who``; new parents in scope are
+    rejected until a ``KillSwitchReleased`` of the same scope. Venue scope:
+    every parent with a child working at ``scope`` is canceled whole, and
+    that venue gets no new child until released (to take a venue out and
+    let its parents go on elsewhere, see ``VenueEnableChanged``)."""
+
+    scope_kind: KillScope
+    scope: str = ""
+    """The symbol, session key or venue name ("" for "all")."""
+    who: str
+    reason: str = ""
+    ts_ns: int
+
+
+class KillSwitchReleased(Event, frozen=True, kw_only=True):
+    """An operator lifts the kill switch of exactly this scope (other
+    halts stay in force)."""
+
+    scope_kind: KillScope
+    scope: str = ""
+    who: str
+    ts_ns: int
+
+
+class VenueEnableChanged(Event, frozen=True, kw_only=True):
+    """An operator takes a venue out of routing (``enabled`` false: no new
+    child goes there, the planners do not see it) or puts it back. On
+    disable, ``cancel_working`` cancels its working children (their
+    parents go on along their waterfall on the other venues, or end as it
+    runs out); otherwise they are left to work."""
+
+    venue: str
+    enabled: bool
+    cancel_working: bool = False
+    who: str
+    reason: str = ""
+    ts_ns: int
+
+
+# ------------------------------------------------------------------------ risk
+
+
+class RiskLimitChanged(Event, frozen=True, kw_only=True):
+    """An operator changes one pre-trade limit at run time; it applies from
+    the next order on. ``key`` is a ``[risk]`` field (``collar_bps``), a
+    symbol's (``symbol.AAPL.collar_bps``) or an OMS session's
+    (``session.OMS.max_msgs_per_s``); ``value`` is its TOML spelling
+    (``restricted_symbols`` takes a comma-separated list). A key or value
+    that does not fit is refused (logged, counted), nothing changed:
+    ``router.risk.RiskControls.check_change`` lets the admin API say so first."""
+
+    key: str
+    value: str
+    who: str
+    ts_ns: int
+
+
+class SymbolReenabled(Event, frozen=True, kw_only=True):
+    """An operator lets the router route ``symbol`` again after the
+    repeated-execution throttle stopped it (its execution count starts over)."""
+
+    symbol: str
+    who: str
+    ts_ns: int
+
+
 EngineEvent = (NewOrderReceived | InvalidOrderReceived | CancelRequested | VenueReport | VenueCancelRejected
                | VenueSessionChanged | MarketDataReceived | TimerFired | TradingHalted | CancelAllRequested
-               | OmsSessionChanged | Restored)
-"""Every input the engine takes; operator commands join it with the risk issue."""
+               | OmsSessionChanged | Restored | KillSwitchEngaged | KillSwitchReleased | VenueEnableChanged
+               | RiskLimitChanged | SymbolReenabled)
+"""Every input the engine takes, operator commands included (they come from
+the admin API through the driver, journaled like any other input)."""

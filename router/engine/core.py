@@ -27,7 +27,7 @@ from collections import deque
 import msgspec
 from prometheus_client import Counter
 
-from router.config import Config
+from router.config import Config, ConfigError
 from router.domain.commands import (
     CancelChild,
     Command,
@@ -45,13 +45,18 @@ from router.domain.events import (
     CancelRequested,
     EngineEvent,
     InvalidOrderReceived,
+    KillSwitchEngaged,
+    KillSwitchReleased,
     MarketDataReceived,
     NewOrderReceived,
     OmsSessionChanged,
     Restored,
+    RiskLimitChanged,
+    SymbolReenabled,
     TimerFired,
     TradingHalted,
     VenueCancelRejected,
+    VenueEnableChanged,
     VenueReport,
     VenueSessionChanged,
 )
@@ -59,10 +64,12 @@ from router.domain.orders import ChildEvent, ChildOrder, IllegalTransitionError,
 from router.domain.plan import Plan
 from router.domain.types import CxlRejReason, ExecType, OrdRejReason, OrdStatus, OrdType, Side, VenueKind
 from router.engine.clordids import LIVE, ClOrdIdTable
+from router.engine.operator import Controls, Halt, OperatorAction, VenueOff, scope_name
 from router.learning.venuestats import VenueStats
 from router.market.feed import apply_update
 from router.market.rings import MarketData
 from router.metrics.registry import Metrics
+from router.risk import Breach, RiskControls
 from router.routing.policy import Planner, allocate, apply_limits
 
 log = logging.getLogger("sor.engine")
@@ -131,6 +138,12 @@ class Engine:
         self.venues_up: set[str] = set()
         self._venues_up_view: frozenset[str] = frozenset()
         """What the planner sees; rebuilt on session changes, not per order."""
+        self.controls = Controls()
+        """The operator's kill switches and disabled venues (``router.engine.operator``)."""
+        self._routable: frozenset[str] = frozenset()
+        """Venues new children may go to: up, and not taken out by an operator."""
+        self.oms_sessions: dict[str, bool] = {}
+        """OMS session key -> logged on, as the edge said (the admin API's status)."""
         self._open_parents = 0
         self._open_children = 0
         self._lit = frozenset(v.name for v in cfg.venues if v.kind is VenueKind.LIT)
@@ -145,6 +158,9 @@ class Engine:
         self._sweep: set[str] = set()
         """Venues to ask for every order they hold at their next logon
         (after a restart: children sent but never journaled)."""
+        self._lost_ids = (0, 0)
+        """(after, up to]: the IDs a crashed process may have used without
+        journaling them (set by ``Restored``)."""
         self._orphans: dict[str, str] = {}
         """child_id -> venue of orders a venue holds that the engine does
         not know (found by that sweep), being canceled."""
@@ -153,6 +169,11 @@ class Engine:
         said how they stand (``expect_reconciliation``): what the daemon
         waits for before it opens the OMS acceptor. Never changes a
         command, so a replay that does not set it agrees."""
+        self.risk = RiskControls(cfg.risk, cfg.symbols, market, cfg.marketdata.stale_ms, metrics)
+        """Pre-trade controls on every parent and every child (``router.risk``)."""
+        self._risk_notes: dict[str, str] = {}
+        """order_id -> the last child a control stopped: said in the Text
+        of the parent's end if its waterfall runs out."""
 
     # --------------------------------------------------------------- input
 
@@ -167,6 +188,7 @@ class Engine:
                 return NO_STEP
             case NewOrderReceived():
                 cmds, decision = self._new_order(ev)
+                self.risk.forget_reference()
                 return Step(commands=cmds, decision=decision)
             case CancelRequested():
                 return Step(commands=self.on_cancel_request(ev))
@@ -181,6 +203,7 @@ class Engine:
             case CancelAllRequested():
                 return Step(commands=self.cancel_all(ev.reason, ev.ts_ns))
             case Restored():
+                self._lost_ids = (self._seq, self._seq + ev.id_gap)
                 self._seq += ev.id_gap
                 self._sweep = set(self.venue_names)
                 # Questions the crashed process asked go unanswered; each
@@ -190,6 +213,7 @@ class Engine:
                             "every order it holds", self._seq + 1)
                 return NO_STEP
             case OmsSessionChanged():
+                self.oms_sessions[ev.session] = ev.up
                 if not ev.up and self._cfg.oms.cancel_on_disconnect:
                     return Step(commands=self.cancel_all("OMS session disconnected (oms.cancel_on_disconnect)",
                                                          ev.ts_ns, session=ev.session))
@@ -198,6 +222,18 @@ class Engine:
                 if self.halted is None:
                     self.halted = ev.reason
                     log.warning("trading halted: %s (new parents are refused)", ev.reason)
+                return NO_STEP
+            case KillSwitchEngaged():
+                return Step(commands=self.on_kill(ev))
+            case KillSwitchReleased():
+                return Step(commands=self.on_kill_released(ev))
+            case VenueEnableChanged():
+                return Step(commands=self.on_venue_enable(ev))
+            case RiskLimitChanged():
+                self.on_risk_limit_changed(ev)
+                return NO_STEP
+            case SymbolReenabled():
+                self.on_symbol_reenabled(ev)
                 return NO_STEP
         raise TypeError(f"not an engine event: {ev!r}")
 
@@ -214,7 +250,7 @@ class Engine:
             self.venues_up.add(ev.venue)
         else:
             self.venues_up.discard(ev.venue)
-        self._venues_up_view = frozenset(self.venues_up)
+        self._refresh_venues()
         vm = self._m.venue.get(ev.venue)
         if vm is not None:
             vm.session_up.set(1 if ev.up else 0)
@@ -297,7 +333,9 @@ class Engine:
                                    ev.ord_type_raw, reason, text, ev.recv_ns)]
 
     def on_new_order(self, ev: NewOrderReceived) -> list[Command]:
-        return self._new_order(ev)[0]
+        cmds = self._new_order(ev)[0]
+        self.risk.forget_reference()
+        return cmds
 
     def _new_order(self, ev: NewOrderReceived) -> tuple[list[Command], Decision | None]:
         self._m.parent_received.inc()
@@ -314,6 +352,21 @@ class Engine:
             return [self._reject_order(ev.session, ev.cl_ord_id, ev.symbol, ev.side, str(ev.qty),
                                        ev.ord_type.value, OrdRejReason.EXCHANGE_CLOSED,
                                        f"trading halted: {self.halted}", ev.recv_ns)], None
+        if self.controls.kills:
+            halt = self.controls.blocking(ev.symbol, ev.session)
+            if halt is not None:
+                self._ids.add(key, 0, _CODE[OrdStatus.REJECTED])
+                return [self._reject_order(ev.session, ev.cl_ord_id, ev.symbol, ev.side, str(ev.qty),
+                                           ev.ord_type.value, OrdRejReason.EXCHANGE_CLOSED,
+                                           f"{halt.describe()}: new orders refused until resumed",
+                                           ev.recv_ns)], None
+        if self.risk.enabled:
+            breach = self.risk.check_parent(ev)
+            if breach is not None:
+                self._ids.add(key, 0, _CODE[OrdStatus.REJECTED])
+                self._m.risk_reject[breach.limit, "parent"].inc()
+                return [self._reject_order(ev.session, ev.cl_ord_id, ev.symbol, ev.side, str(ev.qty),
+                                           ev.ord_type.value, breach.reason, breach.text, ev.recv_ns)], None
         order_id = f"{self._prefix}P{seq}"
         parent = ParentOrder(
             order_id=order_id, session=ev.session, cl_ord_id=ev.cl_ord_id, symbol=ev.symbol,
@@ -328,13 +381,15 @@ class Engine:
             self._ids.add(key, 0, _CODE[OrdStatus.REJECTED])  # refused: not an order to cancel
             return [self._reject_order(ev.session, ev.cl_ord_id, ev.symbol, ev.side, str(ev.qty),
                                        ev.ord_type.value, OrdRejReason.EXCHANGE_CLOSED,
-                                       "no venue session is up to route to", ev.recv_ns)], decision
+                                       self._no_venue_text(), ev.recv_ns)], decision
         if self._market is not None:
             s = self._market.symbol_index.get(parent.symbol)
             if s is not None:
                 parent.arrival_mid2 = self._market.consolidated_mid2(s)
         self.parents[order_id] = parent
         self._plans[order_id] = plan
+        if self.risk.enabled:
+            self.risk.accepted(order_id, parent.session, parent.symbol, parent.qty)
         parent.apply(PE.ACCEPT)
         self._open_parents += 1
         self._m.open_parents.set(self._open_parents)
@@ -362,6 +417,11 @@ class Engine:
             return [self._reject_cancel(ev, (order_id, state), CxlRejReason.DUPLICATE_CLORDID,
                                         f"duplicate ClOrdID {ev.cl_ord_id!r}")]
         self._ids.add(own, 0, _CODE[OrdStatus.REJECTED])
+        if self.risk.enabled:
+            breach = self.risk.check_cancel(ev.session, ev.recv_ns)
+            if breach is not None:
+                self._m.risk_reject[breach.limit, "cancel"].inc()
+                return [self._reject_cancel(ev, (order_id, state), CxlRejReason.OTHER, breach.text)]
         if ev.replace:
             # Amending a parent that is spread over venues would need every
             # child amended atomically; until that exists the honest answer
@@ -372,6 +432,12 @@ class Engine:
             return [self._reject_cancel(ev, (order_id, state), CxlRejReason.TOO_LATE_TO_CANCEL,
                                         f"too late to cancel: order is {state.name.lower()}")]
         if parent.state is OrdStatus.PENDING_CANCEL:
+            if parent.cancel_note is not None and parent.pending_cancel_cl_ord_id is None:
+                # The router is canceling it already (a kill switch, a shutdown):
+                # the OMS's own cancel is accepted and ends with that one.
+                parent.pending_cancel_cl_ord_id = ev.cl_ord_id
+                return [self._report(parent, ExecType.PENDING_CANCEL, ev.recv_ns, cl_ord_id=ev.cl_ord_id,
+                                     orig=parent.cl_ord_id)]
             return [self._reject_cancel(ev, (order_id, parent.state), CxlRejReason.ALREADY_PENDING,
                                         "a cancel is already pending for this order")]
         parent.apply(PE.CANCEL_REQUESTED)
@@ -397,6 +463,199 @@ class Engine:
             self._cancel_children(parent, now_ns, out)
             self._maybe_finish_cancel(parent, now_ns, out)
         return out
+
+    # ------------------------------------------------------------ operator
+
+    def on_kill(self, ev: KillSwitchEngaged) -> list[Command]:
+        """The kill switch: every working parent in scope canceled (children
+        first, then an unsolicited cancel report naming the kill and who),
+        new parents in scope refused until released. Parents the OMS is
+        already canceling end by that cancel."""
+        c = self.controls
+        name = scope_name(ev.scope_kind, ev.scope)
+        if ev.scope_kind != "all" and not ev.scope:
+            return self._refused(ev.ts_ns, ev.who, "kill", name, f"a {ev.scope_kind} kill needs a {ev.scope_kind}")
+        if ev.scope_kind == "venue" and ev.scope not in self.venue_names:
+            return self._refused(ev.ts_ns, ev.who, "kill", name, f"unknown venue {ev.scope!r}")
+        key = (ev.scope_kind, ev.scope if ev.scope_kind != "all" else "")
+        this = Halt(scope_kind=ev.scope_kind, scope=key[1], who=ev.who, reason=ev.reason, since_ns=ev.ts_ns)
+        halt = c.kills.setdefault(key, this)
+        if halt is this:
+            if ev.scope_kind == "venue":
+                self._refresh_venues()
+            self._count_controls()
+        note = this.describe()
+        out: list[Command] = []
+        canceled = 0
+        for parent in list(self.parents.values()):
+            if parent.is_terminal or parent.state is OrdStatus.PENDING_CANCEL or not self._in_kill(parent, key):
+                continue
+            parent.apply(PE.CANCEL_REQUESTED)
+            parent.cancel_note = note
+            canceled += 1
+            self._cancel_children(parent, ev.ts_ns, out)
+            self._maybe_finish_cancel(parent, ev.ts_ns, out)
+        cancels = sum(1 for cmd in out if isinstance(cmd, CancelChild))
+        text = (f"{note}: {canceled} working parents canceled, {cancels} child cancels sent; new orders "
+                f"{'to ' + ev.scope if ev.scope_kind == 'venue' else 'in scope'} refused until resumed")
+        log.warning("%s%s", text, "" if halt is this else f" (in force since {halt.since_ns}, by {halt.who})")
+        c.record(OperatorAction(ts_ns=ev.ts_ns, who=ev.who, action="kill", scope=name, ok=True, text=text,
+                                parents_canceled=canceled, child_cancels_sent=cancels))
+        return out
+
+    def _in_kill(self, parent: ParentOrder, key: tuple[str, str]) -> bool:
+        kind, scope = key
+        if kind == "all":
+            return True
+        if kind == "symbol":
+            return parent.symbol == scope
+        if kind == "session":
+            return parent.session == scope
+        return any(not self.children[cid].is_terminal and self.children[cid].venue == scope
+                   for cid in parent.children)
+
+    def on_kill_released(self, ev: KillSwitchReleased) -> list[Command]:
+        c = self.controls
+        name = scope_name(ev.scope_kind, ev.scope)
+        halt = c.kills.pop((ev.scope_kind, ev.scope if ev.scope_kind != "all" else ""), None)
+        if halt is None:
+            in_force = ", ".join(h.name for h in c.kills.values()) or "none"
+            return self._refused(ev.ts_ns, ev.who, "resume", name,
+                                 f"no kill switch ({name}) in force (in force: {in_force})")
+        if halt.scope_kind == "venue":
+            self._refresh_venues()
+        self._count_controls()
+        left = ", ".join(h.name for h in c.kills.values())
+        text = (f"kill switch ({name}) released by {ev.who} (engaged by {halt.who})"
+                + (f"; still in force: {left}" if left else ""))
+        log.warning("%s", text)
+        c.record(OperatorAction(ts_ns=ev.ts_ns, who=ev.who, action="resume", scope=name, ok=True, text=text))
+        return NO_COMMANDS
+
+    def on_venue_enable(self, ev: VenueEnableChanged) -> list[Command]:
+        """An operator takes a venue out of routing or puts it back. Its
+        children canceled here end as any canceled child does: their
+        parents go on to the next wave of their plan on the venues still
+        routable, or end as the waterfall runs out."""
+        c = self.controls
+        action = "venue_enable" if ev.enabled else "venue_disable"
+        if ev.venue not in self.venue_names:
+            return self._refused(ev.ts_ns, ev.who, action, ev.venue, f"unknown venue {ev.venue!r}")
+        out: list[Command] = []
+        if ev.enabled:
+            was = c.disabled.pop(ev.venue, None)
+            text = (f"venue {ev.venue} enabled by {ev.who}" if was is not None
+                    else f"venue {ev.venue} was not disabled")
+        else:
+            if ev.venue not in c.disabled:
+                c.disabled[ev.venue] = VenueOff(venue=ev.venue, who=ev.who, reason=ev.reason, since_ns=ev.ts_ns)
+            if ev.cancel_working:
+                for child in list(self.children.values()):
+                    if child.venue == ev.venue and not child.is_terminal and \
+                            child.state is not OrdStatus.PENDING_CANCEL:
+                        self._cancel_child(child, ev.ts_ns, out)
+            text = (f"venue {ev.venue} disabled by {ev.who}" + (f": {ev.reason}" if ev.reason else "")
+                    + (f"; {len(out)} working children canceled" if ev.cancel_working
+                       else "; its working children are left to work"))
+        self._refresh_venues()
+        self._count_controls()
+        log.warning("%s", text)
+        c.record(OperatorAction(ts_ns=ev.ts_ns, who=ev.who, action=action, scope=ev.venue, ok=True, text=text,
+                                child_cancels_sent=len(out)))
+        return out
+
+    def on_risk_limit_changed(self, ev: RiskLimitChanged) -> None:
+        """An operator changes a pre-trade limit; the next order meets it.
+        A change that does not fit is refused and nothing changes."""
+        before = self._risk_value(ev.key)
+        try:
+            self.risk.change(ev.key, ev.value)
+        except ConfigError as e:
+            self._m.risk_limit_change["refused"].inc()
+            log.error("risk limit change %s = %r by %s at %d refused: %s", ev.key, ev.value, ev.who, ev.ts_ns, e)
+            return
+        self._m.risk_limit_change["applied"].inc()
+        log.warning("risk limit %s changed from %s to %s by %s at %d", ev.key, before, self._risk_value(ev.key),
+                    ev.who, ev.ts_ns)
+
+    def _risk_value(self, key: str) -> object:
+        kind, _, rest = key.partition(".")
+        which, _, field = rest.rpartition(".")
+        cfg = self.risk.config
+        if which:
+            entries = cfg.symbols if kind == "symbol" else cfg.sessions
+            for e in entries:
+                if getattr(e, kind, None) == which:
+                    v = getattr(e, field, None)
+                    if v is not None:
+                        return v
+            return getattr(cfg, field, None)
+        return getattr(cfg, key, None)
+
+    def on_symbol_reenabled(self, ev: SymbolReenabled) -> None:
+        """An operator lets a symbol the execution throttle stopped trade again."""
+        if self.risk.reenable(ev.symbol):
+            self._m.risk_symbols_stopped.set(len(self.risk.stopped_symbols()))
+            log.warning("symbol %s re-enabled by %s at %d (execution throttle reset)", ev.symbol, ev.who, ev.ts_ns)
+        else:
+            log.warning("re-enable of %s by %s at %d: it was not stopped", ev.symbol, ev.who, ev.ts_ns)
+
+    def _refused(self, now_ns: int, who: str, action: str, scope: str, why: str) -> list[Command]:
+        log.warning("operator %s (%s) by %s refused: %s", action, scope, who, why)
+        self.controls.record(OperatorAction(ts_ns=now_ns, who=who, action=action, scope=scope, ok=False, text=why))
+        return NO_COMMANDS
+
+    def _end_if_killed(self, parent: ParentOrder, now_ns: int, out: list[Command]) -> bool:
+        """A working parent under a kill switch (one whose cancel a venue
+        refused, say) sends no new wave: it ends here, canceled."""
+        halt = self.controls.blocking(parent.symbol, parent.session)
+        if halt is None:
+            return False
+        parent.routing_done = True
+        parent.apply(PE.CANCELED)
+        out.append(self._report(parent, ExecType.CANCELED, now_ns, text=halt.describe()))
+        self._parent_done(parent, "partial_canceled" if parent.cum_qty else "canceled", now_ns)
+        return True
+
+    def _refresh_venues(self) -> None:
+        """Rebuild what routing may use: the venues up less the ones an
+        operator took out (disabled, or under a venue kill)."""
+        blocked = self.controls.blocked_venues()
+        self._routable = frozenset(self.venues_up - blocked) if blocked else frozenset(self.venues_up)
+        self._venues_up_view = self._routable
+
+    def _count_controls(self) -> None:
+        m = self._m
+        for kind, n in self.controls.counts().items():
+            m.kill_switches.labels(scope=kind).set(n)
+        for v in self.venue_names:
+            m.venue_disabled.labels(venue=v).set(1 if v in self.controls.disabled else 0)
+
+    def _no_venue_text(self) -> str:
+        blocked = self.controls.blocked_venues() & self.venues_up
+        if not blocked:
+            return "no venue session is up to route to"
+        return f"no venue to route to: {', '.join(sorted(blocked))} taken out of routing by an operator"
+
+    def open_children_at(self, venue: str | None = None, symbol: str | None = None,
+                         session: str | None = None) -> int:
+        """Working children (at ``venue``, of ``symbol``, of parents of
+        OMS ``session``, when given): what a kill waits to see reach zero."""
+        if venue is None and symbol is None and session is None:
+            return self._open_children
+        n = 0
+        for child in self.children.values():
+            if child.is_terminal or (venue is not None and child.venue != venue) or \
+                    (symbol is not None and child.symbol != symbol):
+                continue
+            if session is not None and self.parents[child.parent_id].session != session:
+                continue
+            n += 1
+        return n
+
+    @property
+    def open_parents(self) -> int:
+        return self._open_parents
 
     @property
     def open_children(self) -> int:
@@ -424,6 +683,16 @@ class Engine:
                 log.warning("orphan %s at %s: %s (%s)", ev.child_id, ev.venue, ev.exec_type.name, ev.text)
                 if ev.ord_status in TERMINAL:
                     del self._orphans[ev.child_id]
+                return []
+            if child is None and self._lost_id(ev.child_id):
+                # A child the crashed process sent and never journaled, which
+                # ended at the venue before the sweep could cancel it.
+                self._m.venue_anomalies.labels(kind="orphan_report").inc()
+                if ev.exec_type is ExecType.TRADE and ev.last_qty > 0:
+                    self._m.venue_anomalies.labels(kind="orphan_fill").inc()
+                    log.error("venue %s filled %d %s at %d ticks on %s, a child no parent owns (its records were "
+                              "lost in a crash): the firm's shares, not an OMS order's", ev.venue, ev.last_qty,
+                              ev.child_id, ev.last_px_ticks, ev.exec_id)
                 return []
             if child is None and self._released(ev.child_id):
                 # A resend or a venue's late word on a child finished long
@@ -479,15 +748,21 @@ class Engine:
         log.warning("venue %s refused cancel of child %s: %s", child.venue, child.child_id, ev.text)
         if parent.state is OrdStatus.PENDING_CANCEL:
             parent.apply(PE.CANCEL_REFUSED)
-            cl = parent.pending_cancel_cl_ord_id or ""
+            cl = parent.pending_cancel_cl_ord_id
             parent.pending_cancel_cl_ord_id = None
-            out.append(RejectCancel(
-                session=parent.session, order_id=parent.order_id, cl_ord_id=cl,
-                orig_cl_ord_id=parent.cl_ord_id, ord_status=parent.state, reason=CxlRejReason.OTHER,
-                response_to_replace=False,
-                text=f"venue {child.venue} refused to cancel child {child.child_id}: {ev.text}",
-            ))
-            self._m.cancel_reject["other"].inc()
+            if cl is None:
+                # The router's own cancel (kill switch, shutdown): the OMS
+                # asked nothing, so it gets no OrderCancelReject.
+                log.warning("venue %s refused the router's cancel of child %s (%s): parent %s keeps working",
+                            child.venue, child.child_id, parent.cancel_note, parent.order_id)
+            else:
+                out.append(RejectCancel(
+                    session=parent.session, order_id=parent.order_id, cl_ord_id=cl,
+                    orig_cl_ord_id=parent.cl_ord_id, ord_status=parent.state, reason=CxlRejReason.OTHER,
+                    response_to_replace=False,
+                    text=f"venue {child.venue} refused to cancel child {child.child_id}: {ev.text}",
+                ))
+                self._m.cancel_reject["other"].inc()
         self._after_child_change(parent, ev.recv_ns, out)
         return out
 
@@ -542,6 +817,10 @@ class Engine:
             return out
         parent = self.parents[child.parent_id]
         now = ev.recv_ns
+        if ev.ord_status is OrdStatus.REJECTED and ev.cum_qty == 0:
+            # "Unknown order": nothing to compare, the child is gone there.
+            self._child_lost(parent, child, now, out)
+            return out
         missed = min(ev.cum_qty, child.qty) - child.cum_qty
         if missed > 0:
             notional = ev.cum_notional_ticks - child.notional_ticks
@@ -753,6 +1032,13 @@ class Engine:
                 self._arm_markouts()
         vm.fills.inc()
         vm.filled_qty.inc(qty)
+        if self.risk.enabled:
+            stopped = self.risk.on_fill(child.symbol, now_ns)
+            if stopped is not None:
+                # Working children go on; no new parent or child of the
+                # symbol is routed until an operator re-enables it.
+                self._m.risk_symbols_stopped.set(len(self.risk.stopped_symbols()))
+                log.error("%s", stopped)
         parent_was_cancel = parent.state is OrdStatus.PENDING_CANCEL
         parent.fill(qty, px_ticks, notional_ticks)
         if parent.arrival_mid2 > 0:
@@ -799,6 +1085,19 @@ class Engine:
         self._wave.pop(parent.order_id, None)
         self._ids.set_status(ClOrdIdTable.key(parent.session, parent.cl_ord_id), _CODE[parent.state])
         self._retire.append((now_ns + self._retain_ns, parent.order_id))
+        # Its credit: what it executed stays charged, the rest is given back.
+        self.risk.parent_done(parent.order_id, parent.notional_ticks)
+        if self._risk_notes:
+            self._risk_notes.pop(parent.order_id, None)
+
+    def _lost_id(self, child_id: str) -> bool:
+        """Whether ``child_id`` is in the window of IDs lost in a crash."""
+        lo, hi = self._lost_ids
+        p = self._prefix
+        if hi == 0 or not child_id.startswith(p) or child_id[len(p):len(p) + 1] != "C":
+            return False
+        seq = child_id[len(p) + 1:]
+        return seq.isdigit() and lo < int(seq) <= hi
 
     def _released(self, child_id: str) -> bool:
         """Whether ``child_id`` is one this engine created and has released."""
@@ -833,6 +1132,8 @@ class Engine:
             return
         wave = self._wave.get(parent.order_id, ())
         if all(self.children[c].is_terminal for c in wave):
+            if self.controls.kills and self._end_if_killed(parent, now_ns, out):
+                return
             self._advance(parent, now_ns, out, note)
 
     def _maybe_finish_cancel(self, parent: ParentOrder, now_ns: int, out: list[Command], note: str = "") -> None:
@@ -854,7 +1155,7 @@ class Engine:
         while not parent.routing_done and parent.step < len(plan.waves):
             wave = plan.waves[parent.step]
             parent.step += 1
-            slices = [s for s in wave.slices if s.venue in self.venues_up]
+            slices = [s for s in wave.slices if s.venue in self._routable]
             if not slices:
                 continue
             residual = parent.qty - parent.cum_qty
@@ -865,15 +1166,31 @@ class Engine:
             sizes = apply_limits(allocate(residual, [s.weight for s in slices], lot), wf.max_child_qty,
                                  wf.min_child_qty, lot)
             sent: list[str] = []
+            risk = self.risk
             for sl, qty in zip(slices, sizes):
                 if qty <= 0:
                     continue
+                px = sl.limit_ticks
+                if risk.enabled:
+                    # A child the planner made passes the same controls as an
+                    # OMS order. One that breaches is not sent: the slice is
+                    # skipped and counted (its shares wait for the plan's next
+                    # wave, which is checked again), and if the waterfall runs
+                    # out the parent's final Text says which control stopped it.
+                    # A market child comes back as a limit at the collar.
+                    breach = risk.check_child(parent.session, parent.symbol, parent.side, qty,
+                                              OrdType.MARKET if px is None else OrdType.LIMIT, px,
+                                              parent.price_ticks, now_ns)
+                    if breach is not None:
+                        self._child_blocked(parent, sl.venue, qty, breach)
+                        continue
+                    px = risk.child_px
                 cid = self._next_id("C")
-                ord_type = OrdType.MARKET if sl.limit_ticks is None else OrdType.LIMIT
+                ord_type = OrdType.MARKET if px is None else OrdType.LIMIT
                 expire = now_ns + sl.timeout_ms * 1_000_000 if sl.timeout_ms else None
                 child = ChildOrder(
                     child_id=cid, parent_id=parent.order_id, venue=sl.venue, symbol=parent.symbol,
-                    side=parent.side, qty=qty, ord_type=ord_type, price_ticks=sl.limit_ticks,
+                    side=parent.side, qty=qty, ord_type=ord_type, price_ticks=px,
                     tif=sl.tif, sent_ns=now_ns, expire_ns=expire,
                 )
                 self.children[cid] = child
@@ -887,7 +1204,7 @@ class Engine:
                 vm.child_qty_sent.inc(qty)
                 out.append(SendChildOrder(
                     venue=sl.venue, child_id=cid, symbol=parent.symbol, side=parent.side, qty=qty,
-                    ord_type=ord_type, price_ticks=sl.limit_ticks, tif=sl.tif, trace_ns=parent.trace_ns,
+                    ord_type=ord_type, price_ticks=px, tif=sl.tif, trace_ns=parent.trace_ns,
                 ))
             if sent:
                 self._m.open_children.set(self._open_children)
@@ -898,8 +1215,18 @@ class Engine:
         if parent.state is not OrdStatus.PENDING_CANCEL and not parent.is_terminal:
             parent.apply(PE.CANCELED)
             text = f"waterfall exhausted: {parent.qty - parent.cum_qty} unfilled"
+            if self._risk_notes:
+                stopped = self._risk_notes.get(parent.order_id)
+                if stopped is not None:
+                    note = f"{note}; {stopped}" if note else stopped
             out.append(self._report(parent, ExecType.CANCELED, now_ns, text=text + (f"; {note}" if note else "")))
             self._parent_done(parent, "partial_canceled" if parent.cum_qty else "canceled", now_ns)
+
+    def _child_blocked(self, parent: ParentOrder, venue: str, qty: int, breach: Breach) -> None:
+        self._m.risk_reject[breach.limit, "child"].inc()
+        text = f"child of {qty} for {venue} not sent: {breach.text}"
+        self._risk_notes[parent.order_id] = text
+        log.warning("parent %s (%s/%s): %s", parent.order_id, parent.session, parent.cl_ord_id, text)
 
     def _set_deadline(self, child: ChildOrder, deadline: int | None) -> None:
         # Superseded heap entries are skipped lazily: an entry only counts

@@ -38,9 +38,11 @@ from router.domain.events import (
     CancelRequested,
     EngineEvent,
     InvalidOrderReceived,
+    KillSwitchEngaged,
     NewOrderReceived,
     OmsSessionChanged,
     VenueCancelRejected,
+    VenueEnableChanged,
     VenueReport,
 )
 from router.domain.types import CxlRejReason, ExecType, OrdStatus, OrdType
@@ -315,7 +317,8 @@ class Walk:
             on(key, Entry(session_id=sid, seq=st.seq, ts_ns=ts, cause=cause, item=item))
 
         emit(ctx, ev)
-        if ctx is None and isinstance(ev, CancelAllRequested | OmsSessionChanged):
+        if ctx is None and isinstance(ev, CancelAllRequested | OmsSessionChanged | KillSwitchEngaged
+                                      | VenueEnableChanged):
             # The shutdown's (or the kill switch's) reason, in every story it ends.
             for key in dict.fromkeys(k for k in keys if k is not None):
                 emit(key, ev)
@@ -572,7 +575,8 @@ def _entry_line(e: Entry, story: ParentStory, t0: int) -> str | None:
                     f"{px(it.price_ticks, tick)} {it.tif.name}{wave}")
         case CancelChild():
             why = {"TimerFired": "timer", "CancelRequested": "OMS cancel", "CancelAllRequested": "cancel-all",
-                   "OmsSessionChanged": "OMS disconnect",
+                   "OmsSessionChanged": "OMS disconnect", "KillSwitchEngaged": "kill switch",
+                   "VenueEnableChanged": "venue disabled",
                    "VenueReport": "wave done"}.get(e.cause, e.cause)
             return f"{t}  {it.venue:<6} <- cancel {it.child_id} ({it.cancel_id}) on {why}"
         case VenueReport():
@@ -593,6 +597,12 @@ def _entry_line(e: Entry, story: ParentStory, t0: int) -> str | None:
             return f"{t}  router cancel-all: {it.reason}"
         case OmsSessionChanged():
             return f"{t}  OMS session {it.session} {'up' if it.up else 'down'}"
+        case KillSwitchEngaged():
+            scope = "all" if it.scope_kind == "all" else f"{it.scope_kind} {it.scope}"
+            return f"{t}  operator {it.who}: kill switch ({scope}){': ' + it.reason if it.reason else ''}"
+        case VenueEnableChanged():
+            return (f"{t}  operator {it.who}: venue {it.venue} {'enabled' if it.enabled else 'disabled'}"
+                    f"{' (working children canceled)' if it.cancel_working and not it.enabled else ''}")
         case ReportToOms():
             last = (f" last {it.last_qty} @ {px(it.last_px_ticks, tick)} {it.last_mkt or ''}".rstrip()
                     if it.exec_type is ExecType.TRADE else "")

@@ -56,6 +56,10 @@ STALE_NEVER: Final[int] = (1 << 63) - 1
 MAX_PX_TICKS: Final[int] = (1 << 62) - 1
 """Largest accepted price: bid + ask of two of them still fits int64 (mid2)."""
 
+REF_NONE, REF_NBBO, REF_LAST_TRADE, REF_STALE_NBBO = 0, 1, 2, 3
+"""Where ``MarketData.reference2`` found its price."""
+REF_NAMES: Final = ("no reference", "the NBBO mid", "the last trade", "the stale NBBO mid")
+
 MAX_SIZE: Final[int] = (1 << 63) - 1
 
 # Field order inside one book row of the packed blocks.
@@ -470,6 +474,52 @@ class MarketData:
         """NBBO bid + ask (2 * mid, exact in ticks); 0 if either side is empty."""
         bb, _, ba, _ = self.nbbo(s)
         return bb + ba if bb and ba else 0
+
+    def reference2(self, s: int, now_ns: int, stale_ns: int) -> tuple[int, int]:
+        """The price pre-trade risk measures an order against, doubled (so a
+        mid stays whole ticks), and where it came from: ``(mid2, REF_NBBO)``
+        while the NBBO is two-sided and some lit book was committed within
+        ``stale_ns``; else ``(2 * px, REF_LAST_TRADE)`` of the latest print
+        on any venue; else ``(mid2, REF_STALE_NBBO)`` of a stale two-sided
+        NBBO; else ``(0, REF_NONE)``. One pass over the lit books (the NBBO
+        and the newest commit together); allocates nothing but the tuple."""
+        if not 0 <= s < self._ns:
+            raise self._bad_index(0, s)
+        bk, bts, rcount = self._bk, self._bts, self._rcount
+        d2 = 2 * self.depth
+        so = s * self._row
+        ns = self._ns
+        bb = ba = 0
+        newest = -1
+        for v, base in self._lit_pairs:
+            i = base + so
+            p = bk[i]
+            if p > bb:
+                bb = p
+            p = bk[i + d2]
+            if p and (p < ba or not ba):
+                ba = p
+            k = v * ns + s
+            if rcount[k] and bts[k] > newest:
+                newest = bts[k]
+        mid2 = bb + ba if bb and ba else 0
+        if mid2 and newest >= 0 and now_ns - newest <= stale_ns:
+            return mid2, REF_NBBO
+        ct = self.trade_capacity
+        best_ts = best_px = -1
+        for v in range(self._nv):
+            k = v * ns + s
+            if self._tcount[k]:
+                h = self._thead[k]
+                r = k * ct + (h - 1 if h else ct - 1)
+                if self._tts[r] > best_ts:
+                    best_ts = self._tts[r]
+                    best_px = self._tpx[r]
+        if best_px > 0:
+            return 2 * best_px, REF_LAST_TRADE
+        if mid2:
+            return mid2, REF_STALE_NBBO
+        return 0, REF_NONE
 
     def staleness_ns(self, v: int, s: int, now_ns: int) -> int:
         """now - ts of the last commit; ``STALE_NEVER`` if never committed.

@@ -40,6 +40,10 @@ them to quickfix."""
 PARENT_OUTCOMES = ("filled", "canceled", "rejected", "partial_canceled")
 CHILD_OUTCOMES = ("filled", "canceled", "rejected", "partial_canceled")
 SESSION_REJECT_REASONS = ("missing_tag", "bad_value", "unsupported_message")
+RISK_LIMITS = ("price_collar", "max_order_qty", "max_order_notional", "credit_limit", "message_throttle",
+               "execution_throttle", "duplicate_order", "restricted_symbol", "child_price")
+"""The pre-trade controls by name (``router.risk.controls.LIMITS``, which a test keeps equal)."""
+RISK_ORDER_KINDS = ("parent", "child", "cancel")
 
 
 class VenueMetrics:
@@ -177,11 +181,43 @@ class Metrics:
         self.journal_failed = Gauge(
             "sor_journal_failed", "1 once the journal stopped recording (see the log for why)", registry=r
         )
+        # Pre-trade risk (router.risk).
+        self.risk_rejects = Counter(
+            "sor_risk_rejects", "Orders a pre-trade control refused, by limit and by what was refused "
+            "(parent from the OMS, child the router made, cancel or replace)", ["limit", "order"], registry=r,
+        )
+        self.risk_warnings = Counter(
+            "sor_risk_warnings", "Orders a pre-trade control let through with a warning (duplicate guard in warn mode)",
+            ["limit"], registry=r,
+        )
+        self.risk_limit_changes = Counter(
+            "sor_risk_limit_changes", "Run-time risk limit changes, by outcome (applied, refused)", ["outcome"],
+            registry=r,
+        )
+        self.risk_symbols_stopped = Gauge(
+            "sor_risk_symbols_stopped", "Symbols the repeated-execution throttle stopped (until re-enabled)",
+            registry=r,
+        )
         self.trading_halted = Gauge("sor_trading_halted", "1 while new parents are refused", registry=r)
         self.scrape_fallbacks = Counter(
             "sor_metrics_scrape_fallbacks",
             "Scrapes the HTTP thread formatted itself because the engine did not in time (wedged or saturated)",
             registry=r,
+        )
+        # Operator control (router.engine.operator, router.admin).
+        self.kill_switches = Gauge(
+            "sor_kill_switches", "Operator kill switches in force, by scope (all, symbol, session, venue)",
+            ["scope"], registry=r,
+        )
+        self.venue_disabled = Gauge(
+            "sor_venue_disabled", "1 while an operator has taken the venue out of routing", ["venue"], registry=r
+        )
+        self.admin_requests = Counter(
+            "sor_admin_requests", "Admin API requests served (authenticated), by action", ["action"], registry=r
+        )
+        self.admin_refused = Counter(
+            "sor_admin_refused", "Admin API requests refused for want of a valid bearer token, by reason",
+            ["reason"], registry=r,
         )
 
         self.venue = {v: VenueMetrics(self, v) for v in venues}
@@ -192,7 +228,17 @@ class Metrics:
         }
         self.session_reject = {k: self.session_rejects.labels(reason=k) for k in SESSION_REJECT_REASONS}
         self.stage = {s: self.stage_seconds.labels(stage=s) for s in STAGES}
+        self.risk_reject = {(lim, o): self.risk_rejects.labels(limit=lim, order=o)
+                            for lim in RISK_LIMITS for o in RISK_ORDER_KINDS}
+        self.risk_warning = {lim: self.risk_warnings.labels(limit=lim) for lim in RISK_LIMITS}
+        self.risk_limit_change = {o: self.risk_limit_changes.labels(outcome=o) for o in ("applied", "refused")}
         self.oms_session_up = self.session_up.labels(session="oms")
+        for scope in ("all", "symbol", "session", "venue"):
+            self.kill_switches.labels(scope=scope).set(0)
+        for v in self.venue:
+            self.venue_disabled.labels(venue=v).set(0)
+        for reason in ("no_token", "bad_token"):
+            self.admin_refused.labels(reason=reason)
         for vm in self.venue.values():
             vm.session_up.set(0)
         self.oms_session_up.set(0)

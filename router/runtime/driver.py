@@ -26,7 +26,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from router.config import RouterConfig
-from router.domain.commands import Command, RejectCancel, RejectOrder, ReportToOms
+from router.domain.commands import Command
 from router.domain.events import (
     CancelAllRequested,
     EngineEvent,
@@ -53,10 +53,6 @@ LAG_PROBE_NS = 100_000_000
 INBOX_CAPACITY = 65_536
 """Events queued between quickfix's threads and the loop before the
 producing thread is made to wait (threaded driver)."""
-
-
-OMS_BOUND = (ReportToOms, RejectOrder, RejectCancel)
-"""What ``sync = "every"`` keeps back until it is durable."""
 
 
 class Transport(Protocol):
@@ -116,10 +112,11 @@ class Driver:
         self._drained: asyncio.Event | None = None
         """Set once no child is open, while a shutdown waits for that."""
         self._hold = journal is not None and hold_reports
-        """sync = "every": messages to the OMS wait until the journal has
-        made their step durable."""
-        self._held: deque[tuple[int, list[Command]]] = deque()
-        """(records that must be committed first, OMS-bound commands), in order."""
+        """sync = "every": nothing a step commands leaves the process until
+        the journal has made the step durable."""
+        self._held: deque[tuple[int, list[Command], int]] = deque()
+        """(records that must be committed first, the step's commands, the
+        new order's recv_ns or 0), in order."""
         self._to_hold: list[Command] | None = None
         self._reconciling = False
         """A restart: the OMS acceptor waits for the venues' word on every
@@ -175,7 +172,7 @@ class Driver:
                 time.sleep(0.001)
             self.release_held()
             if self._held:
-                log.error("%d messages for the OMS were not durable in time and are not sent", len(self._held))
+                log.error("the commands of %d steps were not durable in time and are not sent", len(self._held))
         self.edge.stop()
 
     # ------------------------------------------------ from the edge's callbacks
@@ -249,17 +246,14 @@ class Driver:
         self._arm_timer()
 
     def _execute(self, cmds: list[Command]) -> int | None:
-        """Carry out a step's commands; with ``sync = "every"`` those for the
-        OMS are kept back until ``_record`` has queued the step."""
+        """Carry out a step's commands; with ``sync = "every"`` they are kept
+        back until ``_record`` has queued the step and the writer committed
+        it. Child orders wait too: a child that left before its record was
+        durable would be unknown after a crash, and so would its fills."""
         if not self._hold or not cmds:
             return self.edge.execute(cmds)
-        now: list[Command] = []
-        later: list[Command] = []
-        for c in cmds:
-            (later if isinstance(c, OMS_BOUND) else now).append(c)
-        if later:
-            self._to_hold = later
-        return self.edge.execute(now) if now else None
+        self._to_hold = cmds
+        return None
 
     def _record(self, ev: EngineEvent, step: Step) -> None:
         j = self.journal
@@ -271,7 +265,7 @@ class Driver:
         if step.decision is not None:
             j.append(DECISION, ts, step.decision)
         if self._to_hold is not None:
-            self._held.append((j.appended, self._to_hold))
+            self._held.append((j.appended, self._to_hold, ev.recv_ns if type(ev) is NewOrderReceived else 0))
             self._to_hold = None
             j.flush_soon()
 
@@ -285,7 +279,10 @@ class Driver:
         done = j.committed if j.failed is None else j.appended
         held = self._held
         while held and held[0][0] <= done:
-            self.edge.execute(held.popleft()[1])
+            _, cmds, recv_ns = held.popleft()
+            t_first_child = self.edge.execute(cmds)
+            if recv_ns and t_first_child is not None:
+                self.metrics.tick_to_route.observe((t_first_child - recv_ns) / 1e9)
 
     def inject(self, ev: EngineEvent) -> None:
         """Loop thread: an input the daemon itself produces (journaled like any other)."""

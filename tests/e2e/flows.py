@@ -7,6 +7,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from fix.codec import CUM_QTY, EXEC_TYPE, LEAVES_QTY, ORD_STATUS
+from router.domain.commands import SendChildOrder
+from router.domain.events import VenueReport
+from router.domain.types import ExecType, OrdStatus, TimeInForce
+from router.journal import records
+from router.journal.store import SqliteStore
 from sim.config import SimClusterConfig
 from sim.harness import Cluster
 from sim.invariants import check_order
@@ -45,3 +50,28 @@ def canceled_unfilled(oms: SimOms, cl: str) -> Received:
     assert (final.get(EXEC_TYPE), final.get(ORD_STATUS), final.get(CUM_QTY), final.get(LEAVES_QTY)) == \
         ("4", "4", "0", "0")
     return final
+
+
+def journaled_resting_ack(path: str) -> bool:
+    """A child the venue acked and has not ended is in the journal (committed):
+    the resting one, not the IOC waves before it."""
+    store = SqliteStore(path, readonly=True)
+    try:
+        resting: set[str] = set()
+        acked: set[str] = set()
+        ended: set[str] = set()
+        for s in store.sessions():
+            for st in records.steps(store.records(s.session_id)):
+                ev = records.decode_event(st.event)
+                if isinstance(ev, VenueReport):
+                    if ev.exec_type is ExecType.NEW:
+                        acked.add(ev.child_id)
+                    elif ev.ord_status in (OrdStatus.CANCELED, OrdStatus.FILLED, OrdStatus.REJECTED,
+                                           OrdStatus.EXPIRED):
+                        ended.add(ev.child_id)
+                if st.commands is not None:
+                    resting.update(c.child_id for c in records.decode_commands(st.commands)
+                                   if isinstance(c, SendChildOrder) and c.tif is TimeInForce.DAY)
+        return bool((acked & resting) - ended)
+    finally:
+        store.close()

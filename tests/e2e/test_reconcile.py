@@ -23,8 +23,7 @@ import pytest
 
 from fix.codec import CUM_QTY, EXEC_ID, EXEC_TYPE, LAST_QTY, ORD_STATUS, TEXT
 from router.domain.commands import ReportToOms, SendChildOrder
-from router.domain.events import NewOrderReceived, VenueReport
-from router.domain.types import ExecType, OrdStatus
+from router.domain.events import NewOrderReceived
 from router.journal import records
 from router.journal.store import SqliteStore
 from sim.config import SimClusterConfig
@@ -32,30 +31,9 @@ from sim.harness import Cluster, localize, poll_until
 from sim.invariants import check_order
 from sim.oms import SimOms
 from tests.e2e.conftest import e2e_config
-from tests.e2e.flows import TIMEOUT_S, resting, start_with_oms
+from tests.e2e.flows import TIMEOUT_S, journaled_resting_ack, resting, start_with_oms
 
 DRIVERS = ["threaded", "poll"]
-
-
-def _journaled_ack(path: str) -> bool:
-    """A child the venue acked and has not ended is in the journal (committed):
-    the resting one, not the IOC waves before it."""
-    store = SqliteStore(path, readonly=True)
-    try:
-        acked: set[str] = set()
-        ended: set[str] = set()
-        for s in store.sessions():
-            for body in store.events(s.session_id):
-                ev = records.decode_event(body)
-                if isinstance(ev, VenueReport):
-                    if ev.exec_type is ExecType.NEW:
-                        acked.add(ev.child_id)
-                    elif ev.ord_status in (OrdStatus.CANCELED, OrdStatus.FILLED, OrdStatus.REJECTED,
-                                           OrdStatus.EXPIRED):
-                        ended.add(ev.child_id)
-        return bool(acked - ended)
-    finally:
-        store.close()
 
 
 def _children_of(cluster: Cluster) -> set[str]:
@@ -81,7 +59,7 @@ def test_a_venue_restarted_with_an_empty_book_ends_the_child_it_lost(default_con
     try:
         cl = resting(oms, "S5")  # rests on LIT1, the plan's last step
         # Acked by the venue: it is in the venue's book, and dies with it.
-        assert poll_until(lambda: _journaled_ack(cfg.journal.path), TIMEOUT_S)
+        assert poll_until(lambda: journaled_resting_ack(cfg.journal.path), TIMEOUT_S)
         cluster.kill_venue("LIT1")
         cluster.wait_sessions({"LIT1": 0.0}, TIMEOUT_S)
         cluster.start_venue("LIT1")  # same FIX store, empty book
@@ -117,7 +95,7 @@ def test_fills_while_the_daemon_is_down_reach_the_oms_once(default_config: SimCl
     cluster, oms = start_with_oms(cfg, tmp_path)
     try:
         cl = oms.send_order("S5", "1", 400, price="190.00", tif="0")
-        assert poll_until(lambda: _journaled_ack(cfg.journal.path), TIMEOUT_S)
+        assert poll_until(lambda: journaled_resting_ack(cfg.journal.path), TIMEOUT_S)
         assert cluster.kill_daemon() != 0
         children = _children_of(cluster)
         before = sum(f["qty"] for f in cluster.venue_fills() if f["cl"] in children)
@@ -165,7 +143,7 @@ def test_oms_disconnect_cancels_its_orders_when_configured(default_config: SimCl
     oms2: SimOms | None = None
     try:
         cl = resting(oms, "S5")
-        assert poll_until(lambda: _journaled_ack(cfg.journal.path), TIMEOUT_S)
+        assert poll_until(lambda: journaled_resting_ack(cfg.journal.path), TIMEOUT_S)
         oms.stop()
         assert poll_until(lambda: cluster.metrics().get("sor_open_children") == 0.0, TIMEOUT_S)
         assert cluster.metrics().get("sor_open_parents") == 0.0
@@ -194,7 +172,7 @@ def test_a_child_the_journal_lost_is_found_at_the_venue_and_canceled(default_con
     cluster, oms = start_with_oms(cfg, tmp_path)
     try:
         cl = resting(oms, "S5")
-        assert poll_until(lambda: _journaled_ack(cfg.journal.path), TIMEOUT_S)
+        assert poll_until(lambda: journaled_resting_ack(cfg.journal.path), TIMEOUT_S)
         assert cluster.kill_daemon() != 0
         store = SqliteStore(cfg.journal.path, readonly=True)
         first = next(seq for seq, kind, _, body in store.records(1)

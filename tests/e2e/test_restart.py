@@ -11,29 +11,12 @@ import msgspec
 import pytest
 
 from fix.codec import ORD_STATUS
-from router.domain.events import VenueReport
-from router.domain.types import ExecType
-from router.journal import records
 from router.journal.store import SqliteStore
 from router.replay import replay
 from sim.config import SimClusterConfig
 from sim.harness import localize, poll_until
 from tests.e2e.conftest import e2e_config
-from tests.e2e.flows import TIMEOUT_S, canceled_unfilled, resting, start_with_oms
-
-
-def _journaled_ack(path: str) -> bool:
-    """The venue's ack of a child is in the journal (committed)."""
-    store = SqliteStore(path, readonly=True)
-    try:
-        for s in store.sessions():
-            for body in store.events(s.session_id):
-                ev = records.decode_event(body)
-                if isinstance(ev, VenueReport) and ev.exec_type is ExecType.NEW:
-                    return True
-        return False
-    finally:
-        store.close()
+from tests.e2e.flows import TIMEOUT_S, canceled_unfilled, journaled_resting_ack, resting, start_with_oms
 
 
 @pytest.mark.parametrize(("driver", "how"), [("threaded", "sigterm"), ("poll", "sigterm"), ("threaded", "sigkill"),
@@ -46,7 +29,7 @@ def test_a_restarted_daemon_knows_its_working_parents(default_config: SimCluster
     cluster, oms = start_with_oms(cfg, tmp_path)
     try:
         cl = resting(oms, "S5")
-        assert poll_until(lambda: _journaled_ack(cfg.journal.path), TIMEOUT_S)
+        assert poll_until(lambda: journaled_resting_ack(cfg.journal.path), TIMEOUT_S)
         if how == "sigkill":
             assert cluster.kill_daemon() != 0
         else:

@@ -329,9 +329,10 @@ def check_engine(h: Harness) -> None:
         assert in_flight <= p.leaves_qty, f"children in flight {in_flight} > leaves {p.leaves_qty}"
         assert p.cum_qty == sum(k.cum_qty for k in kids), "a child fill did not reach the parent"
         assert p.notional_ticks == h.oms.last[p.order_id].avg_px_ticks_num
-        if p.cancel_note is not None and p.state is S.PENDING_CANCEL:
-            # The router's own cancel (shutdown, OMS disconnect): no request,
-            # so no PendingCancel report; the OMS hears the outcome.
+        if p.cancel_note is not None and p.state is S.PENDING_CANCEL and p.pending_cancel_cl_ord_id is None:
+            # The router's own cancel (shutdown, OMS disconnect, kill switch):
+            # no request, so no PendingCancel report; the OMS hears the
+            # outcome (unless it asked to cancel meanwhile).
             assert h.oms.status[p.order_id] in (S.NEW, S.PARTIALLY_FILLED)
         else:
             assert p.state is h.oms.status[p.order_id], "parent state differs from what the OMS was told"

@@ -1,5 +1,5 @@
-"""``journal.sync = "every"``: a message for the OMS leaves only once the
-journal has committed the step that made it; child orders never wait.
+"""``journal.sync = "every"``: nothing a step commands (child orders, reports
+for the OMS) leaves until the journal has committed the step.
 
 The driver runs for real (threaded design, a real asyncio loop, the real
 engine and journal writer); the store's commit is held back by a gate so
@@ -88,14 +88,12 @@ def _holding_driver() -> tuple[asyncio.AbstractEventLoop, GatedStore, FakeEdge, 
     return loop, store, edge, writer, driver
 
 
-def test_reports_wait_for_their_commit_and_children_do_not() -> None:
+def test_a_steps_commands_wait_for_its_commit() -> None:
     loop, store, edge, writer, driver = _holding_driver()
     writer.on_commit = lambda: loop.call_soon_threadsafe(driver.release_held)
     writer.start()
     try:
-        kinds = [type(c) for c, _ in edge.sent]
-        assert SendChildOrder in kinds, "the child goes to the venue at once"
-        assert ReportToOms not in kinds, "the ack waits for the journal"
+        assert edge.sent == [], "neither the child nor the ack leaves before the journal has them"
 
         async def until_acked() -> None:
             store.gate.set()
@@ -110,6 +108,8 @@ def test_reports_wait_for_their_commit_and_children_do_not() -> None:
         events = store.events()
         nos_at = next(i for i, ev in enumerate(events) if isinstance(ev, NewOrderReceived))
         assert committed_then > nos_at, "the order's event was durable before its ack left"
+        child_at = next(n for c, n in edge.sent if isinstance(c, SendChildOrder))
+        assert child_at > nos_at, "and before its child left"
     finally:
         store.gate.set()
         writer.close()
