@@ -490,30 +490,32 @@ class VenueCodec:
             last_qty = 0
             last_px = 0
             notional = 0
+            symbol = ""
+            side: Side | None = None
+            exec_id = ""
             cum = int(Decimal(field(msg, CUM_QTY) or "0"))
             if exec_type is ExecType.TRADE:
                 last_qty = int(Decimal(msg.getField(LAST_QTY)))
                 last_px = self.ticks[msg.getField(SYMBOL)].to_ticks_nearest(msg.getField(LAST_PX))
-            elif exec_type is ExecType.ORDER_STATUS:
+            if exec_type is not ExecType.ORDER_STATUS:
+                exec_id = msg.getField(EXEC_ID)  # an execution without one is refused
+            else:
+                # What the venue says of an order it holds, perhaps one the
+                # router does not know: its symbol and side come along.
                 symbol = field(msg, SYMBOL) or ""
                 side_raw = field(msg, SIDE)
+                side = Side(side_raw) if side_raw in ("1", "2") else None
                 ticks = self.ticks.get(symbol)
                 if cum and ticks is not None:
                     # Every fill was on the tick grid, so CumQty x AvgPx is
                     # a whole number of tick-shares up to AvgPx's rounding.
                     notional = int((Decimal(field(msg, AVG_PX) or "0") * cum / ticks.tick).to_integral_value())
-                return VenueReport(
-                    venue=venue, child_id=child_id, exec_id=field(msg, EXEC_ID) or "", exec_type=exec_type,
-                    ord_status=ord_status, last_qty=0, last_px_ticks=0, cum_qty=cum,
-                    leaves_qty=int(Decimal(field(msg, LEAVES_QTY) or "0")), text=field(msg, TEXT) or "",
-                    recv_ns=now, cum_notional_ticks=notional, symbol=symbol,
-                    side=Side(side_raw) if side_raw in ("1", "2") else None,
-                )
+                exec_id = field(msg, EXEC_ID) or ""
             return VenueReport(
-                venue=venue, child_id=child_id, exec_id=msg.getField(EXEC_ID), exec_type=exec_type,
+                venue=venue, child_id=child_id, exec_id=exec_id, exec_type=exec_type,
                 ord_status=ord_status, last_qty=last_qty, last_px_ticks=last_px, cum_qty=cum,
-                leaves_qty=int(Decimal(field(msg, LEAVES_QTY) or "0")),
-                text=field(msg, TEXT) or "", recv_ns=now,
+                leaves_qty=int(Decimal(field(msg, LEAVES_QTY) or "0")), text=field(msg, TEXT) or "",
+                recv_ns=now, cum_notional_ticks=notional, symbol=symbol, side=side,
             )
         if mt == "9":
             reason_raw = field(msg, CXL_REJ_REASON) or ""

@@ -843,11 +843,9 @@ class Engine:
             log.error("venue %s reports child %s filled %d, less than the %d the router booked", child.venue,
                       child.child_id, ev.cum_qty, child.cum_qty)
         if child.is_terminal:
-            pass
-        elif ev.ord_status is OrdStatus.REJECTED:
-            self._child_lost(parent, child, now, out)
-            return out
-        elif ev.ord_status in (OrdStatus.CANCELED, OrdStatus.EXPIRED, OrdStatus.FILLED):
+            pass  # the missed fills completed it
+        elif ev.ord_status in TERMINAL:
+            # The venue ended what was left (a reject after fills included).
             log.warning("venue %s says child %s is %s (filled %d of %d)", child.venue, child.child_id,
                         ev.ord_status.name.lower(), child.cum_qty, child.qty)
             child.apply(CE.CANCELED)
@@ -1090,22 +1088,23 @@ class Engine:
         if self._risk_notes:
             self._risk_notes.pop(parent.order_id, None)
 
+    def _child_seq(self, child_id: str) -> int:
+        """The sequence number in a child ID of this engine's prefix; 0 for
+        any other ID."""
+        p = self._prefix
+        if not child_id.startswith(p) or child_id[len(p):len(p) + 1] != "C":
+            return 0
+        seq = child_id[len(p) + 1:]
+        return int(seq) if seq.isdigit() else 0
+
     def _lost_id(self, child_id: str) -> bool:
         """Whether ``child_id`` is in the window of IDs lost in a crash."""
         lo, hi = self._lost_ids
-        p = self._prefix
-        if hi == 0 or not child_id.startswith(p) or child_id[len(p):len(p) + 1] != "C":
-            return False
-        seq = child_id[len(p) + 1:]
-        return seq.isdigit() and lo < int(seq) <= hi
+        return hi != 0 and lo < self._child_seq(child_id) <= hi
 
     def _released(self, child_id: str) -> bool:
         """Whether ``child_id`` is one this engine created and has released."""
-        p = self._prefix
-        if not child_id.startswith(p) or child_id[len(p):len(p) + 1] != "C":
-            return False
-        seq = child_id[len(p) + 1:]
-        return seq.isdigit() and int(seq) <= self._seq
+        return 0 < self._child_seq(child_id) <= self._seq
 
     def _release_finished(self, now_ns: int) -> None:
         """Drop finished parents (and their children) whose retention ran out."""

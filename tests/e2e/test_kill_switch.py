@@ -143,7 +143,10 @@ def test_kill_switch_under_load(default_config: SimClusterConfig, tmp_path: Path
             resting.append(oms.send_order(SYMBOLS[i % len(SYMBOLS)], "1" if buy else "2", 100 + i,
                                           price="189.50" if buy else "190.50", tif="0"))
             if i % 50 == 49:
-                time.sleep(0.2)  # well inside the risk engineer's message throttle
+                # Each block acked before the next: the flow stays well
+                # inside the session's message throttle.
+                block = resting[-50:]
+                assert oms.wait_for(lambda b=block: all(oms.reports(cl) for cl in b), 30), "block acknowledged"
         crossing = [oms.send_order(SYMBOLS[i % len(SYMBOLS)], "1", 20_000 + i, price="190.10", tif="0")
                     for i in range(N_CROSSING)]
         parents = resting + crossing

@@ -48,6 +48,8 @@ class FakeEdge:
         self.events = 0
         self.sent: list[tuple[Command, int]] = []
         """Each command with how many events the store had committed then."""
+        self.reported = asyncio.Event()
+        """Set once a report for the OMS went out."""
         self._store = store
 
     def start(self) -> None: ...
@@ -63,6 +65,8 @@ class FakeEdge:
     def execute(self, cmds: list[Command]) -> int | None:
         committed = len(self._store.events())
         self.sent.extend((c, committed) for c in cmds)
+        if any(isinstance(c, ReportToOms) for c in cmds):
+            self.reported.set()
         return time.monotonic_ns()
 
 
@@ -97,10 +101,7 @@ def test_a_steps_commands_wait_for_its_commit() -> None:
 
         async def until_acked() -> None:
             store.gate.set()
-            deadline = time.monotonic() + 10
-            while not any(isinstance(c, ReportToOms) for c, _ in edge.sent):
-                assert time.monotonic() < deadline, edge.sent
-                await asyncio.sleep(0.001)
+            await asyncio.wait_for(edge.reported.wait(), 10)
 
         loop.run_until_complete(until_acked())
         (ack, committed_then), = [(c, n) for c, n in edge.sent if isinstance(c, ReportToOms)]
