@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections import deque
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -26,11 +27,24 @@ from prometheus_client.samples import Sample
 
 from sim.config import SimClusterConfig, dump_config
 
+# Ports this process handed out lately. The kernel may give the same
+# ephemeral port to two binds in a row once the first socket is closed, so a
+# config built from consecutive calls could name one port twice (seen in CI:
+# a venue and the OMS acceptor on one port).
+_RECENT_PORTS: deque[int] = deque(maxlen=4096)
+
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A loopback port that is free now and that this process has not
+    handed out among its last few thousand."""
+    for _ in range(1000):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port not in _RECENT_PORTS:
+            _RECENT_PORTS.append(port)
+            return port
+    raise RuntimeError("no loopback port left that was not handed out recently")
 
 
 def localize(cfg: SimClusterConfig, state_dir: Path, keep_ports: bool = False,

@@ -31,6 +31,7 @@ from router.engine import Engine
 from router.metrics.registry import Metrics
 from router.routing.baselines import StaticWaterfall
 from router.runtime.driver import Driver
+from sim.harness import free_port
 from tests.unit.router.engine.test_core import CONFIG_TOML, PX, VENUES
 
 TOKEN = "s3cret-token-for-tests"
@@ -72,7 +73,7 @@ class Rig:
         self.driver = Driver(cfg.router, self.loop, self.engine, self.edge, self.metrics, None, time.monotonic_ns)
         for v in VENUES:
             self.driver.inject(VenueSessionChanged(venue=v, up=True, ts_ns=time.monotonic_ns()))
-        cfg = msgspec.structs.replace(cfg, admin=msgspec.structs.replace(cfg.admin, port=_free_port()))
+        cfg = msgspec.structs.replace(cfg, admin=msgspec.structs.replace(cfg.admin, port=free_port()))
         self.cfg = cfg
         self.server = AdminServer(cfg, read_token(str(self.token_file)), self.loop, self.driver, self.engine,
                                   self.metrics, model={"version": "static", "status": "disabled",
@@ -117,12 +118,6 @@ class Rig:
     def metric(self, name: str, **labels: str) -> float:
         v = self.registry.get_sample_value(name, labels)
         return 0.0 if v is None else v
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture
@@ -292,7 +287,7 @@ def test_sor_ctl_with_a_wrong_token_or_no_daemon(rig: Rig, tmp_path: Path,
     assert main(["ctl", "--config", str(rig.config_path), "status"]) == 1
     assert "HTTP 401" in capsys.readouterr().err
     gone = tmp_path / "gone.toml"
-    gone.write_text(rig.config_path.read_text().replace(f"port = {rig.port}\n", f"port = {_free_port()}\n"))
+    gone.write_text(rig.config_path.read_text().replace(f"port = {rig.port}\n", f"port = {free_port()}\n"))
     assert main(["ctl", "--config", str(gone), "status"]) == 2
     assert "cannot reach the admin API" in capsys.readouterr().err
 
