@@ -49,6 +49,11 @@ PG_BINDIR := for d in $$(dirname "$$(command -v pg_ctl 2>/dev/null)" 2>/dev/null
 	$$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V -r); do \
 	if [ -x "$$d/initdb" ] && [ -x "$$d/pg_ctl" ]; then echo "$$d"; break; fi; done
 
+# Debian's chromium package is the headless browser the operator console's
+# test drives (tests/e2e/test_console.py, through Playwright for Python from
+# the dev extras; Playwright's own browser downloads are never used). It is
+# installed only when missing, like the two above.
+#
 # Installs the package only when promtool or prometheus is missing. Where
 # systemd runs, the package starts its own server on :9090 after install; it
 # is stopped and disabled here so that nothing of ours listens there (the
@@ -74,6 +79,12 @@ deps-system:
 	  fi; \
 	fi
 	@d="$$($(PG_BINDIR))"; [ -n "$$d" ] && echo "postgresql: $$d"
+	@if ! command -v chromium >/dev/null 2>&1 && [ ! -x /usr/bin/chromium ]; then \
+	  echo "installing Debian's chromium package for the operator console test"; \
+	  $(SUDO) apt-get update && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium; \
+	fi
+	@c="$$(command -v chromium || echo /usr/bin/chromium)"; [ -x "$$c" ] && echo "chromium: $$c"
 
 # Validates the deploy/ Prometheus files (the unit tests run the same checks).
 promtool: deps-system

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from decimal import Decimal, Inexact, InvalidOperation, Overflow, localcontext
+from typing import NamedTuple
 
 import msgspec
 import quickfix as fix
@@ -31,6 +32,7 @@ from router.domain.events import (
     CancelRequested,
     InvalidOrderReceived,
     NewOrderReceived,
+    ReplaceRequested,
     VenueCancelRejected,
     VenueReport,
 )
@@ -121,7 +123,29 @@ class Unsupported(msgspec.Struct, frozen=True, kw_only=True):
     text: str
 
 
-OmsInbound = NewOrderReceived | InvalidOrderReceived | CancelRequested | Malformed | Unsupported
+class _Terms(NamedTuple):
+    cl: str
+    symbol: str
+    side: Side
+    qty: int
+    ord_type: OrdType
+    price_ticks: int | None
+    tif: TimeInForce
+
+
+class _Invalid(NamedTuple):
+    """Terms that parse but cannot trade: what the business reject echoes."""
+
+    cl: str
+    symbol: str
+    side: Side
+    qty_raw: str
+    ord_type_raw: str
+    reason: OrdRejReason
+    text: str
+
+
+OmsInbound = NewOrderReceived | InvalidOrderReceived | CancelRequested | ReplaceRequested | Malformed | Unsupported
 
 
 def raw_fields(raw: str) -> list[tuple[str, str]]:
@@ -230,30 +254,45 @@ class OmsCodec:
 
     def _decode_new(self, msg: fix.Message, session: str) -> OmsInbound:
         now = self._clock_ns()
+        t = self._terms(msg, session, "D")
+        if isinstance(t, Malformed):
+            return t
+        if isinstance(t, _Invalid):
+            return InvalidOrderReceived(session=session, cl_ord_id=t.cl, symbol=t.symbol, side=t.side,
+                                        qty_raw=t.qty_raw, ord_type_raw=t.ord_type_raw, reason=t.reason,
+                                        text=t.text, recv_ns=now)
+        trace_raw = field(msg, TRACE_TAG)
+        trace_ns = int(trace_raw) if trace_raw is not None and trace_raw.isdigit() else None
+        return NewOrderReceived(session=session, cl_ord_id=t.cl, symbol=t.symbol, side=t.side, qty=t.qty,
+                                ord_type=t.ord_type, price_ticks=t.price_ticks, tif=t.tif, recv_ns=now,
+                                strategy=field(msg, STRATEGY_TAG), trace_ns=trace_ns)
+
+    def _terms(self, msg: fix.Message, session: str, mt: str) -> _Terms | _Invalid | Malformed:
+        """An order's terms as NewOrderSingle and OrderCancelReplaceRequest
+        both carry them: the one place where wire decimals become ticks and
+        lots. A missing or unparsable field is a session-level Reject; terms
+        that parse but cannot trade are ``_Invalid`` (its Text names the
+        field), answered by the caller's business reject."""
         vals: dict[int, str] = {}
         for tag in (CL_ORD_ID, SYMBOL, SIDE, ORDER_QTY, ORD_TYPE):
             v = field(msg, tag)
             if v is None or v == "":
-                return self._missing(msg, session, "D", tag)
+                return self._missing(msg, session, mt, tag)
             vals[tag] = v
         cl, symbol, side_raw, qty_raw, ot_raw = (vals[CL_ORD_ID], vals[SYMBOL], vals[SIDE], vals[ORDER_QTY],
                                                  vals[ORD_TYPE])
         try:
             side = Side(side_raw)
         except ValueError:
-            return self._bad(msg, session, "D", SIDE, side_raw, "only 1 (buy) and 2 (sell) are supported")
+            return self._bad(msg, session, mt, SIDE, side_raw, "only 1 (buy) and 2 (sell) are supported")
         qty_dec = _finite_decimal(qty_raw)
         if qty_dec is None:
-            return self._bad(msg, session, "D", ORDER_QTY, qty_raw, "not a number", INCORRECT_DATA_FORMAT)
+            return self._bad(msg, session, mt, ORDER_QTY, qty_raw, "not a number", INCORRECT_DATA_FORMAT)
         px_raw = field(msg, PRICE)
         tif_raw = field(msg, TIME_IN_FORCE) or TimeInForce.DAY.value
-        strategy = field(msg, STRATEGY_TAG)
-        trace_raw = field(msg, TRACE_TAG)
-        trace_ns = int(trace_raw) if trace_raw is not None and trace_raw.isdigit() else None
 
-        def invalid(reason: OrdRejReason, text: str) -> InvalidOrderReceived:
-            return InvalidOrderReceived(session=session, cl_ord_id=cl, symbol=symbol, side=side, qty_raw=qty_raw,
-                                        ord_type_raw=ot_raw, reason=reason, text=text, recv_ns=now)
+        def invalid(reason: OrdRejReason, text: str) -> _Invalid:
+            return _Invalid(cl, symbol, side, qty_raw, ot_raw, reason, text)
 
         inst = self._inst.get(symbol)
         if inst is None:
@@ -287,7 +326,7 @@ class OmsCodec:
                 return invalid(OrdRejReason.OTHER, "Price(44) is required for a limit order")
             px = _finite_decimal(px_raw)
             if px is None:
-                return self._bad(msg, session, "D", PRICE, px_raw, "not a number", INCORRECT_DATA_FORMAT)
+                return self._bad(msg, session, mt, PRICE, px_raw, "not a number", INCORRECT_DATA_FORMAT)
             if px <= 0:
                 return invalid(OrdRejReason.OTHER, f"Price must be positive, got {px_raw}")
             if px.adjusted() >= MAX_PRICE_DIGITS:
@@ -299,9 +338,7 @@ class OmsCodec:
         elif tif is TimeInForce.DAY:
             # A market order cannot rest; route it as immediate-or-cancel.
             tif = TimeInForce.IOC
-        return NewOrderReceived(session=session, cl_ord_id=cl, symbol=symbol, side=side, qty=qty,
-                                ord_type=ord_type, price_ticks=price_ticks, tif=tif, recv_ns=now,
-                                strategy=strategy, trace_ns=trace_ns)
+        return _Terms(cl, symbol, side, qty, ord_type, price_ticks, tif)
 
     def _decode_cancel(self, msg: fix.Message, session: str, replace: bool) -> OmsInbound:
         now = self._clock_ns()
@@ -312,6 +349,19 @@ class OmsCodec:
         orig = field(msg, ORIG_CL_ORD_ID)
         if not orig:
             return self._missing(msg, session, mt, ORIG_CL_ORD_ID)
+        if replace:
+            t = self._terms(msg, session, mt)
+            if isinstance(t, Malformed):
+                return t
+            if isinstance(t, _Invalid):
+                # Nothing to trade on, but the reject must carry the order's
+                # state, which only the engine knows.
+                return ReplaceRequested(session=session, cl_ord_id=cl, orig_cl_ord_id=orig, symbol=t.symbol,
+                                        side=t.side, qty=0, ord_type=OrdType.LIMIT, price_ticks=None,
+                                        tif=TimeInForce.DAY, recv_ns=now, error=t.text)
+            return ReplaceRequested(session=session, cl_ord_id=cl, orig_cl_ord_id=orig, symbol=t.symbol,
+                                    side=t.side, qty=t.qty, ord_type=t.ord_type, price_ticks=t.price_ticks,
+                                    tif=t.tif, recv_ns=now)
         side_raw = field(msg, SIDE)
         side: Side | None = None
         if side_raw:
@@ -320,7 +370,7 @@ class OmsCodec:
             except ValueError:
                 side = None
         return CancelRequested(session=session, cl_ord_id=cl, orig_cl_ord_id=orig,
-                               symbol=field(msg, SYMBOL) or "", side=side, recv_ns=now, replace=replace)
+                               symbol=field(msg, SYMBOL) or "", side=side, recv_ns=now)
 
     # ------------------------------------------------------------- encoding
 

@@ -305,7 +305,7 @@ class Router:
             version = self.scorer.version if self.scorer is not None else "static"
             self.admin = AdminServer(cfg, read_token(cfg.admin.token_file), loop, self.driver, self.engine, m,
                                      model={"version": version, "status": self.model_status,
-                                            "planner": cfg.waterfall.planner})
+                                            "planner": cfg.waterfall.planner}, stats=self.stats)
 
     def _deliver_unsent(self) -> None:
         """Reports for the OMS that the crashed session journaled but never

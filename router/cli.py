@@ -119,6 +119,17 @@ def main(argv: list[str] | None = None) -> int:
                         "(sync = every))")
     b.add_argument("--profile", metavar="DIR",
                    help="sample the daemon with py-spy during each latency run; speedscope files in DIR")
+    b.add_argument("--flood", type=int, metavar="N",
+                   help="instead of the latency runs: N NewOrderSingles from one OMS session in --flood-window-ms "
+                        "through the daemon and the sim venues of --config; accepted, rejected by reason, first-ER "
+                        "p50/p99, self-inflicted ack-timeout cancels")
+    b.add_argument("--flood-window-ms", type=float, default=500.0, help="the flood's window (default 500)")
+    b.add_argument("--flood-runs", nargs="+", default=["default"],
+                   choices=["default", "gate-off", "throttle-raised", "neither"],
+                   help="default: the config as is; gate-off: router.overload off; throttle-raised: "
+                        "risk.max_msgs_per_s out of the way; neither: both (default: default)")
+    b.add_argument("--flood-repeat", type=int, default=1, help="floods per run, each on a fresh cluster")
+    b.add_argument("--driver", choices=["threaded", "poll"], help="--flood: override router.driver from the config")
 
     sk = sub.add_parser("soak", help="chaos soak: parents through sim venues while venues, the daemon and the OMS "
                                      "are killed on a seeded schedule; accounting share for share (exit 1 on FAIL)")
@@ -220,6 +231,12 @@ def main(argv: list[str] | None = None) -> int:
         rep = soak.run_soak(args.parents, args.seed, args.rate, workdir, base=cfg, fault_every_s=args.fault_every,
                             journal_sync=None if args.journal_sync == "config" else args.journal_sync)
         return 0 if rep.passed else 1
+    if args.cmd == "bench" and args.flood:
+        from sim import flood
+
+        json_path = args.json if args.json != "bench-results.json" else "flood-results.json"
+        return int(flood.run_flood(cfg, args.config, args.flood, args.flood_window_ms, args.flood_runs,
+                                   args.flood_repeat, json_path, args.driver))
     if args.cmd == "bench":
         from sim import bench
 
@@ -239,6 +256,10 @@ def _ctl_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     ctl.add_argument("--who", help="the operator named in the journal and the log (default: user@host)")
     what = ctl.add_subparsers(dest="what", required=True)
     what.add_parser("status", help="sessions, open orders, halts, disabled venues, the model in service")
+    con = what.add_parser("console", help="print the URL of the operator console (a web page of the admin API); "
+                                          "the token rides in its #fragment, which a browser never sends")
+    con.add_argument("--no-token", action="store_true",
+                     help="leave the token out of the URL: the page asks for it")
 
     def scoped(name: str, help_: str) -> argparse.ArgumentParser:
         sp = what.add_parser(name, help=help_)

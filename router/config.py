@@ -310,6 +310,50 @@ class RiskConfig(_Cfg, frozen=True, kw_only=True, forbid_unknown_fields=True):
     sessions: list[RiskSessionConfig] = msgspec.field(default_factory=list)
 
 
+class OverloadConfig(_Cfg, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Back-pressure (``router.runtime.overload``): while the router is
+    behind, new parents are rejected at once ("router overloaded: ...",
+    counted in ``sor_order_rejects_total{reason="overloaded"}``) instead of
+    queued, so an accepted order's first ER never waits behind a backlog.
+    Cancels still go through. Each measure turns the gate on above its
+    limit and lets it go off only once it has stayed at or under its clear
+    level for ``hold_ms``."""
+
+    enabled: bool = True
+    """false: no parent is ever refused for load (the OMS's whole flow is
+    taken, however late its answers). The inbox measure still defers ack
+    deadlines while it is over its limit: the router never cancels its own
+    children for being too busy to read their acks."""
+    inbox_age_ms: Positive = 20
+    """On when an event has waited longer than this to reach the engine.
+    threaded: its time in the inbox; poll: how long the pump has found work
+    on every pass without one empty pass (everything still queued arrived
+    after that empty pass, so this bounds its wait). While this measure is
+    on, an ack deadline that falls due waits another child_ack_timeout_ms
+    instead of canceling the child: its answer may be queued unread."""
+    inbox_clear_ms: NonNegative = 5
+    """The inbox measure clears at or under this (below ``inbox_age_ms``)."""
+    ack_ms: Positive = 50
+    """On when the median ack time of a venue's recent answers (its child
+    handed to quickfix -> the venue's first answer read off the socket; poll
+    driver: not counting the pump's own busy time) is above this."""
+    ack_clear_ms: NonNegative = 20
+    """The ack measure clears at or under this (below ``ack_ms``)."""
+    ack_window_ms: Positive = 250
+    """Answers older than this do not count; with fewer than
+    ``ack_min_samples`` left a venue's ack measure is clear. While the
+    gate is on few new children are sent, so this is also about how long
+    an ack overload outlives the last slow answer."""
+    ack_samples: Positive = 32
+    """A venue's median is taken over at most its last this many answers."""
+    ack_min_samples: Positive = 4
+    """Fewer recent answers than this are not a measure (one slow ack is
+    not an overload)."""
+    hold_ms: Positive = 100
+    """How long a measure must stay at or under its clear level before the
+    gate goes off (so also the shortest time it is on): no flapping."""
+
+
 class RouterConfig(_Cfg, frozen=True, kw_only=True, forbid_unknown_fields=True):
     name: str = "sor"
     """This router's name in the journal: several routers may share one
@@ -348,6 +392,8 @@ class RouterConfig(_Cfg, frozen=True, kw_only=True, forbid_unknown_fields=True):
     with an error naming the children still unconfirmed)."""
     exec_id_prefix: str = ""
     """Prefix for ExecIDs/OrderIDs; empty means a per-start unique prefix."""
+    overload: OverloadConfig = OverloadConfig()
+    """Back-pressure thresholds (``[router.overload]``)."""
 
 
 class Config(_Cfg, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -442,6 +488,7 @@ def validate(cfg: C) -> C:
     if wf.max_child_qty and wf.min_child_qty > wf.max_child_qty:
         raise ConfigError("waterfall.min_child_qty: larger than max_child_qty")
     _check_admin(cfg.admin)
+    _check_overload(cfg.router.overload)
     validate_risk(cfg.risk, [s.symbol for s in cfg.symbols])
     return cfg
 
@@ -463,6 +510,18 @@ def validate_risk(risk: RiskConfig, symbols: Sequence[str]) -> None:
         if ss.session in seen:
             raise ConfigError(f"risk.sessions[{i}].session: duplicate session {ss.session!r}")
         seen.add(ss.session)
+
+
+def _check_overload(o: OverloadConfig) -> None:
+    if o.inbox_clear_ms >= o.inbox_age_ms:
+        raise ConfigError(f"router.overload.inbox_clear_ms: {o.inbox_clear_ms} must be below inbox_age_ms "
+                          f"({o.inbox_age_ms}): the gap is the hysteresis")
+    if o.ack_clear_ms >= o.ack_ms:
+        raise ConfigError(f"router.overload.ack_clear_ms: {o.ack_clear_ms} must be below ack_ms ({o.ack_ms}): "
+                          "the gap is the hysteresis")
+    if o.ack_min_samples > o.ack_samples:
+        raise ConfigError(f"router.overload.ack_min_samples: {o.ack_min_samples} is more than ack_samples "
+                          f"({o.ack_samples})")
 
 
 def _check_admin(a: AdminConfig) -> None:

@@ -75,8 +75,12 @@ def bench_config(base: SimClusterConfig, driver: str, planner: str = "static",
     # messages/s per session, 1,000 executions/s per symbol), which the bench
     # raises explicitly. Every other control stays on and is measured.
     risk = r(base.risk, max_msgs_per_s=max(20_000, base.risk.max_msgs_per_s), max_executions=0)
+    # The ladder's top rates are meant to find where the router stops
+    # keeping up, so the back-pressure gate's refusals, which would start
+    # there, are off too (`sor bench --flood` measures them).
+    router = r(base.router, driver=driver, overload=r(base.router.overload, enabled=False))
     return r(base, venues=venues, symbols=symbols, waterfall=waterfall,
-             sim=r(base.sim, mid_vol_ticks=0.0), router=r(base.router, driver=driver),
+             sim=r(base.sim, mid_vol_ticks=0.0), router=router,
              journal=r(base.journal, enabled=journal), risk=risk)
 
 

@@ -155,6 +155,28 @@ class SimOms:
                                (ORDER_QTY, str(qty))])
         return cl
 
+    def send_replace(self, orig_cl_ord_id: str, symbol: str, side: str, qty: int, price: str | None = None,
+                     tif: str = "0", cl_ord_id: str | None = None) -> str:
+        """An OrderCancelReplaceRequest (35=G): the order's new total
+        quantity and price (None: market). Its reports come under the new
+        ClOrdID."""
+        cl = cl_ord_id or self.new_id()
+        fields = [(CL_ORD_ID, cl), (ORIG_CL_ORD_ID, orig_cl_ord_id), (SYMBOL, symbol), (SIDE, side),
+                  (ORDER_QTY, str(qty)), (ORD_TYPE, "2" if price is not None else "1"), (TIME_IN_FORCE, tif)]
+        if price is not None:
+            fields.append((PRICE, price))
+        if not self.send_fields("G", fields):
+            raise RuntimeError("router session is not available")
+        return cl
+
+    def order_story(self, cl_ord_ids: Iterable[str]) -> list[Received]:
+        """Every execution report under any of ``cl_ord_ids`` (an order and
+        its replaces), in arrival order: what ``sim.invariants`` checks
+        as one order."""
+        ids = set(cl_ord_ids)
+        with self._cond:
+            return [r for r in self.messages if r.msg_type == "8" and r.get(CL_ORD_ID) in ids]
+
     # ---------------------------------------------------------------- queries
 
     def reports(self, cl_ord_id: str) -> list[Received]:

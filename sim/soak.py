@@ -458,7 +458,7 @@ class Soak:
         led = self.ledger
         with led.cond:
             return cl in led.settled or any(r.msg_type == "8" and r.get(ORD_STATUS) in TERMINAL
-                                            and r.get(ORDER_ID) != "NONE" for r in led.by_cl.get(cl, ()))
+                                            and _own_answer(r) for r in led.by_cl.get(cl, ()))
 
     def oms_up(self) -> bool:
         return self.oms is not None and self.oms.up
@@ -579,7 +579,7 @@ class Soak:
             for p in list(self.unsettled.values()):
                 reps = led.by_cl.get(p.cl, [])
                 term = next((r.recv_ns for r in reps if r.msg_type == "8" and r.get(ORD_STATUS) in TERMINAL
-                             and r.get(ORDER_ID) != "NONE"), None)
+                             and _own_answer(r)), None)
                 if term is None or (not force and now_ns - term < horizon):
                     continue
                 led.settled.add(p.cl)
@@ -598,7 +598,7 @@ class Soak:
             check_order(p.cl, ers, self.exec_ids)
         except InvariantError as e:
             s.violation = str(e)
-        own = [r for r in ers if r.get(ORDER_ID) != "NONE"]
+        own = [r for r in ers if _own_answer(r)]
         sent_ns = self.ledger.sent_ns.get(p.cl)
         if own and sent_ns is not None:
             self.first_report_us.append((own[0].recv_ns - sent_ns) / 1e3)
@@ -1040,6 +1040,14 @@ class Soak:
         rep.memory_note = figures + (": flat" if rep.memory_ok else ": GROWING")
 
 
+def _own_answer(r: Received) -> bool:
+    """Whether an ER is part of its parent's story. An entry reject
+    (OrderID NONE) is, when the router refused the parent for load: that
+    is the parent's one answer. Any other entry reject here answers a
+    resend of a parent already taken (a duplicate ClOrdID)."""
+    return r.get(ORDER_ID) != "NONE" or r.get(TEXT).startswith("router overloaded")
+
+
 def _outcome(s: ParentSummary) -> str:
     if s.status == "":
         return "no report"
@@ -1048,7 +1056,7 @@ def _outcome(s: ParentSummary) -> str:
     if s.status == "2":
         return "filled"
     if s.status == "8":
-        return "rejected"
+        return "rejected (router overloaded)" if s.text.startswith("router overloaded") else "rejected"
     if s.status == "C":
         return "expired"
     part = "partially filled, rest " if s.cum else ""

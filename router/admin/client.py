@@ -5,6 +5,10 @@ one request, prints the answer (``--json``: as the API gave it) and exits
 0 when the router did it, 1 when it refused or could not (a kill of an
 unknown venue, a resume with nothing in force, a 401), 2 when the API
 cannot be reached or the config does not allow it.
+
+``sor ctl console`` prints the operator console's URL, the token in its
+fragment (``#token=...``: a browser keeps that part to the page's script
+and never sends it), after checking the API answers with that token.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import json
 import socket
 import sys
 from typing import Any
+from urllib.parse import quote
 
 from router.admin.server import AdminError, read_token
 from router.config import Config
@@ -53,6 +58,37 @@ def operator_name() -> str:
     except Exception:
         user = "operator"
     return f"{user}@{socket.gethostname()}"
+
+
+def console_url(host: str, port: int, token: str | None) -> str:
+    """Where the operator console is, as a browser on this host opens it:
+    an API bound to every address is reached on loopback."""
+    if host in ("", "0.0.0.0"):
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    if ":" in host:
+        host = f"[{host}]"
+    url = f"http://{host}:{port}/console"
+    return url if token is None else f"{url}#token={quote(token, safe='')}"
+
+
+def _console(client: AdminClient, args: Any) -> int:
+    url = console_url(client.host, client.port, None if args.no_token else client.token)
+    try:
+        status, out = client.request("GET", "/status")
+    except OSError as e:
+        status, out = 0, {"error": f"cannot reach the admin API at {client.host}:{client.port}: {e}"}
+    if args.json:
+        print(json.dumps({"url": url, "reachable": status == 200}, indent=1))
+    else:
+        print(url)
+    if status != 200:
+        # The URL is still printed: the daemon may just not be up yet.
+        why = out.get("error") or json.dumps(out)
+        print(f"sor ctl: {why}" + (f" (HTTP {status})" if status else ""), file=sys.stderr)
+        return 2 if status == 0 else 1
+    return 0
 
 
 def _scope(args: Any) -> dict[str, str]:
@@ -109,6 +145,8 @@ def run_ctl(cfg: Config, args: Any) -> int:
     who = args.who or operator_name()
     method, path, body = "GET", "/status", None
     what = args.what
+    if what == "console":
+        return _console(client, args)
     if what == "kill":
         body = {**_scope(args), "reason": args.reason or "", "who": who, "wait_ms": args.wait_ms}
         method, path = "POST", "/kill"

@@ -30,7 +30,17 @@ Endpoints:
 - ``GET /limits``, ``POST /limits`` ``{"key": K, "value": V}``: the
   pre-trade limits (``router.risk``), when the engine has them;
 - ``POST /symbols/NAME/enable``: route a symbol the execution throttle
-  stopped (``SymbolReenabled``), when the engine has risk controls.
+  stopped (``SymbolReenabled``), when the engine has risk controls;
+- ``GET /console/state``: everything the operator console shows (the
+  status, per-venue fill rates and markouts, open parents with their
+  children, recent decisions, the limits: ``router.admin.console``).
+
+The console's page itself (``GET /console`` and its files) is the one
+thing served without a token: static files with no state in them, which
+a browser must be able to load before its script can send the token (read
+from the URL's fragment, never sent to the server). A request line's query
+string is never logged, so a token put there by mistake stays out of the
+log too.
 """
 
 from __future__ import annotations
@@ -51,6 +61,7 @@ from urllib.parse import urlsplit
 
 import msgspec
 
+from router.admin.console import ASSET_PATHS, PAGE_HEADERS, Asset, ConsoleView, load_assets
 from router.config import Config
 from router.domain.events import (
     EngineEvent,
@@ -63,6 +74,7 @@ from router.domain.events import (
 )
 from router.engine import Engine
 from router.engine.operator import OperatorAction, scope_name
+from router.learning.venuestats import VenueStats
 from router.metrics.registry import Metrics
 from router.runtime.driver import Driver
 
@@ -134,7 +146,7 @@ class AdminServer:
     thread; ``stop`` closes it."""
 
     def __init__(self, cfg: Config, token: str, loop: asyncio.AbstractEventLoop, driver: Driver, engine: Engine,
-                 metrics: Metrics, model: dict[str, str] | None = None) -> None:
+                 metrics: Metrics, model: dict[str, str] | None = None, stats: VenueStats | None = None) -> None:
         self.cfg = cfg
         self._token = token.encode()
         self.loop = loop
@@ -145,6 +157,13 @@ class AdminServer:
         self.timeout_s = cfg.admin.command_timeout_ms / 1000
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self.console = ConsoleView(cfg, engine, driver, stats)
+        try:
+            self.assets: dict[str, Asset] = load_assets()
+        except OSError as e:
+            # The API works without its page; say so once, answer 503 there.
+            log.error("admin: the operator console's files are missing from the install (%s)", e)
+            self.assets = {}
 
     # ------------------------------------------------------------ lifecycle
 
@@ -187,7 +206,7 @@ class AdminServer:
 
     def refused(self, reason: str, method: str, path: str, peer: str) -> None:
         self.metrics.admin_refused.labels(reason=reason).inc()
-        log.warning("admin: refused %s %s from %s: %s", method, path[:200], peer,
+        log.warning("admin: refused %s %s from %s: %s", method, urlsplit(path).path[:200], peer,
                     "no bearer token" if reason == "no_token" else "wrong token")
 
     # ------------------------------------------------- HTTP thread: routing
@@ -233,6 +252,8 @@ class AdminServer:
             route = ("GET", "limits", self.limits)
         elif len(parts) == 3 and parts[0] == "symbols" and parts[2] == "enable":
             route = ("POST", "symbol_enable", lambda: self.symbol_enable(parts[1], who, peer))
+        elif parts == ["console", "state"]:
+            route = ("GET", "console_state", self.console_state)
         if route is None:
             raise HttpError(404, f"no such endpoint: {path}")
         want, action, fn = route
@@ -271,6 +292,12 @@ class AdminServer:
             "risk": {"stopped_symbols": risk.stopped_symbols()} if hasattr(risk, "stopped_symbols") else None,
             "recent_actions": [action_json(a) for a in list(c.actions)[-20:]],
         }
+
+    def console_state(self) -> tuple[int, dict[str, Any]]:
+        """What the operator console shows: read on the loop, encoded here."""
+        view = self.console
+        snap = self.on_loop(lambda: view.collect(self._status()))
+        return 200, view.render(snap)
 
     def _operator(self, make: Callable[[int], EngineEvent]) -> OperatorAction:
         """Loop thread, via ``on_loop``: the event made with the loop's
@@ -429,6 +456,11 @@ class _Handler(BaseHTTPRequestHandler):
     def _serve(self, method: str) -> None:
         a = self.admin
         peer = str(self.client_address[0])
+        if method == "GET" and urlsplit(self.path).path in ASSET_PATHS:
+            # A body is never read here: the connection is not reused after one.
+            self.close_connection = self.close_connection or self.headers.get("Content-Length", "0") != "0"
+            self._asset(ASSET_PATHS[urlsplit(self.path).path])
+            return
         why = a.refusal(self.headers.get("Authorization"))
         if why is not None:
             a.refused(why, method, self.path, peer)
@@ -464,16 +496,33 @@ class _Handler(BaseHTTPRequestHandler):
             raise HttpError(400, "the body must be a JSON object")
         return obj
 
+    def _asset(self, name: str) -> None:
+        """One of the console's static files: no token, no state in it."""
+        asset = self.admin.assets.get(name)
+        if asset is None:
+            self._send(503, {"ok": False, "error": "the operator console's files are not installed"})
+            return
+        self._send_bytes(200, asset.body, asset.content_type, PAGE_HEADERS)
+
     def _send(self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
         data = json.dumps(body, indent=1).encode() + b"\n"
+        self._send_bytes(status, data, "application/json", {"Cache-Control": "no-store", **(headers or {})})
+
+    def _send_bytes(self, status: int, data: bytes, content_type: str, headers: dict[str, str]) -> None:
         self.send_response(status)
-        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
-        self.send_header("Cache-Control", "no-store")
-        for k, v in (headers or {}).items():
+        for k, v in headers.items():
             self.send_header(k, v)
         self.end_headers()
         self.wfile.write(data)
 
     def log_message(self, format: str, *args: Any) -> None:
-        log.debug("admin %s: %s", self.client_address[0], format % args)
+        # The request line without its query string: nothing a client put
+        # there (a token pasted into the wrong part of a URL) is logged.
+        text = format % args
+        if self.requestline and self.requestline in text:
+            method, _, rest = self.requestline.partition(" ")
+            target, _, version = rest.partition(" ")
+            text = text.replace(self.requestline, f"{method} {urlsplit(target).path} {version}".rstrip())
+        log.debug("admin %s: %s", self.client_address[0], text)

@@ -68,7 +68,9 @@ class InvalidOrderReceived(Event, frozen=True, kw_only=True):
 
 
 class CancelRequested(Event, frozen=True, kw_only=True):
-    """OrderCancelRequest, or an OrderCancelReplaceRequest when ``replace``."""
+    """OrderCancelRequest. ``replace``: an OrderCancelReplaceRequest as
+    journals written before ``ReplaceRequested`` existed recorded it (the
+    engine refused those, and a replay refuses them again)."""
 
     session: str
     cl_ord_id: str
@@ -78,12 +80,38 @@ class CancelRequested(Event, frozen=True, kw_only=True):
     recv_ns: int
     replace: bool = False
 
+    @property
+    def ts_ns(self) -> int:
+        return self.recv_ns
 
-# -------------------------------------------------------------- venue side events
+
+class ReplaceRequested(Event, frozen=True, kw_only=True):
+    """An OrderCancelReplaceRequest (35=G): the parent named by
+    ``orig_cl_ord_id`` gets the new terms (total OrderQty, type, price,
+    time in force) under ``cl_ord_id``. Symbol and side are what the OMS
+    sent; changing them is refused. ``error``: the request is well formed
+    on the wire but its new terms are not tradable (the text names the
+    field); the engine answers it with an OrderCancelReject that carries
+    the order's state."""
+
+    session: str
+    cl_ord_id: str
+    orig_cl_ord_id: str
+    symbol: str
+    side: Side
+    qty: int
+    ord_type: OrdType
+    price_ticks: int | None
+    tif: TimeInForce
+    recv_ns: int
+    error: str = ""
 
     @property
     def ts_ns(self) -> int:
         return self.recv_ns
+
+
+# -------------------------------------------------------------- venue side events
 
 
 class VenueReport(Event, frozen=True, kw_only=True):
@@ -291,9 +319,34 @@ class SymbolReenabled(Event, frozen=True, kw_only=True):
     ts_ns: int
 
 
-EngineEvent = (NewOrderReceived | InvalidOrderReceived | CancelRequested | VenueReport | VenueCancelRejected
-               | VenueSessionChanged | MarketDataReceived | TimerFired | TradingHalted | CancelAllRequested
-               | OmsSessionChanged | Restored | KillSwitchEngaged | KillSwitchReleased | VenueEnableChanged
-               | RiskLimitChanged | SymbolReenabled)
+# -------------------------------------------------------------------- overload
+
+
+class OverloadChanged(Event, frozen=True, kw_only=True):
+    """The driver's back-pressure gate (``router.runtime.overload``) changed
+    state. While ``on``, new parents are rejected with Text "router
+    overloaded: <reason>" (cancels still go through). While ``backlog``,
+    the engine's own inbox is behind: an ack deadline (or a status
+    question's, or a cancel's) that falls due waits another ack timeout
+    instead of canceling the child (or asking again), whose answer may be
+    queued unread; also with the gate's refusals turned off, when
+    ``backlog`` comes without ``on``. The driver measures; the engine only
+    obeys this journaled input, so replay and restart recovery decide
+    alike."""
+
+    on: bool
+    measure: str = ""
+    """What holds it on (or backed up): "inbox_age" or "ack_time" ("" when neither)."""
+    reason: str = ""
+    """That measure, its value and its limit ("inbox age 35.2 ms over 20 ms")."""
+    backlog: bool = False
+    """The inbox measure is over its limit."""
+    ts_ns: int
+
+
+EngineEvent = (NewOrderReceived | InvalidOrderReceived | CancelRequested | ReplaceRequested | VenueReport
+               | VenueCancelRejected | VenueSessionChanged | MarketDataReceived | TimerFired | TradingHalted
+               | CancelAllRequested | OmsSessionChanged | Restored | KillSwitchEngaged | KillSwitchReleased
+               | VenueEnableChanged | RiskLimitChanged | SymbolReenabled | OverloadChanged)
 """Every input the engine takes, operator commands included (they come from
 the admin API through the driver, journaled like any other input)."""

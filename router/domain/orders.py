@@ -34,6 +34,10 @@ class ParentEvent(enum.Enum):
     CANCEL_REFUSED = "cancel_refused"
     CANCELED = "canceled"
     """Remainder canceled: by the OMS's request or because routing ended."""
+    REPLACE_REQUESTED = "replace_requested"
+    REPLACE_REFUSED = "replace_refused"
+    REPLACED = "replaced"
+    """The new terms took effect (the parent's quantity is already the new one)."""
 
 
 class ChildEvent(enum.Enum):
@@ -55,6 +59,10 @@ E = TypeVar("E", ParentEvent, ChildEvent)
 # while children are being pulled back; fills still arrive there.
 # CANCEL_REFUSED from PENDING_CANCEL returns to the state held before the
 # request, so the table maps to None and the machine restores it.
+# PENDING_REPLACE is the same for a cancel/replace: fills arrive there
+# against the old terms; REPLACE_REFUSED and REPLACED both map to None, the
+# state the fills make of the terms then in force (REPLACED down to the
+# quantity already filled ends the order: FILLED).
 PARENT_TRANSITIONS: dict[tuple[OrdStatus, ParentEvent], OrdStatus | None] = {
     (S.PENDING_NEW, PE.ACCEPT): S.NEW,
     (S.PENDING_NEW, PE.REJECT): S.REJECTED,
@@ -70,6 +78,12 @@ PARENT_TRANSITIONS: dict[tuple[OrdStatus, ParentEvent], OrdStatus | None] = {
     (S.PENDING_CANCEL, PE.FULL_FILL): S.FILLED,
     (S.PENDING_CANCEL, PE.CANCELED): S.CANCELED,
     (S.PENDING_CANCEL, PE.CANCEL_REFUSED): None,
+    (S.NEW, PE.REPLACE_REQUESTED): S.PENDING_REPLACE,
+    (S.PARTIALLY_FILLED, PE.REPLACE_REQUESTED): S.PENDING_REPLACE,
+    (S.PENDING_REPLACE, PE.PARTIAL_FILL): S.PENDING_REPLACE,
+    (S.PENDING_REPLACE, PE.FULL_FILL): S.FILLED,
+    (S.PENDING_REPLACE, PE.REPLACE_REFUSED): None,
+    (S.PENDING_REPLACE, PE.REPLACED): None,
 }
 
 CHILD_TRANSITIONS: dict[tuple[OrdStatus, ChildEvent], OrdStatus | None] = {
@@ -106,11 +120,11 @@ def _next(table: dict[tuple[OrdStatus, E], OrdStatus | None], kind: str, order_i
     return table[key]
 
 
-def _restore_state(filled: int, acked: bool) -> OrdStatus:
-    """The state a refused cancel returns to: what the order would be in had
-    the cancel never been sent."""
+def _restore_state(filled: int, acked: bool, qty: int) -> OrdStatus:
+    """The state a refused cancel (or a replace, refused or done) returns
+    to: what the order would be in had the request never been sent."""
     if filled > 0:
-        return S.PARTIALLY_FILLED
+        return S.FILLED if filled >= qty else S.PARTIALLY_FILLED
     return S.NEW if acked else S.PENDING_NEW
 
 
@@ -139,7 +153,30 @@ class _Lifecycle:
         table), the state the order would be in had the cancel never been
         sent."""
         nxt = _next(table, kind, order_id, self.state, event)
-        return _restore_state(self.cum_qty, acked) if nxt is None else nxt
+        return _restore_state(self.cum_qty, acked, self.qty) if nxt is None else nxt
+
+
+@dataclass(slots=True)
+class PendingReplace:
+    """A cancel/replace accepted for work: its new terms, and the children
+    being pulled back before they take effect."""
+
+    cl_ord_id: str
+    qty: int
+    ord_type: OrdType
+    price_ticks: int | None
+    tif: TimeInForce
+    recv_ns: int
+    seq: int
+    """The parent's sequence number (its ClOrdID table entry)."""
+    rerun: bool
+    """Whether the plan runs again from its first wave under the new terms
+    (any change but a quantity decrease)."""
+    est_px_ticks: int
+    """The price the new terms' credit is charged at (``router.risk``)."""
+    canceling: list[str] = field(default_factory=list)
+    """Children canceled for the replace: a replace whose cancel a venue
+    refused cannot take effect."""
 
 
 @dataclass(slots=True)
@@ -171,6 +208,13 @@ class ParentOrder(_Lifecycle):
     cancel_note: str | None = None
     """Why the router itself canceled the parent (shutdown, kill switch): the
     Text of its final report. None: the OMS asked, or nobody did."""
+    replace: PendingReplace | None = None
+    """The cancel/replace being worked (state PENDING_REPLACE)."""
+    prior_cl_ord_ids: list[str] = field(default_factory=list)
+    """ClOrdIDs the parent had before its replaces, oldest first."""
+    repriced: bool = False
+    """A replace changed its price, type or time in force: its plan's slices
+    trade at the parent's limit now, not the one they were planned with."""
 
     @property
     def leaves_qty(self) -> int:

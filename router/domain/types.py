@@ -45,11 +45,14 @@ class OrdStatus(enum.Enum):
     REJECTED = "8"
     PENDING_NEW = "A"
     EXPIRED = "C"
+    PENDING_REPLACE = "E"
 
 
 class ExecType(enum.Enum):
     NEW = "0"
     CANCELED = "4"
+    REPLACED = "5"
+    PENDING_REPLACE = "E"
     PENDING_CANCEL = "6"
     REJECTED = "8"
     TRADE = "F"

@@ -50,6 +50,8 @@ from router.domain.events import (
     MarketDataReceived,
     NewOrderReceived,
     OmsSessionChanged,
+    OverloadChanged,
+    ReplaceRequested,
     Restored,
     RiskLimitChanged,
     SymbolReenabled,
@@ -60,9 +62,16 @@ from router.domain.events import (
     VenueReport,
     VenueSessionChanged,
 )
-from router.domain.orders import ChildEvent, ChildOrder, IllegalTransitionError, ParentEvent, ParentOrder
+from router.domain.orders import (
+    ChildEvent,
+    ChildOrder,
+    IllegalTransitionError,
+    ParentEvent,
+    ParentOrder,
+    PendingReplace,
+)
 from router.domain.plan import Plan
-from router.domain.types import CxlRejReason, ExecType, OrdRejReason, OrdStatus, OrdType, Side, VenueKind
+from router.domain.types import CxlRejReason, ExecType, OrdRejReason, OrdStatus, OrdType, Side, TimeInForce, VenueKind
 from router.engine.clordids import LIVE, ClOrdIdTable
 from router.engine.operator import Controls, Halt, OperatorAction, VenueOff, scope_name
 from router.learning.venuestats import VenueStats
@@ -174,6 +183,14 @@ class Engine:
         self._risk_notes: dict[str, str] = {}
         """order_id -> the last child a control stopped: said in the Text
         of the parent's end if its waterfall runs out."""
+        self.overload: OverloadChanged | None = None
+        """The driver's back-pressure gate while it is on (new parents are
+        rejected); None otherwise."""
+        self._overload_rejects = 0
+        self._overload_since = 0
+        self._backlog = False
+        """The driver says its inbox is behind: ack and status deadlines
+        that fall due wait another ack timeout."""
 
     # --------------------------------------------------------------- input
 
@@ -192,6 +209,8 @@ class Engine:
                 return Step(commands=cmds, decision=decision)
             case CancelRequested():
                 return Step(commands=self.on_cancel_request(ev))
+            case ReplaceRequested():
+                return Step(commands=self.on_replace_request(ev))
             case TimerFired():
                 return Step(commands=self.on_timer(ev.ts_ns))
             case VenueCancelRejected():
@@ -209,6 +228,10 @@ class Engine:
                 # Questions the crashed process asked go unanswered; each
                 # venue's next logon asks again.
                 self._status_due.clear()
+                # The crashed process's back-pressure died with it; the new
+                # driver's gate starts off.
+                self._set_overload(None)
+                self._backlog = False
                 log.warning("restored from the journal: new IDs start at %d; each venue's next logon is asked for "
                             "every order it holds", self._seq + 1)
                 return NO_STEP
@@ -234,6 +257,9 @@ class Engine:
                 return NO_STEP
             case SymbolReenabled():
                 self.on_symbol_reenabled(ev)
+                return NO_STEP
+            case OverloadChanged():
+                self.on_overload(ev)
                 return NO_STEP
         raise TypeError(f"not an engine event: {ev!r}")
 
@@ -360,6 +386,11 @@ class Engine:
                                            ev.ord_type.value, OrdRejReason.EXCHANGE_CLOSED,
                                            f"{halt.describe()}: new orders refused until resumed",
                                            ev.recv_ns)], None
+        if self.overload is not None:
+            # Before the risk controls: a parent refused for load takes no
+            # share of the session's message throttle.
+            self._ids.add(key, 0, _CODE[OrdStatus.REJECTED])
+            return [self._reject_overloaded(ev)], None
         if self.risk.enabled:
             breach = self.risk.check_parent(ev)
             if breach is not None:
@@ -402,26 +433,38 @@ class Engine:
         sends = [c for c in routed if isinstance(c, SendChildOrder)]
         return [*sends, ack, *(c for c in routed if not isinstance(c, SendChildOrder))], decision
 
-    def on_cancel_request(self, ev: CancelRequested) -> list[Command]:
+    def _request_target(self, ev: CancelRequested | ReplaceRequested
+                        ) -> RejectCancel | tuple[int, str, ParentOrder | None, OrdStatus]:
+        """What a cancel or replace names: (sequence number, OrderID, the
+        parent while the engine still holds it, the OrdStatus the OMS was
+        told), or the reject when it names nothing, reuses a ClOrdID or
+        breaks the session's message throttle."""
         entry = self._ids.get(ClOrdIdTable.key(ev.session, ev.orig_cl_ord_id))
         seq, code = entry if entry is not None else (0, 0)
         order_id = f"{self._prefix}P{seq}"
         parent = self.parents.get(order_id) if seq else None
         if seq == 0 or (parent is None and code < 2):
-            return [self._reject_cancel(ev, None, CxlRejReason.UNKNOWN_ORDER,
-                                        f"unknown order: OrigClOrdID {ev.orig_cl_ord_id!r}")]
+            return self._reject_cancel(ev, None, CxlRejReason.UNKNOWN_ORDER,
+                                       f"unknown order: OrigClOrdID {ev.orig_cl_ord_id!r}")
         # A released parent is known by its final state alone.
-        state = parent.state if parent is not None else _FINAL[code - 2]
+        state = self._told(parent) if parent is not None else _FINAL[code - 2]
         own = ClOrdIdTable.key(ev.session, ev.cl_ord_id)
         if own in self._ids:
-            return [self._reject_cancel(ev, (order_id, state), CxlRejReason.DUPLICATE_CLORDID,
-                                        f"duplicate ClOrdID {ev.cl_ord_id!r}")]
+            return self._reject_cancel(ev, (order_id, state), CxlRejReason.DUPLICATE_CLORDID,
+                                       f"duplicate ClOrdID {ev.cl_ord_id!r}")
         self._ids.add(own, 0, _CODE[OrdStatus.REJECTED])
         if self.risk.enabled:
             breach = self.risk.check_cancel(ev.session, ev.recv_ns)
             if breach is not None:
-                self._m.risk_reject[breach.limit, "cancel"].inc()
-                return [self._reject_cancel(ev, (order_id, state), CxlRejReason.OTHER, breach.text)]
+                self._m.risk_reject[breach.limit, "replace" if isinstance(ev, ReplaceRequested) else "cancel"].inc()
+                return self._reject_cancel(ev, (order_id, state), CxlRejReason.OTHER, breach.text)
+        return seq, order_id, parent, state
+
+    def on_cancel_request(self, ev: CancelRequested) -> list[Command]:
+        target = self._request_target(ev)
+        if isinstance(target, RejectCancel):
+            return [target]
+        _, order_id, parent, state = target
         if ev.replace:
             # Amending a parent that is spread over venues would need every
             # child amended atomically; until that exists the honest answer
@@ -431,6 +474,12 @@ class Engine:
         if parent is None or parent.is_terminal:
             return [self._reject_cancel(ev, (order_id, state), CxlRejReason.TOO_LATE_TO_CANCEL,
                                         f"too late to cancel: order is {state.name.lower()}")]
+        if parent.state is OrdStatus.PENDING_REPLACE:
+            # FIX lets a venue refuse both while either is pending (102=3);
+            # the OMS cancels again once the replace is answered.
+            return [self._reject_cancel(ev, (order_id, state), CxlRejReason.ALREADY_PENDING,
+                                        "a cancel/replace is pending for this order: cancel again once it is "
+                                        "answered")]
         if parent.state is OrdStatus.PENDING_CANCEL:
             if parent.cancel_note is not None and parent.pending_cancel_cl_ord_id is None:
                 # The router is canceling it already (a kill switch, a shutdown):
@@ -438,7 +487,7 @@ class Engine:
                 parent.pending_cancel_cl_ord_id = ev.cl_ord_id
                 return [self._report(parent, ExecType.PENDING_CANCEL, ev.recv_ns, cl_ord_id=ev.cl_ord_id,
                                      orig=parent.cl_ord_id)]
-            return [self._reject_cancel(ev, (order_id, parent.state), CxlRejReason.ALREADY_PENDING,
+            return [self._reject_cancel(ev, (order_id, state), CxlRejReason.ALREADY_PENDING,
                                         "a cancel is already pending for this order")]
         parent.apply(PE.CANCEL_REQUESTED)
         parent.pending_cancel_cl_ord_id = ev.cl_ord_id
@@ -447,6 +496,207 @@ class Engine:
         self._cancel_children(parent, ev.recv_ns, out)
         self._maybe_finish_cancel(parent, ev.recv_ns, out)
         return out
+
+    def on_replace_request(self, ev: ReplaceRequested) -> list[Command]:
+        """A cancel/replace of a working parent (35=G). The children the new
+        terms cannot keep are canceled first: those beyond a new limit, the
+        resting ones when the plan must run again (a new price, type or
+        time in force, or more shares), and for fewer shares the newest
+        children until what stays open fits the new quantity. The OMS gets
+        PendingReplace at once and Replaced when they are gone, or an
+        OrderCancelReject when fills crossed the replace (more filled than
+        the new quantity) or a venue kept a child. Fills meanwhile are
+        booked against the old terms, so the order is never over-filled and
+        LeavesQty is always what may still fill."""
+        target = self._request_target(ev)
+        if isinstance(target, RejectCancel):
+            return [target]
+        seq, order_id, parent, state = target
+        if ev.error:
+            return [self._reject_cancel(ev, (order_id, state), CxlRejReason.OTHER, f"replace refused: {ev.error}")]
+        if parent is None or parent.is_terminal:
+            return [self._reject_cancel(ev, (order_id, state), CxlRejReason.TOO_LATE_TO_CANCEL,
+                                         f"too late to replace: order is {state.name.lower()}")]
+        if parent.state is OrdStatus.PENDING_CANCEL or parent.state is OrdStatus.PENDING_REPLACE:
+            what = "cancel" if parent.state is OrdStatus.PENDING_CANCEL else "cancel/replace"
+            return [self._reject_cancel(ev, (order_id, state), CxlRejReason.ALREADY_PENDING,
+                                         f"a {what} is already pending for this order")]
+        if ev.symbol != parent.symbol or ev.side is not parent.side:
+            return [self._reject_cancel(ev, (order_id, state), CxlRejReason.OTHER,
+                                         f"replace refused: Symbol and Side cannot change (order is "
+                                         f"{parent.side.name.lower()} {parent.symbol}): cancel and send a new "
+                                         f"order")]
+        if ev.qty < parent.cum_qty:
+            return [self._reject_cancel(ev, (order_id, state), CxlRejReason.OTHER,
+                                         f"replace refused: OrderQty {ev.qty} is below the {parent.cum_qty} "
+                                         f"already filled")]
+        new_price = ev.ord_type is not parent.ord_type or ev.price_ticks != parent.price_ticks
+        more_qty = ev.qty > parent.qty
+        adds_risk = more_qty or (new_price and (ev.price_ticks is None or parent.price_ticks is None
+                                                or parent.side.sign * (ev.price_ticks - parent.price_ticks) > 0))
+        if adds_risk:
+            # Halts and kill switches refuse what adds risk; a replace that
+            # only takes risk off still goes through.
+            if self.halted is not None:
+                return [self._reject_cancel(ev, (order_id, state), CxlRejReason.OTHER,
+                                             f"trading halted: {self.halted}")]
+            if self.overload is not None:
+                # More work for a router already behind, like a new parent.
+                return [self._reject_cancel(ev, (order_id, state), CxlRejReason.OTHER,
+                                             f"router overloaded: {self.overload.reason}: replaces that add risk "
+                                             f"refused until it clears")]
+            halt = self.controls.blocking(parent.symbol, parent.session) if self.controls.kills else None
+            if halt is not None:
+                return [self._reject_cancel(ev, (order_id, state), CxlRejReason.OTHER,
+                                             f"{halt.describe()}: replaces that add risk refused until resumed")]
+        est = self.risk.charged_px_ticks(order_id, parent.qty)
+        if self.risk.enabled and adds_risk:
+            breach = self.risk.check_replace(order_id, parent.session, parent.symbol, parent.side, ev.qty,
+                                             ev.price_ticks, more_qty, new_price, ev.recv_ns)
+            if breach is not None:
+                self._m.risk_reject[breach.limit, "replace"].inc()
+                return [self._reject_cancel(ev, (order_id, state), CxlRejReason.OTHER, breach.text)]
+            est = self.risk.last_px_ticks
+        rerun = new_price or more_qty or ev.tif is not parent.tif
+        rp = PendingReplace(cl_ord_id=ev.cl_ord_id, qty=ev.qty, ord_type=ev.ord_type, price_ticks=ev.price_ticks,
+                            tif=ev.tif, recv_ns=ev.recv_ns, seq=seq, rerun=rerun, est_px_ticks=est)
+        parent.apply(PE.REPLACE_REQUESTED)
+        parent.replace = rp
+        out: list[Command] = [self._report(parent, ExecType.PENDING_REPLACE, ev.recv_ns, cl_ord_id=ev.cl_ord_id,
+                                           orig=parent.cl_ord_id)]
+        limit = ev.price_ticks if ev.ord_type is OrdType.LIMIT else None
+        sign = parent.side.sign
+        for cid in parent.children:
+            child = self.children[cid]
+            if child.is_terminal:
+                continue
+            if child.state is OrdStatus.PENDING_CANCEL:
+                # Already being canceled (an ack timeout, a slice's expiry):
+                # if the venue refuses, the replace cannot take effect either.
+                rp.canceling.append(cid)
+                continue
+            px = child.price_ticks
+            beyond = limit is not None and (px is None or sign * (px - limit) > 0)
+            if beyond or (rerun and child.tif is TimeInForce.DAY):
+                rp.canceling.append(cid)
+                self._cancel_child(child, ev.recv_ns, out)
+        self._maybe_finish_replace(parent, ev.recv_ns, out)
+        return out
+
+    def _maybe_finish_replace(self, parent: ParentOrder, now_ns: int, out: list[Command]) -> None:
+        """Take the pending replace's terms once nothing it canceled can
+        still fill, or refuse it when that cannot be done."""
+        rp = parent.replace
+        assert rp is not None
+        room = rp.qty - parent.cum_qty
+        if room < 0:
+            self._refuse_replace(parent, CxlRejReason.TOO_LATE_TO_CANCEL,
+                                 f"too late to replace: {parent.cum_qty} filled meanwhile, above the new OrderQty "
+                                 f"{rp.qty}", now_ns, out)
+            return
+        waiting = False
+        keep = 0
+        for cid in parent.children:
+            child = self.children[cid]
+            if child.is_terminal:
+                continue
+            if child.state is OrdStatus.PENDING_CANCEL:
+                waiting = True
+            elif cid in rp.canceling:
+                # Back to working: the venue refused its cancel.
+                self._refuse_replace(parent, CxlRejReason.OTHER,
+                                     f"venue {child.venue} refused to cancel child {cid}: the order keeps its "
+                                     f"terms", now_ns, out)
+                return
+            else:
+                keep += child.open_qty
+        if keep > room:
+            # Fewer shares than the children kept can fill (or fills on the
+            # canceled ones took the room): the newest children go too.
+            for cid in reversed(parent.children):
+                child = self.children[cid]
+                if child.is_terminal or child.state is OrdStatus.PENDING_CANCEL:
+                    continue
+                keep -= child.open_qty
+                rp.canceling.append(cid)
+                self._cancel_child(child, now_ns, out)
+                waiting = True
+                if keep <= room:
+                    break
+        if waiting:
+            return
+        self._apply_replace(parent, rp, now_ns, out)
+
+    def _apply_replace(self, parent: ParentOrder, rp: PendingReplace, now_ns: int, out: list[Command]) -> None:
+        old = parent.cl_ord_id
+        parent.prior_cl_ord_ids.append(old)
+        parent.cl_ord_id = rp.cl_ord_id
+        # The old ClOrdID keeps naming the order: a cancel that crossed the
+        # Replaced report on the wire still finds it.
+        self._ids.add(ClOrdIdTable.key(parent.session, rp.cl_ord_id), rp.seq, LIVE)
+        if rp.rerun:
+            parent.repriced = parent.repriced or rp.ord_type is not parent.ord_type or \
+                rp.price_ticks != parent.price_ticks or rp.tif is not parent.tif
+            parent.step = 0
+        elif rp.canceling:
+            # Fewer shares, and children were pulled for it: the wave they
+            # were part of goes again for what the new quantity leaves (a
+            # resting parent rests again, smaller).
+            parent.step = max(0, parent.step - 1)
+        parent.qty, parent.ord_type, parent.price_ticks, parent.tif = rp.qty, rp.ord_type, rp.price_ticks, rp.tif
+        parent.replace = None
+        parent.apply(PE.REPLACED)
+        self.risk.replaced(parent.order_id, rp.qty, rp.est_px_ticks)
+        self._m.parent_replaced.inc()
+        out.append(self._report(parent, ExecType.REPLACED, now_ns, cl_ord_id=rp.cl_ord_id, orig=old))
+        if parent.state is OrdStatus.FILLED:
+            # Replaced down to what was already filled: done.
+            self._parent_done(parent, "filled", now_ns)
+            return
+        wave = self._wave.get(parent.order_id, ())
+        if all(self.children[c].is_terminal for c in wave):
+            if self.controls.kills and self._end_if_killed(parent, now_ns, out):
+                return
+            self._advance(parent, now_ns, out)
+
+    def _refuse_replace(self, parent: ParentOrder, reason: CxlRejReason, text: str, now_ns: int,
+                        out: list[Command]) -> None:
+        """The pending replace cannot take effect: the OMS gets an
+        OrderCancelReject and the order goes on under its old terms."""
+        rp = parent.replace
+        assert rp is not None
+        parent.replace = None
+        if rp.canceling and not any(not self.children[c].is_terminal and
+                                    self.children[c].state is not OrdStatus.PENDING_CANCEL for c in rp.canceling):
+            # What it pulled is gone or going: the wave they were part of
+            # goes again under the old terms when it is over.
+            parent.step = max(0, parent.step - 1)
+        if parent.state is OrdStatus.PENDING_REPLACE:
+            parent.apply(PE.REPLACE_REFUSED)
+        self._m.cancel_reject[reason.name.lower()].inc()
+        log.info("replace %s/%s of %s refused: %s", parent.session, rp.cl_ord_id, parent.order_id, text)
+        out.append(RejectCancel(session=parent.session, order_id=parent.order_id, cl_ord_id=rp.cl_ord_id,
+                                orig_cl_ord_id=parent.cl_ord_id, ord_status=parent.state, reason=reason,
+                                response_to_replace=True, text=text))
+        if parent.state is OrdStatus.FILLED:
+            self._parent_done(parent, "filled", now_ns)
+            return
+        self._after_child_change(parent, now_ns, out)
+
+    def _router_cancel(self, parent: ParentOrder, note: str, now_ns: int, out: list[Command]) -> None:
+        """The router itself cancels ``parent`` (kill switch, shutdown, the
+        OMS's disconnect): a replace being worked is refused first."""
+        if parent.replace is not None:
+            rp = parent.replace
+            parent.replace = None
+            parent.apply(PE.REPLACE_REFUSED)
+            self._m.cancel_reject["other"].inc()
+            out.append(RejectCancel(session=parent.session, order_id=parent.order_id, cl_ord_id=rp.cl_ord_id,
+                                    orig_cl_ord_id=parent.cl_ord_id, ord_status=parent.state,
+                                    reason=CxlRejReason.OTHER, response_to_replace=True,
+                                    text=f"replace refused: {note}"))
+        parent.apply(PE.CANCEL_REQUESTED)
+        parent.cancel_note = note
 
     def cancel_all(self, reason: str, now_ns: int, session: str | None = None) -> list[Command]:
         """Cancel every working parent (of OMS ``session`` only, if given)
@@ -458,8 +708,7 @@ class Engine:
             if parent.is_terminal or parent.state is OrdStatus.PENDING_CANCEL or \
                     (session is not None and parent.session != session):
                 continue
-            parent.apply(PE.CANCEL_REQUESTED)
-            parent.cancel_note = reason
+            self._router_cancel(parent, reason, now_ns, out)
             self._cancel_children(parent, now_ns, out)
             self._maybe_finish_cancel(parent, now_ns, out)
         return out
@@ -490,8 +739,7 @@ class Engine:
         for parent in list(self.parents.values()):
             if parent.is_terminal or parent.state is OrdStatus.PENDING_CANCEL or not self._in_kill(parent, key):
                 continue
-            parent.apply(PE.CANCEL_REQUESTED)
-            parent.cancel_note = note
+            self._router_cancel(parent, note, now_ns=ev.ts_ns, out=out)
             canceled += 1
             self._cancel_children(parent, ev.ts_ns, out)
             self._maybe_finish_cancel(parent, ev.ts_ns, out)
@@ -876,11 +1124,25 @@ class Engine:
                 continue
             child.deadline_ns = None
             if child.state is OrdStatus.PENDING_CANCEL:
+                if self._defer_for_backlog():
+                    # Its answer may be queued unread: asking again would
+                    # only add to the backlog.
+                    self._set_deadline(child, now_ns + self._ack_timeout_ns)
+                    continue
                 # The cancel itself went unanswered: ask again.
                 self._m.venue_anomalies.labels(kind="cancel_timeout").inc()
                 self._send_cancel(child, now_ns, out)
             else:
                 if deadline != child.expire_ns:
+                    if self._defer_for_backlog():
+                        # The router is behind on its own inbox: the ack may
+                        # be queued there unread, so canceling would be the
+                        # router's fault, not the venue's. Watch another
+                        # ack timeout (a slice's own expiry still applies).
+                        nxt = now_ns + self._ack_timeout_ns
+                        exp = child.expire_ns
+                        self._set_deadline(child, nxt if exp is None else min(exp, nxt))
+                        continue
                     # No ack in time is a venue problem; a slice reaching
                     # its own expiry is routine.
                     self._m.venue_anomalies.labels(kind="ack_timeout").inc()
@@ -892,6 +1154,10 @@ class Engine:
         answer (canceled, too late, or unknown) settles it."""
         for cid, due in list(self._status_due.items()):
             if due > now_ns:
+                continue
+            if self._defer_for_backlog():
+                # As for an ack: its answer may be queued unread behind the backlog.
+                self._status_due[cid] = now_ns + self._ack_timeout_ns
                 continue
             del self._status_due[cid]
             child = self.children.get(cid)
@@ -1038,6 +1304,7 @@ class Engine:
                 self._m.risk_symbols_stopped.set(len(self.risk.stopped_symbols()))
                 log.error("%s", stopped)
         parent_was_cancel = parent.state is OrdStatus.PENDING_CANCEL
+        replace = parent.replace
         parent.fill(qty, px_ticks, notional_ticks)
         if parent.arrival_mid2 > 0:
             # 2*px against 2*mid keeps the arithmetic in whole ticks.
@@ -1055,6 +1322,15 @@ class Engine:
                     cl_ord_id=parent.pending_cancel_cl_ord_id or "", orig_cl_ord_id=parent.cl_ord_id,
                     ord_status=OrdStatus.FILLED, reason=CxlRejReason.TOO_LATE_TO_CANCEL,
                     response_to_replace=False, text="too late to cancel: order filled",
+                ))
+                self._m.cancel_reject["too_late_to_cancel"].inc()
+            elif replace is not None:
+                parent.replace = None
+                out.append(RejectCancel(
+                    session=parent.session, order_id=parent.order_id, cl_ord_id=replace.cl_ord_id,
+                    orig_cl_ord_id=parent.cl_ord_id, ord_status=OrdStatus.FILLED,
+                    reason=CxlRejReason.TOO_LATE_TO_CANCEL, response_to_replace=True,
+                    text="too late to replace: order filled",
                 ))
                 self._m.cancel_reject["too_late_to_cancel"].inc()
 
@@ -1082,6 +1358,8 @@ class Engine:
         self._plans.pop(parent.order_id, None)
         self._wave.pop(parent.order_id, None)
         self._ids.set_status(ClOrdIdTable.key(parent.session, parent.cl_ord_id), _CODE[parent.state])
+        for cl in parent.prior_cl_ord_ids:
+            self._ids.set_status(ClOrdIdTable.key(parent.session, cl), _CODE[parent.state])
         self._retire.append((now_ns + self._retain_ns, parent.order_id))
         # Its credit: what it executed stays charged, the rest is given back.
         self.risk.parent_done(parent.order_id, parent.notional_ticks)
@@ -1129,6 +1407,9 @@ class Engine:
         if parent.state is OrdStatus.PENDING_CANCEL:
             self._maybe_finish_cancel(parent, now_ns, out, note)
             return
+        if parent.replace is not None:
+            self._maybe_finish_replace(parent, now_ns, out)
+            return
         wave = self._wave.get(parent.order_id, ())
         if all(self.children[c].is_terminal for c in wave):
             if self.controls.kills and self._end_if_killed(parent, now_ns, out):
@@ -1155,6 +1436,10 @@ class Engine:
             wave = plan.waves[parent.step]
             parent.step += 1
             slices = [s for s in wave.slices if s.venue in self._routable]
+            if parent.repriced:
+                # A resting slice is for a DAY limit parent only.
+                slices = [s for s in slices if s.tif is not TimeInForce.DAY or
+                          (parent.tif is TimeInForce.DAY and parent.ord_type is OrdType.LIMIT)]
             if not slices:
                 continue
             residual = parent.qty - parent.cum_qty
@@ -1169,7 +1454,10 @@ class Engine:
             for sl, qty in zip(slices, sizes):
                 if qty <= 0:
                     continue
-                px = sl.limit_ticks
+                # Planners price every slice at the parent's limit (``limit_of``);
+                # after a replace that is the new one.
+                px = (parent.price_ticks if parent.ord_type is OrdType.LIMIT else None) if parent.repriced \
+                    else sl.limit_ticks
                 if risk.enabled:
                     # A child the planner made passes the same controls as an
                     # OMS order. One that breaches is not sent: the slice is
@@ -1251,13 +1539,24 @@ class Engine:
         out.append(CancelChild(venue=child.venue, child_id=child.child_id, cancel_id=cancel_id,
                                symbol=child.symbol, side=child.side, qty=child.qty))
 
+    @staticmethod
+    def _told(parent: ParentOrder) -> OrdStatus:
+        """The OrdStatus the OMS is told the parent has."""
+        st = parent.state
+        if st is OrdStatus.PENDING_CANCEL and parent.pending_cancel_cl_ord_id is None:
+            # The router's own cancel (kill switch, shutdown): the OMS asked
+            # for nothing, so it hears what the order is, not that a cancel
+            # it never sent is pending.
+            return OrdStatus.PARTIALLY_FILLED if parent.cum_qty else OrdStatus.NEW
+        return st
+
     def _report(self, parent: ParentOrder, exec_type: ExecType, now_ns: int, *, last_qty: int = 0,
                 last_px_ticks: int = 0, last_mkt: str | None = None, cl_ord_id: str | None = None,
                 orig: str | None = None, text: str = "") -> ReportToOms:
         return ReportToOms(
             session=parent.session, order_id=parent.order_id, cl_ord_id=cl_ord_id or parent.cl_ord_id,
             orig_cl_ord_id=orig, exec_id=self._next_id("E"), exec_type=exec_type,
-            ord_status=parent.state, symbol=parent.symbol, side=parent.side, order_qty=parent.qty,
+            ord_status=self._told(parent), symbol=parent.symbol, side=parent.side, order_qty=parent.qty,
             ord_type=parent.ord_type, price_ticks=parent.price_ticks, cum_qty=parent.cum_qty,
             leaves_qty=parent.leaves_qty, avg_px_ticks_num=parent.notional_ticks, last_qty=last_qty,
             last_px_ticks=last_px_ticks, last_mkt=last_mkt, text=text,
@@ -1273,13 +1572,69 @@ class Engine:
                            symbol=symbol, side=side, qty_raw=qty_raw, ord_type_raw=ord_type_raw,
                            reason=reason, text=text, transact_ns=now_ns)
 
-    def _reject_cancel(self, ev: CancelRequested, order: tuple[str, OrdStatus] | None, reason: CxlRejReason,
-                       text: str) -> RejectCancel:
-        """``order``: (OrderID, OrdStatus) of the order the cancel names, None if unknown."""
+    def _reject_cancel(self, ev: CancelRequested | ReplaceRequested, order: tuple[str, OrdStatus] | None,
+                       reason: CxlRejReason, text: str) -> RejectCancel:
+        """``order``: (OrderID, OrdStatus) of the order the cancel or replace
+        names, None if unknown."""
         self._m.cancel_reject[reason.name.lower()].inc()
-        log.info("rejected cancel %s/%s: %s", ev.session, ev.cl_ord_id, text)
+        replace = isinstance(ev, ReplaceRequested) or ev.replace
+        log.info("rejected %s %s/%s: %s", "replace" if replace else "cancel", ev.session, ev.cl_ord_id, text)
         return RejectCancel(
             session=ev.session, order_id=order[0] if order else "NONE", cl_ord_id=ev.cl_ord_id,
             orig_cl_ord_id=ev.orig_cl_ord_id, ord_status=order[1] if order else OrdStatus.REJECTED,
-            reason=reason, response_to_replace=ev.replace, text=text,
+            reason=reason, response_to_replace=replace, text=text,
         )
+
+    # ------------------------------------------------------------ overload
+
+    def on_overload(self, ev: OverloadChanged) -> None:
+        """The driver's back-pressure gate (``router.runtime.overload``): on,
+        new parents are rejected ("router overloaded: ..."); off, routed
+        again. Working orders, cancels and venue answers are untouched.
+        ``backlog`` (the inbox is behind) defers ack deadlines, gate on or
+        not."""
+        was = self.overload
+        if ev.backlog != self._backlog:
+            self._backlog = ev.backlog
+            if not ev.on and was is None:
+                log.warning("inbox %s: %s; ack deadlines wait instead of canceling (new parents are still taken: "
+                            "router.overload.enabled = false)", "backed up" if ev.backlog else "caught up",
+                            ev.reason or "under its clear level")
+        if ev.on:
+            if was is None:
+                self._overload_rejects = 0
+                self._overload_since = ev.ts_ns
+                self._m.overload_trips.labels(measure=ev.measure or "unknown").inc()
+                log.warning("router overloaded: %s; new parents are rejected until it clears", ev.reason)
+            elif (was.measure, was.backlog) != (ev.measure, ev.backlog):
+                log.warning("router still overloaded, now by %s", ev.reason)
+            self._set_overload(ev)
+        elif was is not None:
+            log.warning("router no longer overloaded after %.1f ms (%s): %d new parents were rejected",
+                        (ev.ts_ns - self._overload_since) / 1e6, was.reason, self._overload_rejects)
+            self._set_overload(None)
+
+    def _set_overload(self, ev: OverloadChanged | None) -> None:
+        self.overload = ev
+        self._m.overloaded.set(0 if ev is None else 1)
+
+    def _defer_for_backlog(self) -> bool:
+        """Whether a watchdog that fell due (an ack's, a status question's, a
+        cancel's) waits another ack timeout: the inbox is backed up, so the
+        answer it waits for may be queued unread."""
+        if not self._backlog:
+            return False
+        self._m.ack_timeouts_deferred.inc()
+        return True
+
+    def _reject_overloaded(self, ev: NewOrderReceived) -> RejectOrder:
+        # Counted, not logged one by one: a log line per reject would add
+        # to the load that caused them (on_overload logs the episode).
+        ov = self.overload
+        assert ov is not None
+        self._overload_rejects += 1
+        self._m.order_reject["overloaded"].inc()
+        self._m.parent_outcome["rejected"].inc()
+        return RejectOrder(session=ev.session, order_id="NONE", cl_ord_id=ev.cl_ord_id, exec_id=self._next_id("E"),
+                           symbol=ev.symbol, side=ev.side, qty_raw=str(ev.qty), ord_type_raw=ev.ord_type.value,
+                           reason=OrdRejReason.OTHER, text=f"router overloaded: {ov.reason}", transact_ns=ev.recv_ns)

@@ -41,6 +41,7 @@ from router.domain.events import (
     KillSwitchEngaged,
     NewOrderReceived,
     OmsSessionChanged,
+    ReplaceRequested,
     VenueCancelRejected,
     VenueEnableChanged,
     VenueReport,
@@ -170,7 +171,7 @@ class ParentStory(msgspec.Struct, kw_only=True):
     children: dict[str, ChildStory] = msgspec.field(default_factory=dict)
     reports: list[ReportToOms | RejectOrder] = msgspec.field(default_factory=list)
     """Every ExecutionReport the OMS was sent for this parent."""
-    cancel_requests: list[CancelRequested] = msgspec.field(default_factory=list)
+    cancel_requests: list[CancelRequested | ReplaceRequested] = msgspec.field(default_factory=list)
     cancel_rejects: list[RejectCancel] = msgspec.field(default_factory=list)
 
     @property
@@ -288,6 +289,12 @@ class Walk:
                 ctx = self.child_parent.get(ev.child_id)
             case CancelRequested():
                 ctx = self.cl_parent.get((ev.session, ev.orig_cl_ord_id))
+            case ReplaceRequested():
+                ctx = self.cl_parent.get((ev.session, ev.orig_cl_ord_id))
+                if ctx is not None:
+                    # Its ClOrdID names the parent from now on (if it is
+                    # refused, nothing will name it again).
+                    self.cl_parent.setdefault((ev.session, ev.cl_ord_id), ctx)
             case _:
                 ctx = None
         keys: list[str | None] = []
@@ -391,7 +398,7 @@ def build_story(key: str, entries: list[Entry], chain: Sequence[SessionInfo]) ->
                 c.cancels.append(it)
         elif isinstance(it, ReportToOms | RejectOrder):
             story.reports.append(it)
-        elif isinstance(it, CancelRequested):
+        elif isinstance(it, CancelRequested | ReplaceRequested):
             story.cancel_requests.append(it)
         elif isinstance(it, RejectCancel):
             story.cancel_rejects.append(it)
@@ -408,8 +415,8 @@ def _names(key: str, oms_session: str | None, it: Item) -> bool:
         return it.order_id == key
     if isinstance(it, ReportToOms | RejectCancel) and it.order_id == key:
         return True
-    if isinstance(it, NewOrderReceived | InvalidOrderReceived | CancelRequested | RejectOrder | ReportToOms
-                  | RejectCancel):
+    if isinstance(it, NewOrderReceived | InvalidOrderReceived | CancelRequested | ReplaceRequested | RejectOrder
+                  | ReportToOms | RejectCancel):
         return it.cl_ord_id == key and (oms_session is None or it.session == oms_session)
     return False
 
@@ -574,7 +581,8 @@ def _entry_line(e: Entry, story: ParentStory, t0: int) -> str | None:
             return (f"{t}  {it.venue:<6} <- child {it.child_id}: {it.side.name} {it.qty} {it.ord_type.name} "
                     f"{px(it.price_ticks, tick)} {it.tif.name}{wave}")
         case CancelChild():
-            why = {"TimerFired": "timer", "CancelRequested": "OMS cancel", "CancelAllRequested": "cancel-all",
+            why = {"TimerFired": "timer", "CancelRequested": "OMS cancel",
+                   "ReplaceRequested": "OMS replace", "CancelAllRequested": "cancel-all",
                    "OmsSessionChanged": "OMS disconnect", "KillSwitchEngaged": "kill switch",
                    "VenueEnableChanged": "venue disabled",
                    "VenueReport": "wave done"}.get(e.cause, e.cause)
@@ -593,6 +601,9 @@ def _entry_line(e: Entry, story: ParentStory, t0: int) -> str | None:
         case CancelRequested():
             kind = "OrderCancelReplaceRequest" if it.replace else "OrderCancelRequest"
             return f"{t}  OMS    -> {kind} {it.cl_ord_id} (orig {it.orig_cl_ord_id})"
+        case ReplaceRequested():
+            terms = it.error or f"{it.qty} {it.ord_type.name} {px(it.price_ticks, tick)} {it.tif.name}"
+            return f"{t}  OMS    -> OrderCancelReplaceRequest {it.cl_ord_id} (orig {it.orig_cl_ord_id}): {terms}"
         case CancelAllRequested():
             return f"{t}  router cancel-all: {it.reason}"
         case OmsSessionChanged():

@@ -43,7 +43,9 @@ SESSION_REJECT_REASONS = ("missing_tag", "bad_value", "unsupported_message")
 RISK_LIMITS = ("price_collar", "max_order_qty", "max_order_notional", "credit_limit", "message_throttle",
                "execution_throttle", "duplicate_order", "restricted_symbol", "child_price")
 """The pre-trade controls by name (``router.risk.controls.LIMITS``, which a test keeps equal)."""
-RISK_ORDER_KINDS = ("parent", "child", "cancel")
+RISK_ORDER_KINDS = ("parent", "child", "cancel", "replace")
+OVERLOAD_MEASURES = ("inbox_age", "ack_time")
+"""What can trip the back-pressure gate (``router.runtime.overload.MEASURES``, which a test keeps equal)."""
 
 
 class VenueMetrics:
@@ -71,6 +73,10 @@ class Metrics:
             "sor_parent_orders", "Parent orders by final outcome", ["outcome"], registry=r
         )
         self.parent_received = Counter("sor_parent_received", "Parent orders received", registry=r)
+        self.parent_replaced = Counter(
+            "sor_parent_replaced", "Cancel/replace requests that took effect (refused ones: sor_cancel_rejects)",
+            registry=r,
+        )
         self.child_orders_sent = Counter(
             "sor_child_orders_sent", "Child orders sent, by venue", ["venue"], registry=r
         )
@@ -219,10 +225,37 @@ class Metrics:
             "sor_admin_refused", "Admin API requests refused for want of a valid bearer token, by reason",
             ["reason"], registry=r,
         )
+        # Back-pressure (router.runtime.overload): rejects are counted in
+        # sor_order_rejects_total{reason="overloaded"}.
+        self.overloaded = Gauge(
+            "sor_overloaded", "1 while the back-pressure gate rejects new parents (router overloaded)", registry=r
+        )
+        self.overload_trips = Counter(
+            "sor_overload_trips", "Times the back-pressure gate went on, by the measure that tripped it "
+            "(inbox_age, ack_time)", ["measure"], registry=r,
+        )
+        self.overload_inbox_age = Gauge(
+            "sor_overload_inbox_age_seconds", "The back-pressure gate's last inbox observation: how long an "
+            "event waited to reach the engine", registry=r,
+        )
+        self.overload_ack = Gauge(
+            "sor_overload_ack_seconds", "The back-pressure gate's ack measure per venue: median of its recent "
+            "answers, child handed to quickfix -> answer read (0: too few answers)", ["venue"], registry=r,
+        )
+        self.ack_timeouts_deferred = Counter(
+            "sor_ack_timeouts_deferred", "Ack, status and cancel deadlines that fell due while the inbox was "
+            "backed up and waited another ack timeout instead of canceling the child or asking again (its answer "
+            "may be queued unread)",
+            registry=r,
+        )
 
         self.venue = {v: VenueMetrics(self, v) for v in venues}
         self.parent_outcome = {o: self.parent_orders.labels(outcome=o) for o in PARENT_OUTCOMES}
         self.order_reject = {r_.name.lower(): self.order_rejects.labels(reason=r_.name.lower()) for r_ in OrdRejReason}
+        # Not an OrdRejReason of its own on the wire (103=99, Other), but a
+        # reason an operator must tell apart from every other reject.
+        self.order_reject["overloaded"] = self.order_rejects.labels(reason="overloaded")
+        self.overload_trip = {k: self.overload_trips.labels(measure=k) for k in OVERLOAD_MEASURES}
         self.cancel_reject = {
             r_.name.lower(): self.cancel_rejects.labels(reason=r_.name.lower()) for r_ in CxlRejReason
         }

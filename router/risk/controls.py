@@ -53,7 +53,7 @@ RESTRICTED = "restricted_symbol"
 CHILD_PRICE = "child_price"
 LIMITS = (COLLAR, MAX_QTY, MAX_NOTIONAL, CREDIT, THROTTLE, EXEC_THROTTLE, DUPLICATE, RESTRICTED, CHILD_PRICE)
 """The ``limit`` label of ``sor_risk_rejects_total``: each control by name."""
-ORDER_KINDS = ("parent", "child", "cancel")
+ORDER_KINDS = ("parent", "child", "cancel", "replace")
 """The ``order`` label: what was refused."""
 
 _SECOND_NS = 1_000_000_000
@@ -361,6 +361,78 @@ class RiskControls:
             return self._throttled(sess)
         ring.push(now_ns)
         return None
+
+    def check_replace(self, order_id: str, session: str, symbol: str, side: Side, qty: int,
+                      price_ticks: int | None, more_qty: bool, new_price: bool, now_ns: int) -> Breach | None:
+        """A cancel/replace of an accepted parent to ``qty`` at
+        ``price_ticks`` (None: market). Only what the replace adds is
+        checked: a quantity increase against the size limits, a new price
+        against the collar, either against notional and credit (the order's
+        own charge is replaced, not added to). The engine asks only for a
+        replace that adds risk (more shares, a more aggressive or market
+        price): one that only takes risk off always passes. The message
+        throttle was checked by ``check_cancel``. On a pass,
+        ``last_px_ticks`` is the price the new terms' credit is charged at."""
+        sym = self._syms.get(symbol)
+        entry = self._open.get(order_id)
+        if sym is None or entry is None:
+            # Never charged (a symbol without controls): nothing to recharge.
+            self.last_px_ticks = 0
+            return None
+        sess = self._sessions.get(session) or self._session(session)
+        if sym.restricted:
+            return Breach(RESTRICTED, f"restricted symbol: {symbol} is on risk.restricted_symbols",
+                          OrdRejReason.BROKER_OPTION)
+        if sym.disabled is not None:
+            return Breach(EXEC_THROTTLE, sym.disabled, OrdRejReason.EXCHANGE_CLOSED)
+        if more_qty:
+            b = self._check_qty(sym, sess, qty, "order")
+            if b is not None:
+                return b
+        ref2, src = self._reference(sym, now_ns)
+        if price_ticks is not None:
+            if new_price and ref2 and sym.collar_bps:
+                b = self._collar(sym, side, price_ticks, ref2, src, "limit")
+                if b is not None:
+                    return b
+            est = price_ticks
+        elif ref2:
+            est = self._cap(sym, side, ref2) if sym.collar_bps else (ref2 + 1) // 2
+        else:
+            est = sym.ref_ticks
+        notional = qty * est * sym.tick_f
+        b = self._check_notional(sym, sess, notional, "order")
+        if b is not None:
+            return b
+        charged = entry[1]
+        if sess.credit_used - charged + notional > sess.credit_limit:
+            return Breach(CREDIT, f"credit limit: replaced order notional {_fmt(notional)} on top of "
+                                  f"{_fmt(sess.credit_used - charged)} open and executed exceeds "
+                                  f"{_fmt(sess.credit_limit)} for session {sess.key} ({sess.where}credit_limit)")
+        self.last_px_ticks = est
+        return None
+
+    def replaced(self, order_id: str, qty: int, est_px_ticks: int) -> None:
+        """A replace took effect: the parent's credit is charged for its new
+        quantity at ``est_px_ticks`` (what ``check_replace`` set), instead
+        of its old charge."""
+        entry = self._open.get(order_id)
+        if entry is None:
+            return
+        sess, charged, tick_f = entry
+        notional = qty * est_px_ticks * tick_f
+        sess.credit_used += notional - charged
+        self._open[order_id] = (sess, notional, tick_f)
+
+    def charged_px_ticks(self, order_id: str, qty: int) -> int:
+        """The price ``order_id``'s credit is charged at now (per share, in
+        ticks, rounded): what a replace that changes neither quantity up nor
+        price keeps."""
+        entry = self._open.get(order_id)
+        if entry is None or qty <= 0:
+            return 0
+        _, charged, tick_f = entry
+        return round(charged / (qty * tick_f)) if tick_f else 0
 
     def check_child(self, session: str, symbol: str, side: Side, qty: int, ord_type: OrdType,
                     price_ticks: int | None, parent_price_ticks: int | None, now_ns: int) -> Breach | None:

@@ -26,7 +26,8 @@ from collections.abc import Callable
 from typing import Protocol
 
 from router.config import RouterConfig
-from router.domain.commands import Command
+from router.domain.commands import Command, SendChildOrder
+from router.domain.decision import Decision
 from router.domain.events import (
     CancelAllRequested,
     EngineEvent,
@@ -35,7 +36,9 @@ from router.domain.events import (
     NewOrderReceived,
     TimerFired,
     TradingHalted,
+    VenueCancelRejected,
     VenueReport,
+    VenueSessionChanged,
 )
 from router.domain.types import ExecType
 from router.engine import Engine, Step
@@ -44,6 +47,7 @@ from router.journal.writer import JournalWriter
 from router.metrics.exposition import StepwiseExposition
 from router.metrics.registry import Metrics
 from router.runtime.inbox import LoopInbox
+from router.runtime.overload import OverloadGate
 
 log = logging.getLogger("sor.driver")
 
@@ -53,6 +57,18 @@ LAG_PROBE_NS = 100_000_000
 INBOX_CAPACITY = 65_536
 """Events queued between quickfix's threads and the loop before the
 producing thread is made to wait (threaded driver)."""
+
+READ_BEFORE_TIMER_NS = 50_000_000
+"""poll driver: how long a timer may spend reading what the sockets hold
+before it fires at most (with the back-pressure gate, reading stops as soon
+as the inbox measure is on: the engine then defers ack deadlines)."""
+
+_GATE_INPUTS = frozenset((VenueReport, VenueCancelRejected, VenueSessionChanged))
+"""Events the back-pressure gate reads before the engine does: a child's
+first answer (its ack time) and a venue session's loss."""
+
+DECISIONS_KEPT = 50
+"""Recent decisions the operator console shows (``Driver.decisions``)."""
 
 
 class Transport(Protocol):
@@ -97,7 +113,7 @@ class Driver:
         self.md_inbox: LoopInbox[EngineEvent] = LoopInbox(
             loop, self._dispatch_md, INBOX_CAPACITY, m.inbox_overflows.labels(inbox="marketdata").inc)
         self.inbox: LoopInbox[EngineEvent] = LoopInbox(
-            loop, self._dispatch, INBOX_CAPACITY, m.inbox_overflows.labels(inbox="events").inc)
+            loop, self._dispatch_queued, INBOX_CAPACITY, m.inbox_overflows.labels(inbox="events").inc)
         m.inbox_depth.labels(inbox="marketdata").set_function(lambda: self.md_inbox.depth)
         m.inbox_depth.labels(inbox="events").set_function(lambda: self.inbox.depth)
         edge.on_event = self._inline if self.polling else self._hop
@@ -121,6 +137,34 @@ class Driver:
         self._reconciling = False
         """A restart: the OMS acceptor waits for the venues' word on every
         restored open child (``reconcile_first``)."""
+        self.decisions: deque[Decision] = deque(maxlen=DECISIONS_KEPT)
+        """The last decisions, newest last, for the operator console: a
+        reference each (decisions are immutable), encoded only when the
+        console asks, on the admin API's thread."""
+        oc = cfg.overload
+        self.gate = OverloadGate(oc)
+        """Back-pressure (``router.runtime.overload``): measures the inbox
+        and the venues' ack times, and hands the engine an
+        ``OverloadChanged`` (journaled) when its state changes. With
+        ``enabled = false`` it never refuses a parent but still says when
+        the inbox is backed up (the engine then defers ack deadlines)."""
+        self._acks = oc.enabled
+        """Whether the venues' ack times are measured (only the refusing
+        gate uses them)."""
+        self._idle_at_ns = 0
+        """poll driver: when the last pass that read no order traffic began
+        (what is queued in the sockets now arrived after it)."""
+        self._order_events = 0
+        """poll driver: events read other than market data. A feed alone
+        can keep every pass busy while nothing waits long (each pass
+        serves every socket), so only orders, reports and session changes
+        make a pass busy for the inbox measure."""
+        self._firing = False
+        """A timer is reading what arrived before it; it re-arms itself."""
+        gate = self.gate
+        m.overload_inbox_age.set_function(lambda: gate.inbox_age_ns / 1e9)
+        for v in engine.venue_names:
+            m.overload_ack.labels(venue=v).set_function(self._ack_gauge(gate, v))
 
     # ------------------------------------------------------------ lifecycle
 
@@ -151,6 +195,7 @@ class Driver:
         self.edge.open_oms()
 
     def start(self) -> None:
+        self._idle_at_ns = self.clock_ns()
         self._lag_due_ns = self.clock_ns() + LAG_PROBE_NS
         self._next_freeze_ns = self._lag_due_ns
         self.loop.call_later(LAG_PROBE_NS / 1e9, self._lag_probe)
@@ -181,6 +226,17 @@ class Driver:
         """poll: the callback runs on the loop's thread; route at once."""
         if decoded_ns:
             self._risk_ns = decoded_ns - ev.recv_ns  # type: ignore[attr-defined]
+        if type(ev) is MarketDataReceived:
+            self._dispatch_md(ev)
+            return
+        self._order_events += 1
+        # Stamped as it is read, so ts_ns is now: the pump has read order
+        # traffic on every pass since the last one without, and this
+        # waited at most that long.
+        ts = ev.ts_ns  # type: ignore[attr-defined]
+        change = self.gate.inbox(ts - self._idle_at_ns, ts)
+        if change is not None:
+            self._dispatch(change)
         self._dispatch(ev)  # type: ignore[arg-type]
 
     def _hop(self, ev: Event, decoded_ns: int) -> None:
@@ -204,11 +260,22 @@ class Driver:
             self.metrics.callback_errors.labels(callback="marketdata").inc()
             log.exception("market data update failed: %r", ev)
 
+    def _dispatch_queued(self, ev: EngineEvent) -> None:
+        """threaded: an event off the inbox; how long it waited there is the
+        back-pressure gate's inbox measure."""
+        now = self.clock_ns()
+        change = self.gate.inbox(now - ev.ts_ns, now)
+        if change is not None:
+            self._dispatch(change)
+        self._dispatch(ev)
+
     def _dispatch(self, ev: EngineEvent) -> None:
         if type(ev) is MarketDataReceived:
             self._dispatch_md(ev)
             return
         t_start = self.clock_ns()
+        if self._acks and type(ev) in _GATE_INPUTS:
+            self._gate_reads(ev, t_start)  # type: ignore[arg-type]
         try:
             step = self.engine.handle(ev)
             t_planned = self.clock_ns()
@@ -232,6 +299,7 @@ class Driver:
                 m.stage["decision"].observe((t_planned - t_start) / 1e9)
                 m.stage["send"].observe((t_first_child - t_planned) / 1e9)
             if step.decision is not None:
+                self.decisions.append(step.decision)
                 for stage, ns in step.decision.stages_ns:
                     m.stage[stage].observe(ns / 1e9)
             if self._risk_ns:
@@ -251,7 +319,10 @@ class Driver:
         it. Child orders wait too: a child that left before its record was
         durable would be unknown after a crash, and so would its fills."""
         if not self._hold or not cmds:
-            return self.edge.execute(cmds)
+            t_first_child = self.edge.execute(cmds)
+            if t_first_child is not None and self._acks:
+                self._note_sends(cmds, t_first_child)
+            return t_first_child
         self._to_hold = cmds
         return None
 
@@ -281,6 +352,8 @@ class Driver:
         while held and held[0][0] <= done:
             _, cmds, recv_ns = held.popleft()
             t_first_child = self.edge.execute(cmds)
+            if t_first_child is not None and self._acks:
+                self._note_sends(cmds, t_first_child)
             if recv_ns and t_first_child is not None:
                 self.metrics.tick_to_route.observe((t_first_child - recv_ns) / 1e9)
 
@@ -320,14 +393,18 @@ class Driver:
             return
         edge = self.edge
         before = edge.events
+        orders_before = self._order_events
         if self._held:
             self.release_held()
+        pass_ns = self.clock_ns()
         try:
             edge.poll()
         except Exception:
             self.metrics.callback_errors.labels(callback="poll").inc()
             log.exception("quickfix poll failed")
         r = self.cfg
+        if self._order_events == orders_before:
+            self._idle_at_ns = pass_ns
         if edge.events != before:
             self._idle_passes = 0
             self._busy_passes += 1
@@ -372,6 +449,8 @@ class Driver:
     # ------------------------------------------------------------ timers
 
     def _arm_timer(self) -> None:
+        if self._firing:
+            return
         nxt = self.engine.next_timer_ns()
         if nxt is None or (self._timer_at is not None and self._timer_at <= nxt):
             return
@@ -384,8 +463,17 @@ class Driver:
     def _on_timer(self) -> None:
         self._timer = None
         self._timer_at = None
+        self._firing = True
         try:
-            ev = TimerFired(ts_ns=self.clock_ns())
+            fired_ns = self._read_before_timer()
+        except Exception:
+            self.metrics.callback_errors.labels(callback="timer").inc()
+            log.exception("reading before the timer failed")
+            fired_ns = self.clock_ns()
+        finally:
+            self._firing = False
+        try:
+            ev = TimerFired(ts_ns=fired_ns)
             step = self.engine.handle(ev)
             self._execute(step.commands)
             if self.journal is not None:
@@ -400,6 +488,7 @@ class Driver:
     def _lag_probe(self) -> None:
         now = self.clock_ns()
         self.metrics.event_loop_lag.observe(max(0, now - self._lag_due_ns) / 1e9)
+        self._gate_tick(now)
         self._freeze_survivors(now)
         self._lag_due_ns = now + LAG_PROBE_NS
         self.loop.call_later(LAG_PROBE_NS / 1e9, self._lag_probe)
@@ -417,3 +506,72 @@ class Driver:
             return
         gc.freeze()
         self._next_freeze_ns = now + interval_ms * 1_000_000
+
+    # ------------------------------------------------------------ back-pressure
+
+    def _read_before_timer(self) -> int:
+        """Before a deadline fires, hand the engine what was read before it:
+        an ack that came in time but waits in the inbox (or, poll driver, in
+        the sockets) must not lose to its own ack timeout. Each event goes
+        through ``_dispatch`` and the journal ahead of the ``TimerFired``,
+        so replay sees the same order. Returns the ``TimerFired``'s time:
+        threaded, the moment it fell due (everything read until then has
+        been handled, nothing after: event time stays in order); poll, now
+        (what the passes read was stamped as they read it)."""
+        now = self.clock_ns()
+        if not self.polling:
+            self.inbox.drain_while(lambda ev: ev.ts_ns <= now)
+            return now
+        edge = self.edge
+        gate = self.gate
+        deadline = now + READ_BEFORE_TIMER_NS
+        while not self._stopping:
+            orders_before = self._order_events
+            pass_ns = self.clock_ns()
+            edge.poll()
+            if self._order_events == orders_before:
+                # Nothing but market data (or nothing): no answer waits.
+                self._idle_at_ns = pass_ns
+                break
+            # Still busy: once the inbox measure is on the engine defers the
+            # ack deadlines itself, and the pump reads the rest.
+            if gate.backlog or pass_ns >= deadline:
+                break
+        return self.clock_ns()
+
+    def _gate_reads(self, ev: VenueReport | VenueCancelRejected | VenueSessionChanged, now_ns: int) -> None:
+        gate = self.gate
+        if isinstance(ev, VenueSessionChanged):
+            change = None if ev.up else gate.venue_down(ev.venue, now_ns)
+        else:
+            # threaded: recv_ns is the socket thread's stamp, as it was read.
+            # poll: the pump reads late when it is busy, and that is the
+            # inbox measure's business, not the venue's: the answer was not
+            # there yet when the last pass without order traffic began, so
+            # that is the most it can be blamed on the venue.
+            read_ns = self._idle_at_ns if self.polling else ev.recv_ns
+            change = gate.answered(ev.child_id, read_ns, now_ns)
+        if change is not None:
+            self._dispatch(change)
+
+    @staticmethod
+    def _ack_gauge(gate: OverloadGate, venue: str) -> Callable[[], float]:
+        return lambda: gate.ack_figure_ns(venue) / 1e9
+
+    def _note_sends(self, cmds: list[Command], sent_ns: int) -> None:
+        gate = self.gate
+        for c in cmds:
+            if type(c) is SendChildOrder:
+                gate.sent(c.child_id, c.venue, sent_ns)
+
+    def _gate_tick(self, now_ns: int) -> None:
+        """The lag probe's beat: the inbox as it stands and every venue's
+        window, so the gate clears when nothing comes."""
+        gate = self.gate
+        if self.polling:
+            age = now_ns - self._idle_at_ns
+        else:
+            head = self.inbox.oldest()
+            age = now_ns - head.ts_ns if head is not None else 0
+        for change in gate.tick(now_ns, age):
+            self._dispatch(change)

@@ -72,3 +72,24 @@ class LoopInbox(Generic[T]):
             if self._waiting:
                 with self._room:
                     self._room.notify_all()
+
+    def oldest(self) -> T | None:
+        """Loop thread: the item queued longest (None when empty). Only the
+        loop takes items, so one seen here stays until the loop takes it."""
+        items = self._items
+        return items[0] if items else None
+
+    def drain_while(self, take: Callable[[T], bool]) -> int:
+        """Loop thread: handle queued items, oldest first, while ``take``
+        says so of the oldest (the driver handles what was read before a
+        deadline ahead of that deadline); returns how many. A wake-up
+        already scheduled finds the rest."""
+        items = self._items
+        n = 0
+        while items and take(items[0]):
+            self._handle(items.popleft())
+            n += 1
+            if self._waiting:
+                with self._room:
+                    self._room.notify_all()
+        return n

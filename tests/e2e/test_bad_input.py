@@ -86,14 +86,15 @@ def test_cancel_of_unknown_order(oms: SimOms) -> None:
     _valid_order_still_fills(oms)
 
 
-def test_cancel_replace_is_answered_not_applied(oms: SimOms) -> None:
+def test_cancel_replace_with_a_bad_quantity_is_refused_naming_it(oms: SimOms) -> None:
     cl = oms.send_order("S6", "2", 100, price="191.00", tif="0")
     assert oms.wait_for(lambda: any(r.get(EXEC_TYPE) == "0" for r in oms.reports(cl)), T)
     rp = oms.new_id()
-    oms.send_fields("G", [(11, rp), (41, cl), (55, "S6"), (54, "2"), (38, "200"), (40, "2"), (44, "191.00")])
+    oms.send_fields("G", [(11, rp), (41, cl), (55, "S6"), (54, "2"), (38, "0"), (40, "2"), (44, "191.00")])
     ans = oms.wait_answer(rp, "9", T)
     assert ans is not None and ans.get(434) == "2"
-    assert "cancel/replace is not supported" in ans.get(TEXT)
+    assert ans.get(TEXT) == "replace refused: OrderQty must be positive, got 0"
+    # The order is untouched and still cancels.
     oms.send_cancel(cl, "S6", "2", 100)
     assert oms.wait_for(lambda: any(r.get(ORD_STATUS) == "4" for r in oms.reports(cl)), T)
 

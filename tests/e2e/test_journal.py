@@ -15,6 +15,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
+from fix.codec import TEXT
 from router.journal import records
 from router.journal.store import SqliteStore
 from router.replay import replay
@@ -50,6 +51,11 @@ def test_a_session_is_journaled_and_replays_to_the_same_commands(
             if not oms.is_done(cl):
                 oms.send_cancel(cl, sym, side, qty)
         assert oms.wait_all_done(sent, timeout_s=30.0)
+        # The 40 arrive at once: the back-pressure gate may refuse the tail
+        # of the burst (no decision for those); its OverloadChanged events
+        # are then journaled inputs the replay must agree with too.
+        overloaded = sum(oms.reports(cl)[0].get(TEXT).startswith("router overloaded") for cl in sent)
+        routed = len(sent) - overloaded
     finally:
         oms.stop()
         codes = cluster.stop()
@@ -60,18 +66,18 @@ def test_a_session_is_journaled_and_replays_to_the_same_commands(
     counts = store.count(session.session_id)
     kinds = [k for _, k, _, _ in store.records(session.session_id)]
     store.close()
-    assert counts[records.DECISION] == len(sent), "one decision per parent"
+    assert routed > 0 and counts[records.DECISION] == routed, "one decision per parent routed"
     assert counts[records.EVENT] > len(sent) and counts[records.COMMANDS] >= len(sent)
     assert kinds[0] == records.EVENT
 
     rep = replay(cfg.journal.path)
-    assert rep.decisions == len(sent) and rep.decisions_differ == 0, rep
+    assert rep.decisions == routed and rep.decisions_differ == 0, rep
     assert rep.commands_differ == 0 and rep.commands_same == rep.steps_with_commands, rep
 
     out = subprocess.run([sys.executable, "-m", "router.cli", "replay", cfg.journal.path], capture_output=True,
                          text=True, timeout=120, cwd=ROOT)
     assert out.returncode == 0, out.stdout + out.stderr
-    assert f"decisions: {len(sent)} of {len(sent)} the same" in out.stdout
+    assert f"decisions: {routed} of {routed} the same" in out.stdout
     listing = subprocess.run([sys.executable, "-m", "router.cli", "journal", cfg.journal.path],
                              capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert listing.returncode == 0 and "session 1:" in listing.stdout, listing.stdout + listing.stderr

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import msgspec
 
+from fix.codec import TEXT
 from router.journal import records
 from router.journal.store import open_store
 from router.replay import replay
@@ -53,6 +54,8 @@ def test_a_session_journaled_in_postgresql_replays_to_the_same_commands(
             if not oms.is_done(cl):
                 oms.send_cancel(cl, sym, side, qty)
         assert oms.wait_all_done(sent, timeout_s=30.0)
+        # A burst: the back-pressure gate may refuse its tail (no decision).
+        routed = len(sent) - sum(oms.reports(cl)[0].get(TEXT).startswith("router overloaded") for cl in sent)
     finally:
         oms.stop()
         codes = cluster.stop()
@@ -65,12 +68,12 @@ def test_a_session_journaled_in_postgresql_replays_to_the_same_commands(
     counts = store.count(session.session_id)
     kinds = [k for _, k, _, _ in store.records(session.session_id)]
     store.close()
-    assert counts[records.DECISION] == len(sent), "one decision per parent"
+    assert routed > 0 and counts[records.DECISION] == routed, "one decision per parent routed"
     assert counts[records.EVENT] > len(sent) and counts[records.COMMANDS] >= len(sent)
     assert kinds[0] == records.EVENT
 
     rep = replay(pg_url)
-    assert rep.decisions == len(sent) and rep.decisions_differ == 0, rep
+    assert rep.decisions == routed and rep.decisions_differ == 0, rep
     assert rep.commands_differ == 0 and rep.commands_same == rep.steps_with_commands, rep
 
     listing = subprocess.run([sys.executable, "-m", "router.cli", "journal", pg_url],

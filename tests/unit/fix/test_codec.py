@@ -29,6 +29,7 @@ from router.domain.events import (
     CancelRequested,
     InvalidOrderReceived,
     NewOrderReceived,
+    ReplaceRequested,
     VenueCancelRejected,
     VenueReport,
 )
@@ -270,11 +271,44 @@ def test_cancel_request_decodes(oms: OmsCodec) -> None:
                                  side=Side.SELL, recv_ns=NOW, replace=False)
 
 
-def test_cancel_replace_request_decodes_as_replace(oms: OmsCodec) -> None:
+def test_cancel_replace_request_decodes_with_its_new_terms(oms: OmsCodec) -> None:
     ev = oms.decode(_msg("G", {11: "r1", 41: "c1", 55: "AAPL", 54: "1", 38: "200", 40: "2", 44: "190.08"}),
                     SESSION)
-    assert ev == CancelRequested(session=SESSION, cl_ord_id="r1", orig_cl_ord_id="c1", symbol="AAPL",
-                                 side=Side.BUY, recv_ns=NOW, replace=True)
+    assert ev == ReplaceRequested(session=SESSION, cl_ord_id="r1", orig_cl_ord_id="c1", symbol="AAPL",
+                                  side=Side.BUY, qty=200, ord_type=OrdType.LIMIT, price_ticks=19008,
+                                  tif=TimeInForce.DAY, recv_ns=NOW)
+
+
+def test_cancel_replace_to_market_rests_nowhere(oms: OmsCodec) -> None:
+    ev = oms.decode(_msg("G", {11: "r1", 41: "c1", 55: "AAPL", 54: "2", 38: "300", 40: "1"}), SESSION)
+    assert isinstance(ev, ReplaceRequested)
+    assert (ev.qty, ev.ord_type, ev.price_ticks, ev.tif, ev.error) == (300, OrdType.MARKET, None,
+                                                                       TimeInForce.IOC, "")
+
+
+@pytest.mark.parametrize(("fields", "text"), [
+    ({55: "LOT", 38: "150", 44: "10.00"}, "OrderQty 150 is not a multiple of the lot size 100"),
+    ({44: "190.085"}, "Price 190.085 is not a multiple of the tick size 0.01"),
+    ({38: "0"}, "OrderQty must be positive, got 0"),
+    ({55: "NOPE"}, "unknown symbol 'NOPE'"),
+    ({59: "6"}, "unsupported TimeInForce '6': only 0 (day) and 3 (IOC)"),
+])
+def test_cancel_replace_with_untradable_terms_carries_the_reason(oms: OmsCodec, fields: dict[int, str],
+                                                                 text: str) -> None:
+    base = {11: "r1", 41: "c1", 55: "AAPL", 54: "1", 38: "200", 40: "2", 44: "190.08"}
+    ev = oms.decode(_msg("G", {**base, **fields}), SESSION)
+    assert isinstance(ev, ReplaceRequested)
+    assert ev.error == text
+
+
+@pytest.mark.parametrize(("missing", "tag"), [(38, 38), (40, 40), (54, 54)])
+def test_cancel_replace_without_a_required_term_is_a_session_reject(oms: OmsCodec, missing: int,
+                                                                    tag: int) -> None:
+    base = {11: "r1", 41: "c1", 55: "AAPL", 54: "1", 38: "200", 40: "2", 44: "190.08"}
+    del base[missing]
+    ev = oms.decode(_msg("G", base), SESSION)
+    assert isinstance(ev, Malformed)
+    assert (ev.ref_msg_type, ev.ref_tag) == ("G", tag)
 
 
 def test_cancel_without_symbol_or_side(oms: OmsCodec) -> None:

@@ -259,3 +259,28 @@ def test_config_error_is_not_chained() -> None:
         parse_config(_edit("port = 9870", 'port = "abc"'))
     assert exc.value.__cause__ is None
     assert exc.value.__suppress_context__
+
+
+OVERLOAD_BAD = {
+    "inbox clear at the limit": (_edit("inbox_clear_ms = 5", "inbox_clear_ms = 20"),
+                                 ["router.overload.inbox_clear_ms", "below inbox_age_ms", "hysteresis"]),
+    "ack clear above the limit": (_edit("ack_clear_ms = 20", "ack_clear_ms = 60"),
+                                  ["router.overload.ack_clear_ms", "below ack_ms"]),
+    "min samples above the window": (_edit("ack_min_samples = 4", "ack_min_samples = 40"),
+                                     ["router.overload.ack_min_samples", "ack_samples"]),
+    "hold zero": (_edit("hold_ms = 100", "hold_ms = 0"), ["router.overload.hold_ms", "got 0"]),
+    "unknown overload key": (_edit("hold_ms = 100", "hold_ms = 100\nhold_s = 1"), ["router.overload", "hold_s"]),
+}
+
+
+@pytest.mark.parametrize(("text", "needles"), list(OVERLOAD_BAD.values()), ids=list(OVERLOAD_BAD))
+def test_bad_overload_config_names_the_field(text: str, needles: list[str]) -> None:
+    msg = _error(text)
+    for needle in needles:
+        assert needle in msg, f"{needle!r} not in {msg!r}"
+
+
+def test_the_default_file_lists_the_overload_defaults() -> None:
+    from router.config import OverloadConfig
+
+    assert load_config(DEFAULT).router.overload == OverloadConfig()

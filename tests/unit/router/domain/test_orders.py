@@ -66,12 +66,15 @@ CHILD_ILLEGAL = [k for k in itertools.product(OrdStatus, ChildEvent) if k not in
 
 
 def test_tables_are_non_trivial_and_terminal_states_have_no_exits() -> None:
-    assert len(PARENT_TRANSITIONS) == 14
+    assert len(PARENT_TRANSITIONS) == 20
     assert len(CHILD_TRANSITIONS) == 20
     assert not {state for state, _ in PARENT_TRANSITIONS} & TERMINAL_STATUSES
     assert not {state for state, _ in CHILD_TRANSITIONS} & TERMINAL_STATUSES
-    # Only CANCEL_REFUSED uses the "restore previous state" marker.
-    assert [k for k, v in PARENT_TRANSITIONS.items() if v is None] == [(S.PENDING_CANCEL, PE.CANCEL_REFUSED)]
+    # Only the answers to a pending request use the "restore" marker: a
+    # refused cancel, and a replace refused or done.
+    assert [k for k, v in PARENT_TRANSITIONS.items() if v is None] == [
+        (S.PENDING_CANCEL, PE.CANCEL_REFUSED), (S.PENDING_REPLACE, PE.REPLACE_REFUSED),
+        (S.PENDING_REPLACE, PE.REPLACED)]
     assert [k for k, v in CHILD_TRANSITIONS.items() if v is None] == [(S.PENDING_CANCEL, CE.CANCEL_REFUSED)]
 
 
@@ -343,3 +346,17 @@ def test_children_and_parent_random_sequences(parent_qty: int, plan: list[list[t
             child.apply(CE.CANCELED if child.state is not S.PENDING_NEW else CE.REJECT)
         assert child.is_terminal
     _check_parent(parent)
+
+
+def test_replaced_to_what_is_filled_ends_the_parent_filled() -> None:
+    # The replace's terms are in place (qty = what is filled) before REPLACED.
+    p = _parent(state=S.PENDING_REPLACE, cum_qty=40)
+    p.qty = 40
+    assert p.apply(PE.REPLACED) is S.FILLED
+    assert p.leaves_qty == 0
+
+
+def test_fills_during_a_pending_replace_keep_it_pending_until_the_last() -> None:
+    p = _parent(state=S.PENDING_REPLACE, cum_qty=0)
+    assert p.fill(10, 100) is S.PENDING_REPLACE
+    assert p.fill(p.qty - 10, 100) is S.FILLED

@@ -39,6 +39,7 @@ from router.domain.events import (
     InvalidOrderReceived,
     NewOrderReceived,
     OmsSessionChanged,
+    ReplaceRequested,
     Restored,
     VenueCancelRejected,
     VenueReport,
@@ -173,8 +174,10 @@ class OmsView:
         else:
             assert prev.ord_status not in TERMINAL_STATUSES, f"ER after terminal {prev.ord_status}: {r}"
             assert r.cum_qty >= prev.cum_qty, "CumQty decreased"
-            assert (r.order_qty, r.side, r.symbol, r.session) == (prev.order_qty, prev.side, prev.symbol,
-                                                                 prev.session)
+            # Only a Replaced report changes the terms (and the ClOrdID).
+            if r.exec_type is not ExecType.REPLACED:
+                assert r.order_qty == prev.order_qty
+            assert (r.side, r.symbol, r.session) == (prev.side, prev.symbol, prev.session)
         self.last[r.order_id] = r
         self.status[r.order_id] = r.ord_status
         assert 0 <= r.cum_qty <= r.order_qty
@@ -202,7 +205,8 @@ class OmsView:
         if r.ord_status is S.PARTIALLY_FILLED:
             assert 0 < r.cum_qty < r.order_qty
         expected_status = {ExecType.NEW: S.NEW, ExecType.CANCELED: S.CANCELED,
-                           ExecType.PENDING_CANCEL: S.PENDING_CANCEL}.get(r.exec_type)
+                           ExecType.PENDING_CANCEL: S.PENDING_CANCEL,
+                           ExecType.PENDING_REPLACE: S.PENDING_REPLACE}.get(r.exec_type)
         if expected_status is not None:
             assert r.ord_status is expected_status
 
@@ -242,7 +246,10 @@ class Harness:
         return 0.0 if value is None else value
 
     def parent(self, cl_ord_id: str, session: str = "OMS") -> ParentOrder:
-        (p,) = [p for p in self.engine.parents.values() if p.cl_ord_id == cl_ord_id and p.session == session]
+        """The parent any of whose ClOrdIDs (the current one, or one a
+        replace superseded) is ``cl_ord_id``."""
+        (p,) = [p for p in self.engine.parents.values()
+                if (p.cl_ord_id == cl_ord_id or cl_ord_id in p.prior_cl_ord_ids) and p.session == session]
         return p
 
     def open_children(self) -> list[str]:
@@ -266,6 +273,15 @@ class Harness:
         ev = CancelRequested(session=session, cl_ord_id=cl, orig_cl_ord_id=orig, symbol="AAPL", side=BUY,
                              recv_ns=self.tick(), replace=replace)
         return self._run(self.engine.on_cancel_request(ev))
+
+    def replace(self, cl: str, orig: str, qty: int, *, price: int | None = PX, ord_type: OrdType = LMT,
+                tif: TimeInForce = DAY, side: Side = BUY, symbol: str = "AAPL", session: str = "OMS",
+                error: str = "") -> list[Command]:
+        """An OrderCancelReplaceRequest (35=G) with the new terms."""
+        ev = ReplaceRequested(session=session, cl_ord_id=cl, orig_cl_ord_id=orig, symbol=symbol, side=side,
+                              qty=qty, ord_type=ord_type, price_ticks=price if ord_type is LMT else None,
+                              tif=tif if ord_type is LMT else IOC, recv_ns=self.tick(), error=error)
+        return self._run(self.engine.handle(ev).commands)
 
     # -- venue side
 
@@ -926,7 +942,10 @@ def test_order_keeps_routing_after_cancel_was_refused() -> None:
     assert one(out, SendChildOrder).venue == "LIT1"
 
 
-def test_cancel_replace_is_rejected_as_replace() -> None:
+def test_a_journaled_legacy_replace_is_still_refused_as_replace() -> None:
+    # Journals from before ReplaceRequested recorded a 35=G as a
+    # CancelRequested(replace=True), which the engine refused; a replay of
+    # such a journal must answer it the same way.
     h = Harness()
     dark = one(h.new("c1", 100), SendChildOrder).child_id
     out = h.cancel("r1", "c1", replace=True)
@@ -1503,9 +1522,11 @@ class EngineMachine(RuleBasedStateMachine):
             assert one(out, RejectCancel).reason is CxlRejReason.UNKNOWN_ORDER
             return
         session, cl = data.draw(st.sampled_from(self.cls))
-        matches = [p for p in self.h.engine.parents.values() if (p.session, p.cl_ord_id) == (session, cl)]
-        parent = matches[0] if matches else None
+        parent = self._named(session, cl)
         before = parent.state if parent else None
+        # The router canceling it (a shutdown) with no cancel of the OMS's own yet.
+        router_cancel = parent is not None and parent.cancel_note is not None and \
+            parent.pending_cancel_cl_ord_id is None
         to_cancel = sorted(c for c in parent.children if self.h.engine.children[c].state not in
                            (*TERMINAL_STATUSES, S.PENDING_CANCEL)) if parent else []
         out = self.h.cancel(f"x{self.n}", cl, session=session)
@@ -1513,12 +1534,76 @@ class EngineMachine(RuleBasedStateMachine):
             assert one(out, RejectCancel).reason is CxlRejReason.UNKNOWN_ORDER
         elif before in TERMINAL_STATUSES:
             assert one(out, RejectCancel).reason is CxlRejReason.TOO_LATE_TO_CANCEL
-        elif before is S.PENDING_CANCEL:
+        elif before is S.PENDING_CANCEL and router_cancel:
+            # Taken: it ends with the router's own.
+            assert one(out, ReportToOms).exec_type is ExecType.PENDING_CANCEL
+        elif before is S.PENDING_CANCEL or before is S.PENDING_REPLACE:
             assert one(out, RejectCancel).reason is CxlRejReason.ALREADY_PENDING
         else:
             assert isinstance(out[0], ReportToOms) and out[0].exec_type is ExecType.PENDING_CANCEL
             assert of(out, SendChildOrder) == []
             assert sorted(c.child_id for c in of(out, CancelChild)) == to_cancel, "every working child is pulled"
+
+    def _named(self, session: str, cl: str) -> ParentOrder | None:
+        """The parent ``cl`` names: its ClOrdID or one a replace superseded."""
+        matches = [p for p in self.h.engine.parents.values()
+                   if p.session == session and (p.cl_ord_id == cl or cl in p.prior_cl_ord_ids)]
+        return matches[0] if matches else None
+
+    @precondition(lambda self: self.cls)
+    @rule(data=st.data(), dq=st.integers(-150, 150), dpx=st.sampled_from([0, 0, 0, -3, 2]),
+          to_market=st.integers(0, 9))
+    def oms_replace(self, data: st.DataObject, dq: int, dpx: int, to_market: int) -> None:
+        """A cancel/replace racing whatever the venues do next: quantity
+        down or up, a new price, limit to market."""
+        self.n += 1
+        session, cl = data.draw(st.sampled_from(self.cls))
+        parent = self._named(session, cl)
+        if parent is None:
+            return
+        before = parent.state
+        qty = max(1, parent.qty + dq)
+        mkt = to_market == 0
+        px = (parent.price_ticks or PX) + dpx
+        out = self.h.replace(f"r{self.n}", cl, qty, side=parent.side, session=session,
+                             ord_type=MKT if mkt else LMT, price=None if mkt else px, tif=parent.tif)
+        self.cls.append((session, f"r{self.n}"))
+        if before in TERMINAL_STATUSES:
+            assert one(out, RejectCancel).reason is CxlRejReason.TOO_LATE_TO_CANCEL
+        elif before is S.PENDING_CANCEL or before is S.PENDING_REPLACE:
+            assert one(out, RejectCancel).reason is CxlRejReason.ALREADY_PENDING
+        elif qty < parent.cum_qty:
+            assert one(out, RejectCancel).reason is CxlRejReason.OTHER
+        else:
+            first = out[0]
+            assert isinstance(first, ReportToOms) and first.exec_type is ExecType.PENDING_REPLACE
+            replaced = [r for r in of(out, ReportToOms) if r.exec_type is ExecType.REPLACED]
+            if replaced:
+                assert (replaced[0].order_qty, replaced[0].cl_ord_id) == (qty, f"r{self.n}")
+            else:
+                assert parent.state is S.PENDING_REPLACE or parent.is_terminal or of(out, RejectCancel)
+
+    @rule()
+    def router_cancels_everything(self) -> None:
+        """A shutdown or a kill switch, which may meet replaces being worked."""
+        pending = [p.order_id for p in self.h.engine.parents.values() if p.state is S.PENDING_REPLACE]
+        out = self.h._run(self.h.engine.cancel_all("router shutting down", self.h.tick()))
+        refused = {r.order_id for r in of(out, RejectCancel) if r.response_to_replace}
+        assert refused == set(pending), "every replace being worked is answered"
+        assert of(out, SendChildOrder) == []
+
+    @invariant()
+    def pending_replaces_keep_nothing_beyond_the_new_terms(self) -> None:
+        for p in self.h.engine.parents.values():
+            rp = p.replace
+            assert (rp is not None) == (p.state is S.PENDING_REPLACE)
+            if rp is None or rp.ord_type is not LMT or rp.price_ticks is None:
+                continue
+            for cid in p.children:
+                child = self.h.engine.children[cid]
+                if child.is_terminal or child.state is S.PENDING_CANCEL:
+                    continue
+                assert child.price_ticks is not None and p.side.sign * (child.price_ticks - rp.price_ticks) <= 0
 
     # ------------------------------------------------------------ venues
 
@@ -1574,7 +1659,8 @@ class EngineMachine(RuleBasedStateMachine):
     def venue_cancel_reject(self, data: st.DataObject) -> None:
         cid = data.draw(st.sampled_from(self._open(S.PENDING_CANCEL)))
         parent = self.h.engine.parents[self.h.engine.children[cid].parent_id]
-        was_pending = parent.state is S.PENDING_CANCEL
+        # An OMS cancel pending: refused to the OMS (the router's own cancel is not).
+        was_pending = parent.state is S.PENDING_CANCEL and parent.pending_cancel_cl_ord_id is not None
         child = self.h.engine.children[cid]
         out = self.h.cancel_rejected(cid)
         if child.cum_qty:

@@ -19,6 +19,7 @@ from router.domain.commands import Command, RejectCancel, RejectOrder, ReportToO
 from router.domain.events import (
     CancelRequested,
     NewOrderReceived,
+    ReplaceRequested,
     RiskLimitChanged,
     SymbolReenabled,
     VenueReport,
@@ -76,16 +77,18 @@ final_action = "cancel"
 """
 
 
-def config(risk: str = "") -> Config:
-    return parse_config(BASE + ("\n[risk]\n" + risk if risk else ""), "test.toml")
+def config(risk: str = "", rest: bool = False) -> Config:
+    base = BASE.replace('final_action = "cancel"', 'final_action = "rest"\nrest_venue = "LIT1"') if rest else BASE
+    return parse_config(base + ("\n[risk]\n" + risk if risk else ""), "test.toml")
 
 
 class Rig:
     """An engine with both venues up and a 189.99 / 190.01 book (mid 190.00)
     on LIT1 for AAPL, 399.99 / 400.01 for MSFT."""
 
-    def __init__(self, risk: str = "", planner: Planner | None = None, market: bool = True) -> None:
-        self.cfg = cfg = config(risk)
+    def __init__(self, risk: str = "", planner: Planner | None = None, market: bool = True,
+                 rest: bool = False) -> None:
+        self.cfg = cfg = config(risk, rest)
         self.registry = CollectorRegistry()
         self.md = MarketData(["LIT1", "LIT2"], [True, True], ["AAPL", "MSFT"]) if market else None
         if self.md is not None:
@@ -506,3 +509,71 @@ def test_no_reference_yet_no_collar() -> None:
     routed(rig.order(px=28500))
     # A market order is then charged at the symbol's ref_price (190.00).
     assert "notional 19,000,000.00" in rejected(rig.order(qty=100_000, px=None)).text
+
+
+# ------------------------------------------------------------ cancel/replace
+
+
+def _replace(rig: Rig, orig: str, qty: int, px: int | None, side: Side = BUY) -> list[Command]:
+    rig.n += 1
+    rig.now += MS
+    return rig.eng.handle(ReplaceRequested(
+        session=SESSION, cl_ord_id=f"r{rig.n}", orig_cl_ord_id=orig, symbol="AAPL", side=side, qty=qty,
+        ord_type=MKT if px is None else LMT, price_ticks=px, tif=DAY, recv_ns=rig.now)).commands
+
+
+def _resting_rig(risk: str = "") -> Rig:
+    """c1: a DAY buy of 100 at 189.00, resting on LIT1 (final_action rest)."""
+    rig = Rig(risk, rest=True)
+    sent = routed(rig.order(px=18900, tif=DAY))
+    for _ in range(2):
+        sent = [c for c in rig.cancel(sent[0]) if isinstance(c, SendChildOrder)]
+    assert sent and sent[0].tif is DAY
+    return rig
+
+
+def _refused(cmds: Iterable[Command]) -> RejectCancel:
+    found = [c for c in cmds if isinstance(c, RejectCancel)]
+    assert len(found) == 1, cmds
+    assert found[0].response_to_replace
+    return found[0]
+
+
+def _taken(cmds: Iterable[Command]) -> None:
+    assert not [c for c in cmds if isinstance(c, RejectCancel)], cmds
+    assert any(isinstance(c, ReportToOms) and c.exec_type is ExecType.PENDING_REPLACE for c in cmds), cmds
+
+
+def test_a_new_price_beyond_the_collar_is_refused_and_the_edge_is_taken() -> None:
+    rig = _resting_rig()
+    r = _refused(_replace(rig, "c1", 100, 19951))
+    assert r.text == "price collar: limit 199.51 is 5.0% above the NBBO mid 190.00 (collar_bps 500)"
+    assert rig.rejects("price_collar", "replace") == 1
+    _taken(_replace(rig, "c1", 100, 19950))
+
+
+def test_a_quantity_cut_passes_even_when_the_market_moved_beyond_the_collar() -> None:
+    rig = _resting_rig()
+    assert rig.md is not None
+    # The market falls 10%: the resting 189.00 buy is now beyond the collar.
+    rig.md.apply_book(0, 0, rig.now + MS, [17099], [500], [17101], [500])
+    rig.now += 2 * MS
+    _taken(_replace(rig, "c1", 50, 18900))
+    assert rig.rejects("price_collar", "replace") == 0
+
+
+def test_more_shares_up_to_the_max_notional_pass_and_beyond_are_refused() -> None:
+    # 189.00 x 5,291 = 999,999 (inside 1,000,000); 5,292 shares are beyond.
+    rig = _resting_rig("max_order_notional = 1000000")
+    assert "max order notional" in _refused(_replace(rig, "c1", 5292, 18900)).text
+    _taken(_replace(rig, "c1", 5291, 18900))
+
+
+def test_a_replace_is_charged_its_new_credit_and_refused_beyond_the_session_credit() -> None:
+    rig = _resting_rig("credit_limit = 100000")
+    used = rig.eng.risk.credit_used(SESSION)
+    assert used == 100 * 189.0
+    # 529 x 189.00 = 99,981 within 100,000 once the order's own 18,900 is replaced, not added to.
+    r = _refused(_replace(rig, "c1", 530, 18900))
+    assert "credit limit: replaced order notional 100,170" in r.text, r.text
+    _taken(_replace(rig, "c1", 529, 18900))
