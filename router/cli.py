@@ -162,6 +162,9 @@ def main(argv: list[str] | None = None) -> int:
     tr.add_argument("--epochs", type=int, default=60)
     tr.add_argument("--dataset", help="also save the generated dataset (.npz) here")
     tr.add_argument("--quiet", action="store_true", help="no progress bar")
+    tr.add_argument("--register", action="store_true",
+                    help="add the trained model to the registry (its parent: the champion now)")
+    tr.add_argument("--registry", default="models/registry", help="the registry's directory (default %(default)s)")
 
     rp = sub.add_parser("replay", help="feed a journaled session back through the engine and compare")
     rp.add_argument("journal", help="the SQLite file (journal.path) or the PostgreSQL URL (journal.url)")
@@ -179,8 +182,13 @@ def main(argv: list[str] | None = None) -> int:
     jr.add_argument("--oms-session", metavar="KEY", help="with --parent: the OMS session a ClOrdID belongs to")
 
     _ctl_parser(sub)
+    _model_parser(sub)
 
-    args = p.parse_args(argv)
+    # ``sor model`` parses its own options (models.registry): the ones before
+    # its first word reach it here as unknown ones, in their order.
+    args, unknown = p.parse_known_args(argv)
+    if unknown and args.cmd != "model":
+        p.error(f"unrecognized arguments: {' '.join(unknown)}")
     _logging(args.log_level)
     if args.cmd == "ctl":
         from router.admin.client import run_ctl
@@ -194,9 +202,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "train":
         from models import pipeline
 
-        return int(pipeline.run_train(args.scenarios, args.seeds, args.parents, Path(args.out), args.hidden,
-                                      args.epochs, Path(args.dataset) if args.dataset else None,
-                                      progress=not args.quiet))
+        rc = int(pipeline.run_train(args.scenarios, args.seeds, args.parents, Path(args.out), args.hidden,
+                                    args.epochs, Path(args.dataset) if args.dataset else None,
+                                    progress=not args.quiet))
+        if rc != 0 or not args.register:
+            return rc
+        from models import registry
+
+        return registry.run_cli(["--registry", args.registry, "add", args.out])
+    if args.cmd == "model":
+        from models import registry
+
+        return registry.run_cli([*unknown, *args.rest])
     if args.cmd in ("replay", "journal"):
         return _journal_cmd(args)
     if args.cmd == "check-config":
@@ -246,6 +263,13 @@ def main(argv: list[str] | None = None) -> int:
                                    md_per_s=args.md_rate, scrape_parents=args.scrape_parents,
                                    only=args.only, profile_dir=args.profile))
     return 2
+
+
+def _model_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """``sor model``: the model registry (``models.registry``), which parses its own arguments."""
+    m = sub.add_parser("model", help="the model registry: list | show | add | promote | rollback | path",
+                       add_help=False)
+    m.add_argument("rest", nargs=argparse.REMAINDER)
 
 
 def _ctl_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

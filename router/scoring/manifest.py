@@ -54,6 +54,9 @@ class ModelManifest(msgspec.Struct, frozen=True, kw_only=True):
     created_utc: str = ""
     training: dict[str, Any] = {}
     validation: dict[str, Any] = {}
+    parent: str = ""
+    """The version this model was trained to replace (the registry's
+    champion when it was added); "" for a first model."""
 
 
 def manifest_path(model_path: str | os.PathLike[str]) -> Path:

@@ -66,10 +66,11 @@ def admin_config(default: SimClusterConfig, driver: str, work: Path) -> tuple[Si
     r = msgspec.structs.replace
     base = r(base, admin=r(base.admin, enabled=True, port=free_port(), token_file=str(token_file)))
     # The load is sent in blocks of 50 at once, which on a busy 2-core box
-    # can queue past the default 20 ms inbox limit: back-pressure would
-    # refuse the tail of a block. What is tested here is the kill, so the
-    # gate only trips on a real pile-up.
-    base = r(base, router=r(base.router, overload=r(base.router.overload, inbox_age_ms=1_000)))
+    # queues past the default 20 ms inbox limit and slows the venues' acks
+    # past 50 ms: back-pressure would refuse the tail of a block (seen in
+    # CI). What is tested here is the kill, so the gate refuses nothing;
+    # its deadlines still wait out a backlog.
+    base = r(base, router=r(base.router, overload=r(base.router.overload, enabled=False)))
     return localize(base, work), token
 
 
@@ -161,8 +162,10 @@ def test_kill_switch_under_load(default_config: SimClusterConfig, tmp_path: Path
         assert poll_until(lambda: cluster.metrics()["sor_open_children"] >= N_RESTING, 30)
         working = sum(1 for cl in parents if not oms.is_done(cl))
         assert working >= N_RESTING
-        before, _ = venue_view(cluster)
-        assert before >= N_RESTING, "the venues work them"
+        # The router counts a child open from its send; a venue's store
+        # holds it once the venue has answered: wait for the answers.
+        assert poll_until(lambda: venue_view(cluster)[0] >= N_RESTING, 30), \
+            ("the venues work them", venue_view(cluster))
 
         # ------------------------------------------------------- the kill
         stream.start()
