@@ -126,6 +126,13 @@ class Registry:
         except msgspec.DecodeError as exc:
             raise RegistryError(f"{p} is not a registry's aliases file: {exc}") from exc
 
+    @staticmethod
+    def _check_name(name: str) -> None:
+        # A version is one directory right under the root: nothing that
+        # could name a path elsewhere (an absolute path, "..", a dot file).
+        if not name or name.startswith(".") or "/" in name or "\\" in name or os.path.isabs(name):
+            raise RegistryError(f"{name!r} cannot name a registry version")
+
     def resolve(self, name: str) -> str:
         """The version ``name`` is: itself, or what an alias points at."""
         if name in ALIASES:
@@ -133,13 +140,14 @@ class Registry:
             if v is None:
                 raise RegistryError(f"no {name} in the registry {self.root}")
             return v
+        self._check_name(name)
         if not (self.root / name / MANIFEST_FILE).is_file():
             known = ", ".join(self.versions()) or "none"
             raise RegistryError(f"no version {name!r} in the registry {self.root} (versions: {known})")
         return name
 
     def manifest(self, name: str) -> ModelManifest:
-        version = name if (self.root / name / MANIFEST_FILE).is_file() else self.resolve(name)
+        version = self.resolve(name)
         try:
             return read_manifest(self.root / version / MANIFEST_FILE)
         except ModelLoadError as exc:
@@ -181,8 +189,9 @@ class Registry:
         if sha != m.sha256:
             raise RegistryError(f"{onnx_path}: sha256 {sha[:12]}... does not match its manifest's "
                                 f"{m.sha256[:12]}...: not the model the manifest describes")
-        if not m.version or "/" in m.version or m.version in ALIASES or m.version.startswith("."):
-            raise RegistryError(f"manifest version {m.version!r} cannot name a registry entry")
+        if m.version in ALIASES:
+            raise RegistryError(f"manifest version {m.version!r} is an alias's name")
+        self._check_name(m.version)
         dest = self.root / m.version
         if (dest / MANIFEST_FILE).is_file():
             have = self.manifest(m.version)
@@ -195,7 +204,7 @@ class Registry:
         self.root.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=self.root, prefix=f".{m.version}."))
         try:
-            shutil.copyfile(onnx_path, tmp / MODEL_FILE)
+            _write_atomic(tmp / MODEL_FILE, onnx_path.read_bytes())
             _write_atomic(tmp / MANIFEST_FILE, msgspec.json.format(msgspec.json.encode(entry), indent=2) + b"\n")
             os.replace(tmp, dest)
         except BaseException:
@@ -243,10 +252,16 @@ class Registry:
                          if c.alias == "champion" and c.version == al.champion and c.action == "promote"), None)
         if previous is None:
             raise RegistryError(f"the champion {al.champion} replaced no earlier champion: nothing to roll back to")
+        self.resolve(previous)  # still there
         change = AliasChange(ts_utc=_now(), who=who, action="rollback", alias="champion", version=previous,
                              previous=al.champion, note=reason)
         al.champion = previous
         al.history.append(change)
+        if al.challenger == previous:
+            # Champion and challenger are never one model.
+            al.history.append(AliasChange(ts_utc=change.ts_utc, who=who, action="clear", alias="challenger",
+                                          version=None, previous=previous, note="rolled back to champion"))
+            al.challenger = None
         self._save(al)
         return change
 

@@ -166,14 +166,15 @@ class PendingReplace:
     ord_type: OrdType
     price_ticks: int | None
     tif: TimeInForce
-    recv_ns: int
     seq: int
     """The parent's sequence number (its ClOrdID table entry)."""
     rerun: bool
     """Whether the plan runs again from its first wave under the new terms
     (any change but a quantity decrease)."""
-    est_px_ticks: int
-    """The price the new terms' credit is charged at (``router.risk``)."""
+    old_charge: float
+    """The parent's credit charge before the replace (given back to it if refused)."""
+    new_charge: float
+    """What the new terms are charged once they take effect (``router.risk``)."""
     canceling: list[str] = field(default_factory=list)
     """Children canceled for the replace: a replace whose cancel a venue
     refused cannot take effect."""

@@ -282,7 +282,8 @@ class Engine:
             vm.session_up.set(1 if ev.up else 0)
         if not ev.up and self._status_due:
             # No answer comes on a dead session; the next logon asks again.
-            for cid in [c for c in self._status_due if self.children[c].venue == ev.venue]:
+            for cid in [c for c in self._status_due
+                        if (ch := self.children.get(c)) is None or ch.venue == ev.venue]:
                 del self._status_due[cid]
         out: list[Command] = self._query_children(ev.venue, ev.ts_ns) if ev.up else []
         if ev.up and ev.venue in self._sweep:
@@ -474,12 +475,12 @@ class Engine:
         if parent is None or parent.is_terminal:
             return [self._reject_cancel(ev, (order_id, state), CxlRejReason.TOO_LATE_TO_CANCEL,
                                         f"too late to cancel: order is {state.name.lower()}")]
+        pre: list[Command] = []
         if parent.state is OrdStatus.PENDING_REPLACE:
-            # FIX lets a venue refuse both while either is pending (102=3);
-            # the OMS cancels again once the replace is answered.
-            return [self._reject_cancel(ev, (order_id, state), CxlRejReason.ALREADY_PENDING,
-                                        "a cancel/replace is pending for this order: cancel again once it is "
-                                        "answered")]
+            # The cancel wins: a replace may wait on a venue that is down,
+            # and the OMS must always be able to take its order off.
+            self._drop_replace(parent, CxlRejReason.OTHER,
+                               f"replace refused: the order is being canceled (ClOrdID {ev.cl_ord_id})", pre)
         if parent.state is OrdStatus.PENDING_CANCEL:
             if parent.cancel_note is not None and parent.pending_cancel_cl_ord_id is None:
                 # The router is canceling it already (a kill switch, a shutdown):
@@ -491,8 +492,8 @@ class Engine:
                                         "a cancel is already pending for this order")]
         parent.apply(PE.CANCEL_REQUESTED)
         parent.pending_cancel_cl_ord_id = ev.cl_ord_id
-        out: list[Command] = [self._report(parent, ExecType.PENDING_CANCEL, ev.recv_ns,
-                                           cl_ord_id=ev.cl_ord_id, orig=parent.cl_ord_id)]
+        out: list[Command] = [*pre, self._report(parent, ExecType.PENDING_CANCEL, ev.recv_ns,
+                                                 cl_ord_id=ev.cl_ord_id, orig=parent.cl_ord_id)]
         self._cancel_children(parent, ev.recv_ns, out)
         self._maybe_finish_cancel(parent, ev.recv_ns, out)
         return out
@@ -558,8 +559,13 @@ class Engine:
                 return [self._reject_cancel(ev, (order_id, state), CxlRejReason.OTHER, breach.text)]
             est = self.risk.last_px_ticks
         rerun = new_price or more_qty or ev.tif is not parent.tif
+        # Credit for the larger of the old and the new terms while it is
+        # pending (fills may still come against either): a second replace or
+        # a new parent meanwhile is checked against that.
+        new_charge = self.risk.notional(order_id, ev.qty, est)
+        old_charge = self.risk.charge(order_id, max(new_charge, self.risk.charged(order_id)))
         rp = PendingReplace(cl_ord_id=ev.cl_ord_id, qty=ev.qty, ord_type=ev.ord_type, price_ticks=ev.price_ticks,
-                            tif=ev.tif, recv_ns=ev.recv_ns, seq=seq, rerun=rerun, est_px_ticks=est)
+                            tif=ev.tif, seq=seq, rerun=rerun, old_charge=old_charge, new_charge=new_charge)
         parent.apply(PE.REPLACE_REQUESTED)
         parent.replace = rp
         out: list[Command] = [self._report(parent, ExecType.PENDING_REPLACE, ev.recv_ns, cl_ord_id=ev.cl_ord_id,
@@ -646,7 +652,7 @@ class Engine:
         parent.qty, parent.ord_type, parent.price_ticks, parent.tif = rp.qty, rp.ord_type, rp.price_ticks, rp.tif
         parent.replace = None
         parent.apply(PE.REPLACED)
-        self.risk.replaced(parent.order_id, rp.qty, rp.est_px_ticks)
+        self.risk.charge(parent.order_id, rp.new_charge)
         self._m.parent_replaced.inc()
         out.append(self._report(parent, ExecType.REPLACED, now_ns, cl_ord_id=rp.cl_ord_id, orig=old))
         if parent.state is OrdStatus.FILLED:
@@ -663,38 +669,35 @@ class Engine:
                         out: list[Command]) -> None:
         """The pending replace cannot take effect: the OMS gets an
         OrderCancelReject and the order goes on under its old terms."""
+        self._drop_replace(parent, reason, text, out)
+        self._after_child_change(parent, now_ns, out)
+
+    def _drop_replace(self, parent: ParentOrder, reason: CxlRejReason, text: str, out: list[Command]) -> None:
+        """End the pending replace unapplied: its credit reservation given
+        back, the interrupted wave due again for what it pulled, and the
+        OrderCancelReject (434=2) to the OMS."""
         rp = parent.replace
         assert rp is not None
         parent.replace = None
-        if rp.canceling and not any(not self.children[c].is_terminal and
-                                    self.children[c].state is not OrdStatus.PENDING_CANCEL for c in rp.canceling):
-            # What it pulled is gone or going: the wave they were part of
-            # goes again under the old terms when it is over.
+        self.risk.charge(parent.order_id, rp.old_charge)
+        if any(self.children[c].is_terminal or self.children[c].state is OrdStatus.PENDING_CANCEL
+               for c in rp.canceling):
+            # Some of what it pulled is gone or going: the wave they were
+            # part of goes again under the old terms once all of it is over.
             parent.step = max(0, parent.step - 1)
         if parent.state is OrdStatus.PENDING_REPLACE:
             parent.apply(PE.REPLACE_REFUSED)
         self._m.cancel_reject[reason.name.lower()].inc()
         log.info("replace %s/%s of %s refused: %s", parent.session, rp.cl_ord_id, parent.order_id, text)
         out.append(RejectCancel(session=parent.session, order_id=parent.order_id, cl_ord_id=rp.cl_ord_id,
-                                orig_cl_ord_id=parent.cl_ord_id, ord_status=parent.state, reason=reason,
+                                orig_cl_ord_id=parent.cl_ord_id, ord_status=self._told(parent), reason=reason,
                                 response_to_replace=True, text=text))
-        if parent.state is OrdStatus.FILLED:
-            self._parent_done(parent, "filled", now_ns)
-            return
-        self._after_child_change(parent, now_ns, out)
 
     def _router_cancel(self, parent: ParentOrder, note: str, now_ns: int, out: list[Command]) -> None:
         """The router itself cancels ``parent`` (kill switch, shutdown, the
         OMS's disconnect): a replace being worked is refused first."""
         if parent.replace is not None:
-            rp = parent.replace
-            parent.replace = None
-            parent.apply(PE.REPLACE_REFUSED)
-            self._m.cancel_reject["other"].inc()
-            out.append(RejectCancel(session=parent.session, order_id=parent.order_id, cl_ord_id=rp.cl_ord_id,
-                                    orig_cl_ord_id=parent.cl_ord_id, ord_status=parent.state,
-                                    reason=CxlRejReason.OTHER, response_to_replace=True,
-                                    text=f"replace refused: {note}"))
+            self._drop_replace(parent, CxlRejReason.OTHER, f"replace refused: {note}", out)
         parent.apply(PE.CANCEL_REQUESTED)
         parent.cancel_note = note
 
@@ -1155,14 +1158,15 @@ class Engine:
         for cid, due in list(self._status_due.items()):
             if due > now_ns:
                 continue
+            child = self.children.get(cid)
+            if child is None or child.is_terminal:
+                del self._status_due[cid]
+                continue
             if self._defer_for_backlog():
                 # As for an ack: its answer may be queued unread behind the backlog.
                 self._status_due[cid] = now_ns + self._ack_timeout_ns
                 continue
             del self._status_due[cid]
-            child = self.children.get(cid)
-            if child is None or child.is_terminal:
-                continue
             self._m.venue_anomalies.labels(kind="status_timeout").inc()
             log.error("venue %s did not answer the status request for child %s: canceling it", child.venue, cid)
             if child.state is not OrdStatus.PENDING_CANCEL:
@@ -1325,14 +1329,7 @@ class Engine:
                 ))
                 self._m.cancel_reject["too_late_to_cancel"].inc()
             elif replace is not None:
-                parent.replace = None
-                out.append(RejectCancel(
-                    session=parent.session, order_id=parent.order_id, cl_ord_id=replace.cl_ord_id,
-                    orig_cl_ord_id=parent.cl_ord_id, ord_status=OrdStatus.FILLED,
-                    reason=CxlRejReason.TOO_LATE_TO_CANCEL, response_to_replace=True,
-                    text="too late to replace: order filled",
-                ))
-                self._m.cancel_reject["too_late_to_cancel"].inc()
+                self._drop_replace(parent, CxlRejReason.TOO_LATE_TO_CANCEL, "too late to replace: order filled", out)
 
     def _child_done(self, child: ChildOrder, now_ns: int) -> None:
         self._open_children -= 1

@@ -412,22 +412,32 @@ class RiskControls:
         self.last_px_ticks = est
         return None
 
-    def replaced(self, order_id: str, qty: int, est_px_ticks: int) -> None:
-        """A replace took effect: the parent's credit is charged for its new
-        quantity at ``est_px_ticks`` (what ``check_replace`` set), instead
-        of its old charge."""
+    def notional(self, order_id: str, qty: int, px_ticks: int) -> float:
+        """``qty`` at ``px_ticks`` in ``order_id``'s currency units (0 for an
+        order the controls do not charge)."""
+        entry = self._open.get(order_id)
+        return qty * px_ticks * entry[2] if entry is not None else 0.0
+
+    def charged(self, order_id: str) -> float:
+        """What ``order_id`` is charged against its session's credit now."""
+        entry = self._open.get(order_id)
+        return entry[1] if entry is not None else 0.0
+
+    def charge(self, order_id: str, notional: float) -> float:
+        """Charge ``order_id`` ``notional`` instead of what it was charged
+        (a replace: reserved while pending, settled or given back after).
+        Returns the previous charge."""
         entry = self._open.get(order_id)
         if entry is None:
-            return
+            return 0.0
         sess, charged, tick_f = entry
-        notional = qty * est_px_ticks * tick_f
         sess.credit_used += notional - charged
         self._open[order_id] = (sess, notional, tick_f)
+        return charged
 
     def charged_px_ticks(self, order_id: str, qty: int) -> int:
         """The price ``order_id``'s credit is charged at now (per share, in
-        ticks, rounded): what a replace that changes neither quantity up nor
-        price keeps."""
+        ticks, rounded): what a replace that adds no risk keeps."""
         entry = self._open.get(order_id)
         if entry is None or qty <= 0:
             return 0

@@ -529,6 +529,9 @@ class Driver:
             orders_before = self._order_events
             pass_ns = self.clock_ns()
             edge.poll()
+            # What the journal made durable meanwhile goes out now, as the
+            # pump would send it (journal.sync = "every").
+            self.release_held()
             if self._order_events == orders_before:
                 # Nothing but market data (or nothing): no answer waits.
                 self._idle_at_ns = pass_ns

@@ -169,3 +169,24 @@ def test_sor_train_register_adds_the_new_model_with_the_champion_as_its_parent(t
     m = Registry(reg).manifest(new)
     assert (m.parent, gate_verdict(m)) == ("m1", "not validated")
     assert Registry(reg).aliases().champion == "m1", "registering serves nothing"
+
+
+@pytest.mark.parametrize("name", ["/tmp/elsewhere", "../outside", ".hidden", "a/b", ""])
+def test_names_that_would_leave_the_registry_are_refused(tmp_path: Path, name: str) -> None:
+    outside = tmp_path / "outside"
+    shutil.copytree(trained(tmp_path, "x", gate=True), outside)
+    reg = Registry(tmp_path / "reg")
+    with pytest.raises(RegistryError, match="cannot name a registry version"):
+        reg.promote(name, "champion", "ops")
+
+
+def test_rollback_onto_the_challenger_clears_the_challenger(tmp_path: Path) -> None:
+    reg = Registry(tmp_path / "reg")
+    for v in ("m1", "m2"):
+        reg.add(trained(tmp_path, v, gate=True))
+    reg.promote("m1", "champion", "ops")
+    reg.promote("m2", "champion", "ops")
+    reg.promote("m1", "challenger", "ops")
+    reg.rollback("ops")
+    al = reg.aliases()
+    assert (al.champion, al.challenger) == ("m1", None)

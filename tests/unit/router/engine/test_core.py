@@ -1537,8 +1537,13 @@ class EngineMachine(RuleBasedStateMachine):
         elif before is S.PENDING_CANCEL and router_cancel:
             # Taken: it ends with the router's own.
             assert one(out, ReportToOms).exec_type is ExecType.PENDING_CANCEL
-        elif before is S.PENDING_CANCEL or before is S.PENDING_REPLACE:
+        elif before is S.PENDING_CANCEL:
             assert one(out, RejectCancel).reason is CxlRejReason.ALREADY_PENDING
+        elif before is S.PENDING_REPLACE:
+            # The cancel wins: the replace is refused, then the cancel goes on.
+            rej = one(out, RejectCancel)
+            assert rej.response_to_replace and out.index(rej) == 0
+            assert isinstance(out[1], ReportToOms) and out[1].exec_type is ExecType.PENDING_CANCEL
         else:
             assert isinstance(out[0], ReportToOms) and out[0].exec_type is ExecType.PENDING_CANCEL
             assert of(out, SendChildOrder) == []

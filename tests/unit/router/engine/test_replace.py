@@ -14,6 +14,7 @@ import msgspec
 from router.config import parse_config
 from router.domain.commands import CancelChild, RejectCancel, ReportToOms, SendChildOrder
 from router.domain.events import KillSwitchEngaged, OverloadChanged
+from router.domain.plan import Slice, Wave
 from router.domain.types import CxlRejReason, ExecType, OrdType, Side
 from router.domain.types import OrdStatus as S
 from tests.unit.router.engine.test_core import (
@@ -22,6 +23,7 @@ from tests.unit.router.engine.test_core import (
     IOC,
     PX,
     Harness,
+    _Planner,
     of,
     one,
 )
@@ -306,16 +308,31 @@ def test_one_request_at_a_time() -> None:
     h.replace("r1", "c1", 60)
     rej = one(h.replace("r2", "c1", 50), RejectCancel)
     assert (rej.reason, rej.ord_status) == (CxlRejReason.ALREADY_PENDING, S.PENDING_REPLACE)
-    rej = one(h.cancel("x1", "c1"), RejectCancel)
-    assert (rej.reason, rej.response_to_replace) == (CxlRejReason.ALREADY_PENDING, False)
-    assert "cancel/replace is pending" in rej.text
     again = one(h.expire(rest), SendChildOrder)
-    # Answered: the cancel is taken now.
-    out = h.cancel("x2", "r1")
-    assert one(out, ReportToOms).exec_type is ExecType.PENDING_CANCEL
+    # Answered: a second replace is taken now.
+    out = h.replace("r3", "r1", 40)
     assert one(out, CancelChild).child_id == again.child_id
-    rej = one(h.replace("r3", "r1", 50), RejectCancel)
-    assert (rej.reason, rej.ord_status) == (CxlRejReason.ALREADY_PENDING, S.PENDING_CANCEL)
+    rej = one(h.replace("r4", "r1", 30), RejectCancel)
+    assert (rej.reason, rej.ord_status) == (CxlRejReason.ALREADY_PENDING, S.PENDING_REPLACE)
+
+
+def test_a_cancel_wins_over_a_pending_replace() -> None:
+    # The replace may wait on a venue that is down: the OMS can always
+    # take its order off.
+    h = Harness("rest")
+    rest = _resting(h)
+    h.replace("r1", "c1", 60, price=PX - 5)
+    h.session("LIT1", False)
+    out = h.cancel("x1", "c1")
+    rej, pending = of(out, RejectCancel)[0], one(out, ReportToOms)
+    assert (rej.response_to_replace, rej.cl_ord_id, rej.ord_status) == (True, "r1", S.NEW)
+    assert "being canceled (ClOrdID x1)" in rej.text
+    assert out.index(rej) < out.index(pending)
+    assert (pending.exec_type, pending.cl_ord_id, pending.orig_cl_ord_id) == (ExecType.PENDING_CANCEL, "x1", "c1")
+    # The child's cancel is out already; its answer ends the order.
+    assert of(out, CancelChild) == []
+    done = one(h.expire(rest), ReportToOms)
+    assert (done.ord_status, done.cl_ord_id) == (S.CANCELED, "x1")
 
 
 def test_a_venue_that_keeps_the_child_refuses_the_replace() -> None:
@@ -412,3 +429,23 @@ def test_while_overloaded_a_replace_that_adds_risk_is_refused_and_a_cut_is_taken
     assert rej.text == ("router overloaded: inbox age 35.0 ms over 20 ms: replaces that add risk refused until "
                         "it clears")
     assert _reports(h.replace("r2", "c1", 50), ExecType.PENDING_REPLACE)
+
+
+def test_a_replace_refused_by_one_venue_resends_what_the_other_gave_up() -> None:
+    # One wave resting 60 on LIT1 and 40 on LIT2; a new price pulls both;
+    # LIT1 cancels, LIT2 keeps its child. The replace is refused, and once
+    # LIT2's child is over the wave goes again for what is left.
+    planner = _Planner((Wave(slices=(Slice(venue="LIT1", weight=0.6, tif=DAY, limit_ticks=PX),
+                                     Slice(venue="LIT2", weight=0.4, tif=DAY, limit_ticks=PX))),))
+    h = Harness("cancel", planner=planner)
+    a, b = of(h.new("c1", 100), SendChildOrder)
+    h.ack(a.child_id)
+    h.ack(b.child_id)
+    h.replace("r1", "c1", 100, price=PX - 5)
+    h.expire(a.child_id)
+    rej = one(h.cancel_rejected(b.child_id), RejectCancel)
+    assert rej.response_to_replace and "refused to cancel" in rej.text
+    out = h.fill(b.child_id, 40)
+    again = of(out, SendChildOrder)
+    assert sum(c.qty for c in again) == 60, "the 60 LIT1 gave up are worked again"
+    assert {c.price_ticks for c in again} == {PX}, "under the old terms"

@@ -525,11 +525,17 @@ def _replace(rig: Rig, orig: str, qty: int, px: int | None, side: Side = BUY) ->
 def _resting_rig(risk: str = "") -> Rig:
     """c1: a DAY buy of 100 at 189.00, resting on LIT1 (final_action rest)."""
     rig = Rig(risk, rest=True)
+    _rest(rig)
+    return rig
+
+
+def _rest(rig: Rig) -> SendChildOrder:
+    """One more DAY buy of 100 at 189.00, swept and resting on LIT1: its resting child."""
     sent = routed(rig.order(px=18900, tif=DAY))
     for _ in range(2):
         sent = [c for c in rig.cancel(sent[0]) if isinstance(c, SendChildOrder)]
     assert sent and sent[0].tif is DAY
-    return rig
+    return sent[0]
 
 
 def _refused(cmds: Iterable[Command]) -> RejectCancel:
@@ -577,3 +583,18 @@ def test_a_replace_is_charged_its_new_credit_and_refused_beyond_the_session_cred
     r = _refused(_replace(rig, "c1", 530, 18900))
     assert "credit limit: replaced order notional 100,170" in r.text, r.text
     _taken(_replace(rig, "c1", 529, 18900))
+
+
+def test_a_pending_replace_holds_its_credit_so_a_second_one_cannot_overshoot() -> None:
+    # 60,000 of credit; two parents of 18,900 each. Each alone could be
+    # replaced to 200 (37,800); both would use 75,600.
+    rig = _resting_rig("credit_limit = 60000")
+    second = _rest(rig)
+    _taken(_replace(rig, "c1", 200, 18900))
+    assert rig.eng.risk.credit_used(SESSION) == 37_800 + 18_900, "reserved while pending"
+    r = _refused(_replace(rig, "c2", 200, 18900))
+    assert "credit limit" in r.text
+    # Refused or not, the reservation settles: the second parent's cancel
+    # ends it and gives its credit back; the first is charged its new terms.
+    rig.cancel(second)
+    assert rig.eng.risk.credit_used(SESSION) == 37_800
