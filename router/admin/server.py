@@ -286,6 +286,7 @@ class AdminServer:
             "orders": {"open_parents": eng.open_parents, "open_children": eng.open_children,
                        "open_children_by_venue": by_venue},
             "halts": {"trading_halted": eng.halted,
+                      "overloaded": eng.overload.reason if eng.overload is not None else None,
                       "kill_switches": [{"name": h.name, **msgspec.to_builtins(h)} for h in c.kills.values()]},
             "venues": {"disabled": [msgspec.to_builtins(v) for v in c.disabled.values()],
                        "routable": sorted(eng.venues_up - blocked)},

@@ -344,6 +344,7 @@
     let st, text;
     if (s.halts.trading_halted) { st = "halted"; text = "HALTED"; }
     else if (all) { st = "killed"; text = "KILLED"; }
+    else if (s.halts.overloaded) { st = "partial"; text = "OVERLOADED"; }
     else if (kills.length) { st = "partial"; text = `ROUTING · ${kills.length} kill${kills.length > 1 ? "s" : ""}`; }
     else { st = "routing"; text = "ROUTING"; }
     t.dataset.state = st;
@@ -384,6 +385,12 @@
     if (s.halts.trading_halted) {
       items.push(el("div", { class: "halt kill" }, el("strong", { text: "Trading halted" }),
         el("div", { class: "muted small", text: s.halts.trading_halted })));
+    }
+    if (s.halts.overloaded) {
+      // The back-pressure gate: it clears by itself once the router catches up.
+      items.push(el("div", { class: "halt off", "data-overloaded": "1" },
+        el("strong", { text: "Router overloaded: new parents refused" }),
+        el("div", { class: "muted small", text: s.halts.overloaded })));
     }
     for (const d of s.venues.disabled) {
       items.push(el("div", { class: "halt off" },

@@ -25,7 +25,7 @@ from router.admin.server import AdminError, AdminServer, read_token
 from router.cli import main
 from router.config import ConfigError, parse_config
 from router.domain.commands import CancelChild, Command, RejectOrder, SendChildOrder
-from router.domain.events import Event, NewOrderReceived, VenueSessionChanged
+from router.domain.events import Event, NewOrderReceived, OverloadChanged, VenueSessionChanged
 from router.domain.types import OrdType, Side, TimeInForce
 from router.engine import Engine
 from router.metrics.registry import Metrics
@@ -165,10 +165,21 @@ def test_status_shows_sessions_orders_halts_and_the_model(rig: Rig) -> None:
     assert st["sessions"]["venues"] == {"LIT1": True, "LIT2": True, "DARK1": True}
     assert st["orders"]["open_parents"] == 1 and st["orders"]["open_children"] == 1
     assert st["orders"]["open_children_by_venue"]["DARK1"] == 1
-    assert st["halts"] == {"trading_halted": None, "kill_switches": []}
+    assert st["halts"] == {"trading_halted": None, "overloaded": None, "kill_switches": []}
     assert st["venues"] == {"disabled": [], "routable": ["DARK1", "LIT1", "LIT2"]}
     assert st["model"] == {"version": "static", "status": "disabled", "planner": "static"}
     assert rig.metric("sor_admin_requests_total", action="status") == 1
+
+
+def test_status_says_when_the_back_pressure_gate_refuses_new_parents(rig: Rig) -> None:
+    reason = "inbox age 35.0 ms over 20 ms"
+    rig.on_loop(lambda: rig.driver.inject(OverloadChanged(on=True, measure="inbox_age", reason=reason,
+                                                          backlog=True, ts_ns=time.monotonic_ns())))
+    _, st, _ = rig.call("GET", "/status")
+    assert st["halts"]["overloaded"] == reason
+    rig.on_loop(lambda: rig.driver.inject(OverloadChanged(on=False, ts_ns=time.monotonic_ns())))
+    _, st, _ = rig.call("GET", "/status")
+    assert st["halts"]["overloaded"] is None
 
 
 def test_kill_applies_on_the_engine_and_answers_what_it_did(rig: Rig) -> None:
