@@ -518,10 +518,15 @@ class Engine:
         if parent is None or parent.is_terminal:
             return [self._reject_cancel(ev, (order_id, state), CxlRejReason.TOO_LATE_TO_CANCEL,
                                          f"too late to replace: order is {state.name.lower()}")]
+        if parent.state is OrdStatus.PENDING_CANCEL and parent.pending_cancel_cl_ord_id is None:
+            # The router's own cancel, which the OMS was never told of.
+            return [self._reject_cancel(ev, (order_id, state), CxlRejReason.OTHER,
+                                        f"replace refused: the router is canceling this order "
+                                        f"({parent.cancel_note})")]
         if parent.state is OrdStatus.PENDING_CANCEL or parent.state is OrdStatus.PENDING_REPLACE:
             what = "cancel" if parent.state is OrdStatus.PENDING_CANCEL else "cancel/replace"
             return [self._reject_cancel(ev, (order_id, state), CxlRejReason.ALREADY_PENDING,
-                                         f"a {what} is already pending for this order")]
+                                        f"a {what} is already pending for this order")]
         if ev.symbol != parent.symbol or ev.side is not parent.side:
             return [self._reject_cancel(ev, (order_id, state), CxlRejReason.OTHER,
                                          f"replace refused: Symbol and Side cannot change (order is "

@@ -1567,6 +1567,7 @@ class EngineMachine(RuleBasedStateMachine):
         if parent is None:
             return
         before = parent.state
+        router_cancel = parent.cancel_note is not None and parent.pending_cancel_cl_ord_id is None
         qty = max(1, parent.qty + dq)
         mkt = to_market == 0
         px = (parent.price_ticks or PX) + dpx
@@ -1575,6 +1576,8 @@ class EngineMachine(RuleBasedStateMachine):
         self.cls.append((session, f"r{self.n}"))
         if before in TERMINAL_STATUSES:
             assert one(out, RejectCancel).reason is CxlRejReason.TOO_LATE_TO_CANCEL
+        elif before is S.PENDING_CANCEL and router_cancel:
+            assert "the router is canceling this order" in one(out, RejectCancel).text
         elif before is S.PENDING_CANCEL or before is S.PENDING_REPLACE:
             assert one(out, RejectCancel).reason is CxlRejReason.ALREADY_PENDING
         elif qty < parent.cum_qty:

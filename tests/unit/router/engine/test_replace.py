@@ -449,3 +449,12 @@ def test_a_replace_refused_by_one_venue_resends_what_the_other_gave_up() -> None
     again = of(out, SendChildOrder)
     assert sum(c.qty for c in again) == 60, "the 60 LIT1 gave up are worked again"
     assert {c.price_ticks for c in again} == {PX}, "under the old terms"
+
+
+def test_a_replace_while_the_router_cancels_the_order_says_so() -> None:
+    h = Harness("rest")
+    _resting(h)
+    h._run(h.engine.cancel_all("router shutting down", h.tick()))
+    rej = one(h.replace("r1", "c1", 50), RejectCancel)
+    assert (rej.reason, rej.ord_status) == (CxlRejReason.OTHER, S.NEW), "the OMS was told nothing else"
+    assert rej.text == "replace refused: the router is canceling this order (router shutting down)"
