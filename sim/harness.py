@@ -47,6 +47,19 @@ def free_port() -> int:
     raise RuntimeError("no loopback port left that was not handed out recently")
 
 
+def outbound_address() -> str | None:
+    """An address of this host other than loopback, if it has one (for
+    tests that a port bound to loopback is not reachable from it). No
+    packet is sent: connecting a UDP socket only picks the route."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(("10.255.255.255", 1))
+            addr = str(s.getsockname()[0])
+        except OSError:
+            return None
+    return None if addr.startswith("127.") or addr == "0.0.0.0" else addr
+
+
 def localize(cfg: SimClusterConfig, state_dir: Path, keep_ports: bool = False,
              epoch_ns: int | None = None) -> SimClusterConfig:
     """The same config on fresh loopback ports with its own state dir."""

@@ -555,19 +555,19 @@ class Engine:
             if halt is not None:
                 return [self._reject_cancel(ev, (order_id, state), CxlRejReason.OTHER,
                                              f"{halt.describe()}: replaces that add risk refused until resumed")]
-        est = self.risk.charged_px_ticks(order_id, parent.qty)
+        # A replace that adds no risk keeps its price: the charge scales with the shares.
+        new_charge = self.risk.charged(order_id) * ev.qty / parent.qty
         if self.risk.enabled and adds_risk:
             breach = self.risk.check_replace(order_id, parent.session, parent.symbol, parent.side, ev.qty,
                                              ev.price_ticks, more_qty, new_price, ev.recv_ns)
             if breach is not None:
                 self._m.risk_reject[breach.limit, "replace"].inc()
                 return [self._reject_cancel(ev, (order_id, state), CxlRejReason.OTHER, breach.text)]
-            est = self.risk.last_px_ticks
+            new_charge = self.risk.notional(order_id, ev.qty, self.risk.last_px_ticks)
         rerun = new_price or more_qty or ev.tif is not parent.tif
         # Credit for the larger of the old and the new terms while it is
         # pending (fills may still come against either): a second replace or
         # a new parent meanwhile is checked against that.
-        new_charge = self.risk.notional(order_id, ev.qty, est)
         old_charge = self.risk.charge(order_id, max(new_charge, self.risk.charged(order_id)))
         rp = PendingReplace(cl_ord_id=ev.cl_ord_id, qty=ev.qty, ord_type=ev.ord_type, price_ticks=ev.price_ticks,
                             tif=ev.tif, seq=seq, rerun=rerun, old_charge=old_charge, new_charge=new_charge)

@@ -435,15 +435,6 @@ class RiskControls:
         self._open[order_id] = (sess, notional, tick_f)
         return charged
 
-    def charged_px_ticks(self, order_id: str, qty: int) -> int:
-        """The price ``order_id``'s credit is charged at now (per share, in
-        ticks, rounded): what a replace that adds no risk keeps."""
-        entry = self._open.get(order_id)
-        if entry is None or qty <= 0:
-            return 0
-        _, charged, tick_f = entry
-        return round(charged / (qty * tick_f)) if tick_f else 0
-
     def check_child(self, session: str, symbol: str, side: Side, qty: int, ord_type: OrdType,
                     price_ticks: int | None, parent_price_ticks: int | None, now_ns: int) -> Breach | None:
         """A child the router is about to send. None: send it, at limit

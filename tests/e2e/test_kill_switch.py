@@ -38,7 +38,7 @@ import pytest
 
 from fix.codec import EXEC_TYPE, ORD_STATUS, TEXT, raw_fields
 from sim.config import SimClusterConfig, dump_config
-from sim.harness import Cluster, free_port, localize, poll_until
+from sim.harness import Cluster, free_port, localize, outbound_address, poll_until
 from sim.invariants import check_all
 from sim.oms import TERMINAL, SimOms
 from tests.e2e.conftest import SYMBOLS, e2e_config
@@ -108,14 +108,6 @@ def ctl(cluster: Cluster, *args: str) -> subprocess.CompletedProcess[str]:
                            "--who", "e2e", *args], capture_output=True, text=True, timeout=60, check=False)
 
 
-def outbound_address() -> str | None:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        try:
-            s.connect(("10.255.255.255", 1))
-            addr = str(s.getsockname()[0])
-        except OSError:
-            return None
-    return None if addr.startswith("127.") or addr == "0.0.0.0" else addr
 
 
 class Stream(threading.Thread):

@@ -31,7 +31,7 @@ from router.engine import Engine
 from router.metrics.registry import Metrics
 from router.routing.baselines import StaticWaterfall
 from router.runtime.driver import Driver
-from sim.harness import free_port
+from sim.harness import free_port, outbound_address
 from tests.unit.router.engine.test_core import CONFIG_TOML, PX, VENUES
 
 TOKEN = "s3cret-token-for-tests"
@@ -311,19 +311,10 @@ def test_the_client_class_speaks_to_the_server(rig: Rig) -> None:
 # ------------------------------------------------------ binding and config
 
 
-def _outbound_address() -> str | None:
-    """An address of this host other than loopback, if it has one."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        try:
-            s.connect(("10.255.255.255", 1))
-            addr = str(s.getsockname()[0])
-        except OSError:
-            return None
-    return None if addr.startswith("127.") or addr == "0.0.0.0" else addr
 
 
 def test_the_api_is_not_reachable_on_any_address_but_loopback(rig: Rig) -> None:
-    addr = _outbound_address()
+    addr = outbound_address()
     if addr is None:
         pytest.skip("this host has no non-loopback address")
     with socket.socket() as s, pytest.raises(OSError) as e:
