@@ -19,11 +19,11 @@ from collections.abc import Iterable
 import numpy as np
 
 from models.dataset import Dataset
+from models.labels import label_rows
 from models.progress import Progress
 from router.domain.orders import ParentOrder
 from router.domain.plan import Plan, Slice, Wave
 from router.domain.types import OrdType, TimeInForce, VenueKind
-from router.features.catalogue import N_FEATURES
 from router.routing.policy import RulePlanner
 from sim.backtest import Backtest
 from sim.config import SimClusterConfig
@@ -61,42 +61,9 @@ def explore_run(cfg: SimClusterConfig, seed: int, parents: int | None = None) ->
     """One exploring backtest of a scenario; its first-wave children as rows."""
     bt = Backtest(cfg, "explore", planner=ExploringPlanner(cfg, seed), record=True, seed=seed)
     bt.run()
-    vi = {v.name: i for i, v in enumerate(bt.cfg.venues)}
-    fee = {v.name: v.take_fee_bps for v in bt.cfg.venues}
-    by_cl = {r.cl_ord_id: r for r in bt.results.values()}
-    xs: list[np.ndarray] = []
-    cost: list[float] = []
-    frac: list[float] = []
-    mark: list[float] = []
-    group: list[int] = []
-    venue: list[str] = []
-    for lab in bt.children.values():
-        if not lab.first_wave:
-            continue
-        res = by_cl[lab.parent]
-        dec = bt.rows.get(lab.parent)
-        if dec is None:
-            continue
-        xs.append(dec.features[vi[lab.venue]])
-        q = sum(f[1] for f in lab.fills)
-        frac.append(q / lab.qty)
-        if q:
-            px = sum(f[1] * f[2] for f in lab.fills) / q
-            m0 = res.arrival_mid
-            cost.append(res.side * (px - m0) / m0 * 1e4 + fee[lab.venue])
-            mark.append(sum(f[1] * res.side * (bt.true_mid(res.symbol, f[0] + 1_000_000_000) - f[2]) / f[2] * 1e4
-                            for f in lab.fills) / q)
-        else:
-            cost.append(np.nan)
-            mark.append(np.nan)
-        group.append(int(lab.parent[1:]))
-        venue.append(lab.venue)
-    name = bt.cfg.scenario.name if bt.cfg.scenario else ""
-    ff = np.asarray(frac, dtype=np.float32)
-    return Dataset(X=np.asarray(xs, dtype=np.float32).reshape(-1, N_FEATURES), cost_bps=np.asarray(cost, np.float32),
-                   fill_frac=ff, markout_bps=np.asarray(mark, dtype=np.float32), has_fill=ff > 0,
-                   group=np.asarray(group, dtype=np.int64), venue=np.asarray(venue, dtype=str),
-                   scenario=np.asarray([name] * len(venue), dtype=str))
+    return label_rows(bt.children.values(), bt.results, {k: r.features for k, r in bt.rows.items()},
+                    {v.name: i for i, v in enumerate(bt.cfg.venues)}, {v.name: v.take_fee_bps for v in bt.cfg.venues},
+                    bt.true_mid, bt.cfg.scenario.name if bt.cfg.scenario else "")
 
 
 def explore(cfgs: Iterable[SimClusterConfig], seeds: Iterable[int], parents: int | None = None,

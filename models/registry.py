@@ -166,7 +166,7 @@ class Registry:
             rows = m.training.get("rows")
             out.append(Entry(version=v, created_utc=m.created_utc, parent=m.parent,
                              aliases=[a for a in ALIASES if al.get(a) == v], gate=gate_verdict(m),
-                             source=str(m.training.get("source", "simulation")),
+                             source=_source_label(m.training.get("source")),
                              rows=rows if isinstance(rows, int) else None))
         return out
 
@@ -210,6 +210,16 @@ class Registry:
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
+        return entry
+
+    def record_gate(self, name: str, gate: dict[str, object]) -> ModelManifest:
+        """Write the validation gate's verdict into a version's manifest
+        (``validation["gate"]``); the model's bytes never change."""
+        version = self.resolve(name)
+        m = self.manifest(version)
+        entry = msgspec.structs.replace(m, validation={**m.validation, "gate": gate})
+        _write_atomic(self.root / version / MANIFEST_FILE,
+                      msgspec.json.format(msgspec.json.encode(entry), indent=2) + b"\n")
         return entry
 
     def promote(self, name: str, alias: Alias, who: str, skip_gate: str | None = None) -> AliasChange:
@@ -273,6 +283,13 @@ class Registry:
 # -------------------------------------------------------------------- CLI
 
 
+def _source_label(source: object) -> str:
+    """"simulation", "journal" or "journal+sim" from a manifest's ``training["source"]``."""
+    if isinstance(source, dict):
+        return "+".join(k if k == "journal" else "sim" for k in ("journal", "simulated") if k in source) or "?"
+    return str(source or "simulation")
+
+
 def _fmt_entry(e: Entry) -> str:
     tags = f" [{', '.join(e.aliases)}]" if e.aliases else ""
     rows = f"{e.rows} rows" if e.rows is not None else "rows ?"
@@ -308,6 +325,18 @@ def run_cli(argv: list[str]) -> int:
     rb.add_argument("--reason", default="")
     pa = sub.add_parser("path", help="print the ONNX file of a version or alias (for model.path, --model)")
     pa.add_argument("name")
+    va = sub.add_parser("validate", help="the validation gate: simulation, journal (OPE) and latency against the "
+                                         "champion; report files; exit 1 when it fails")
+    va.add_argument("name", help="a version or alias in the registry, or a model directory / .onnx file")
+    va.add_argument("--against", default="champion",
+                    help="the model to beat: a version, alias or path (default: the champion; the shipped "
+                         "models/default when the registry has none)")
+    va.add_argument("--journal", metavar="PATH|URL", help="estimate both models off-policy on this journal")
+    va.add_argument("--scenarios", nargs="+", help="scenario names or TOML files (default: all shipped)")
+    va.add_argument("--seeds", type=int, nargs="+", help="evaluation seeds (default 1 2 3)")
+    va.add_argument("--parents", type=int, help="parents per scenario run (default: the scenario's)")
+    va.add_argument("--budget-us", type=int, help="scoring budget (default: the scenario config's model.budget_us)")
+    va.add_argument("--out", help="where the report goes (default validation/<version>)")
     try:
         args = ap.parse_args(argv)
     except SystemExit as exc:
@@ -340,7 +369,45 @@ def run_cli(argv: list[str]) -> int:
             out(c, f"champion rolled back: {c.previous} -> {c.version} by {c.who}")
         elif args.what == "path":
             print(reg.model_path(args.name))
+        elif args.what == "validate":
+            return _validate(reg, args)
     except RegistryError as exc:
         print(f"sor model: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def _model_file(reg: Registry, name: str) -> tuple[Path, str | None]:
+    """An ONNX path for a registry name or a path, and the registry version
+    when it is one."""
+    p = Path(name)
+    if p.suffix == ".onnx" or p.is_dir():
+        return (p / MODEL_FILE if p.is_dir() else p), None
+    version = reg.resolve(name)
+    return reg.model_path(version), version
+
+
+def _validate(reg: Registry, args: object) -> int:
+    from sim import validate  # the backtest and the serving code: loaded only here
+
+    a = vars(args)
+    cand, version = _model_file(reg, a["name"])
+    try:
+        champ, _ = _model_file(reg, a["against"])
+    except RegistryError:
+        if a["against"] != "champion":
+            raise
+        champ = Path(__file__).resolve().parent / "default" / MODEL_FILE
+    label = version or read_manifest(manifest_path(cand)).version
+    out = Path(a["out"] or f"validation/{label}")
+    rep = validate.validate(str(cand), str(champ), scenarios=a["scenarios"], seeds=a["seeds"] or validate.GATE_SEEDS,
+                            parents=a["parents"], journal=a["journal"], budget_us=a["budget_us"], out_dir=out)
+    print(validate.format_report(rep))
+    print(f"\nreport: {out / 'report.txt'}, {out / 'report.json'}, {out / 'report.png'}")
+    if version is not None:
+        reg.record_gate(version, {"passed": rep["passed"], "against": rep["champion"]["version"],
+                                  "simulation": rep["simulation"]["why"], "journal": rep["journal"]["verdict"],
+                                  "latency_p99_us": rep["latency"]["candidate"]["p99_us"], "at_utc": _now(),
+                                  "report": str(out / "report.json")})
+        print(f"verdict recorded in {version}'s manifest")
+    return 0 if rep["passed"] else 1

@@ -161,8 +161,11 @@ def train(
     created_utc: str | None = None,
     progress: bool = True,
     threads: int | None = 1,
+    source: dict[str, Any] | None = None,
 ) -> ModelManifest:
-    """Fit, validate and export; writes ``model.onnx`` and ``model.json`` into ``out_dir``."""
+    """Fit, validate and export; writes ``model.onnx`` and ``model.json`` into ``out_dir``.
+    ``source``: where the rows came from (simulated scenarios, a journal and
+    its time span), kept in the manifest's ``training["source"]``."""
     if dataset.n_groups < 3:
         raise ValueError(f"need at least 3 decisions (groups) to split, got {dataset.n_groups}")
     out = Path(out_dir)
@@ -235,6 +238,8 @@ def train(
         "onnx": {"opset": OPSET, "bytes": len(data), "input": INPUT_NAME, "output": OUTPUT_NAME},
         **report.as_dict(),
     })
+    if source is not None:
+        training["source"] = source
     manifest = ModelManifest(
         version=version if version is not None else f"mlp-{sha[:12]}",
         model_file=MODEL_FILE,

@@ -29,9 +29,7 @@ from fix.store import exec_ids_sent, store_body
 from router.admin.server import AdminError, AdminServer, read_token
 from router.config import Config
 from router.domain.commands import Command, RejectOrder, ReportToOms
-from router.domain.decision import Decision
 from router.domain.events import Restored, VenueSessionChanged
-from router.domain.orders import ParentOrder
 from router.domain.types import Instrument
 from router.engine import Engine
 from router.features.engine import FeatureEngine, market_state
@@ -46,6 +44,7 @@ from router.metrics.registry import Metrics
 from router.routing.factory import make_planner
 from router.routing.ml import MLPlanner
 from router.routing.policy import Planner, VenueScorer
+from router.routing.recorded import RecordedPlanner
 from router.runtime.driver import Driver
 
 if TYPE_CHECKING:
@@ -173,24 +172,6 @@ def build_core(cfg: Config, metrics: Metrics, id_prefix: str, clock_ns: Callable
     engine = Engine(cfg, planner, metrics, id_prefix, market=md, stats=stats)
     return Core(md=md, stats=stats, features=features, scorer=scorer, model_status=status, planner=planner,
                 engine=engine)
-
-
-class RecordedPlanner:
-    """A planner that answers with the decisions a session recorded, so a
-    restored engine routes every old parent exactly as it was routed (a
-    model's run over its time budget, say, is not re-decided). A parent
-    whose decision did not reach the journal (the last batch before a
-    crash) is decided by ``fallback``."""
-
-    def __init__(self, fallback: Planner) -> None:
-        self.fallback = fallback
-        self.next: Decision | None = None
-
-    def decide(self, order: ParentOrder, venues_up: frozenset[str]) -> Decision:
-        d, self.next = self.next, None
-        if d is None or d.order_id != order.order_id:
-            return self.fallback.decide(order, venues_up)
-        return d
 
 
 def restore(engine: Engine, store: JournalStore, lineage: list[SessionInfo]) -> int:

@@ -152,6 +152,12 @@ def main(argv: list[str] | None = None) -> int:
     bt.add_argument("--model", help="ONNX model (default: the shipped models/default/model.onnx)")
     bt.add_argument("--json", default="backtest-results.json")
     bt.add_argument("--png", default="backtest-shortfall.png")
+    bt.add_argument("--journal", metavar="PATH|URL",
+                    help="journal every run there (one session each), as the daemon would")
+    bt.add_argument("--explore-cost", action="store_true",
+                    help="instead: what exploring costs per scenario (the ML planner with its [learning] settings "
+                         "against exploration off, same parents, paired), over --seeds")
+    bt.add_argument("--seeds", type=int, nargs="+", help="--explore-cost: evaluation seeds (default 1 2 3)")
 
     tr = sub.add_parser("train", help="simulate with an exploring policy, train the venue model, export ONNX")
     tr.add_argument("--scenarios", nargs="+", help="scenario names or TOML files (default: all shipped)")
@@ -161,6 +167,10 @@ def main(argv: list[str] | None = None) -> int:
     tr.add_argument("--hidden", type=int, default=64)
     tr.add_argument("--epochs", type=int, default=60)
     tr.add_argument("--dataset", help="also save the generated dataset (.npz) here")
+    tr.add_argument("--journal", metavar="PATH|URL",
+                    help="train on what a router did: the journal's decisions and their outcomes (SQLite file or "
+                         "PostgreSQL URL); instead of simulating, unless --with-sim")
+    tr.add_argument("--with-sim", action="store_true", help="with --journal: mix in the simulated scenarios' rows")
     tr.add_argument("--quiet", action="store_true", help="no progress bar")
     tr.add_argument("--register", action="store_true",
                     help="add the trained model to the registry (its parent: the champion now)")
@@ -194,17 +204,29 @@ def main(argv: list[str] | None = None) -> int:
         from router.admin.client import run_ctl
 
         return run_ctl(_load(args.config), args)
+    if args.cmd == "backtest" and args.explore_cost:
+        import json
+
+        from sim import validate
+
+        rows = validate.explore_cost(args.scenarios, args.seeds or validate.GATE_SEEDS,
+                                     args.parents, args.model)
+        print(validate.format_explore_cost(rows))
+        json_path = args.json if args.json != "backtest-results.json" else "explore-cost.json"
+        Path(json_path).write_text(json.dumps(rows, indent=2) + "\n")
+        print(f"\nwrote {json_path}")
+        return 0
     if args.cmd == "backtest":
         from sim import report
 
         return int(report.main(args.scenarios, args.policies, args.parents, args.seed, args.model, args.json,
-                               args.png))
+                               args.png, args.journal))
     if args.cmd == "train":
         from models import pipeline
 
         rc = int(pipeline.run_train(args.scenarios, args.seeds, args.parents, Path(args.out), args.hidden,
                                     args.epochs, Path(args.dataset) if args.dataset else None,
-                                    progress=not args.quiet))
+                                    progress=not args.quiet, journal=args.journal, with_sim=args.with_sim))
         if rc != 0 or not args.register:
             return rc
         from models import registry

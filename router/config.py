@@ -145,6 +145,24 @@ class ModelConfig(_Cfg, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """onnxruntime intra-op threads (1: the hot path never fans out)."""
 
 
+class LearningConfig(_Cfg, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Exploration of the ML planner (``router.routing.explore``): how much
+    expected cost per share it may spend trying venues its model does not
+    rank first, so the journal can train and evaluate the next model."""
+
+    explore_budget_bps: Annotated[float, msgspec.Meta(ge=0.0)] = 0.1
+    """Cap on the expected extra cost of exploring, bps per share by the
+    model's own expected costs (0 = never explore: every propensity is 1)."""
+    explore_max_prob: Annotated[float, msgspec.Meta(ge=0.0, le=0.5)] = 0.1
+    """Cap on the probability that a parent is led by a venue other than
+    the model's cheapest."""
+    explore_temperature_bps: Annotated[float, msgspec.Meta(gt=0.0)] = 1.0
+    """Softmax temperature over the expected-cost gaps: how strongly
+    exploration prefers the venues that are nearly as cheap."""
+    explore_seed: int = 0
+    """Seeds the per-order draw (a hash of seed, session and ClOrdID)."""
+
+
 class FixConfig(_Cfg, frozen=True, kw_only=True, forbid_unknown_fields=True):
     heartbeat_s: int = 30
     reconnect_s: int = 1
@@ -414,6 +432,7 @@ class Config(_Cfg, frozen=True, kw_only=True, forbid_unknown_fields=True):
     model: ModelConfig = ModelConfig()
     journal: JournalConfig = JournalConfig()
     risk: RiskConfig = RiskConfig()
+    learning: LearningConfig = LearningConfig()
 
     def venue(self, name: str) -> VenueConfig:
         for v in self.venues:

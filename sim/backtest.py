@@ -67,6 +67,8 @@ EPOCH_NS = 1_000_000_000_000
 """The simulated clock's start (any fixed instant: the seeded mid is a
 function of time since the epoch)."""
 POLICIES = ("static", "equal", "displayed", "ml")
+DONE = frozenset({OrdStatus.FILLED, OrdStatus.CANCELED, OrdStatus.REJECTED, OrdStatus.EXPIRED})
+"""A parent's statuses after which nothing more fills."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,14 +118,15 @@ class ParentResult(msgspec.Struct, kw_only=True):
     side: int
     qty: int
     arrival_ns: int
-    arrival_mid: int
+    arrival_mid: float
     """The venues' mid at arrival, ticks (the benchmark; the live run uses
-    the seeded mid, which is the same wherever no pool leaks)."""
+    the seeded mid, which is the same wherever no pool leaks; read from a
+    journal it is the router's NBBO mid, which may be half a tick)."""
     filled: int = 0
     notional_ticks: int = 0
     fees_ticks: float = 0.0
     done_ns: int | None = None
-    end_mid: int = 0
+    end_mid: float = 0
     markout_1s_num: float = 0.0
     markout_5s_num: float = 0.0
     plan: str = ""
@@ -144,6 +147,19 @@ class ParentResult(msgspec.Struct, kw_only=True):
     @property
     def fill_rate(self) -> float:
         return self.filled / self.qty
+
+    def mark(self, mid_at: Callable[[str, int], float]) -> None:
+        """The 1 s and 5 s markouts of its fills against ``mid_at``."""
+        for ts, _, q, px in self.fills:
+            self.markout_1s_num += q * self.side * (mid_at(self.symbol, ts + 1_000_000_000) - px) / px * 1e4
+            self.markout_5s_num += q * self.side * (mid_at(self.symbol, ts + 5_000_000_000) - px) / px * 1e4
+
+    def book(self, ts_ns: int, last_mkt: str, qty: int, px_ticks: int, fee_bps: float) -> None:
+        """One fill the OMS was told of, with the fee its venue charges."""
+        self.filled += qty
+        self.notional_ticks += qty * px_ticks
+        self.fees_ticks += qty * px_ticks * fee_bps / 1e4
+        self.fills.append((ts_ns, last_mkt, qty, px_ticks))
 
 
 @dataclass(slots=True)
@@ -328,12 +344,8 @@ class Backtest:
         if res is None:
             return
         if r.exec_type is ExecType.TRADE:
-            res.filled += r.last_qty
-            res.notional_ticks += r.last_qty * r.last_px_ticks
-            fee = self._fee.get(r.last_mkt or "", 0.0)
-            res.fees_ticks += r.last_qty * r.last_px_ticks * fee / 1e4
-            res.fills.append((self.now, r.last_mkt or "", r.last_qty, r.last_px_ticks))
-        if r.ord_status in (OrdStatus.FILLED, OrdStatus.CANCELED, OrdStatus.REJECTED, OrdStatus.EXPIRED):
+            res.book(self.now, r.last_mkt or "", r.last_qty, r.last_px_ticks, self._fee.get(r.last_mkt or "", 0.0))
+        if r.ord_status in DONE:
             res.done_ns = self.now
             # Unfilled shares are finished later at the market's mid then,
             # leak impact included (the live run can only use the fair mid).
@@ -444,9 +456,7 @@ class Backtest:
         for res in self.results.values():
             if res.done_ns is None:
                 res.end_mid = self.market.mid_at(res.symbol, self.now)
-            for ts, _, q, px in res.fills:
-                res.markout_1s_num += q * res.side * (self.true_mid(res.symbol, ts + 1_000_000_000) - px) / px * 1e4
-                res.markout_5s_num += q * res.side * (self.true_mid(res.symbol, ts + 5_000_000_000) - px) / px * 1e4
+            res.mark(self.true_mid)
 
 
 # --------------------------------------------------------------- statistics

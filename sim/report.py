@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from sim.backtest import POLICIES, Backtest, summarize
 from sim.config import SimClusterConfig, load_sim_config
 
@@ -15,11 +17,23 @@ SCENARIOS = ("calm", "regime", "toxic_dark", "thin")
 BASELINES = ("static", "equal", "displayed")
 
 
+AFTER = ":after"
+"""A scenario name's suffix for its market after every regime change: the
+changes in force from the first second (``regime:after`` is the market a
+router retrained on the post-change journal is judged on)."""
+
+
 def scenario_config(name_or_path: str) -> SimClusterConfig:
-    p = Path(name_or_path)
+    base, after = (name_or_path[: -len(AFTER)], True) if name_or_path.endswith(AFTER) else (name_or_path, False)
+    p = Path(base)
     if not p.suffix:
-        p = SCENARIO_DIR / f"{name_or_path}.toml"
-    return load_sim_config(p)
+        p = SCENARIO_DIR / f"{base}.toml"
+    cfg = load_sim_config(p)
+    if after and cfg.scenario is not None:
+        sc = cfg.scenario
+        cfg = msgspec.structs.replace(cfg, scenario=msgspec.structs.replace(
+            sc, name=sc.name + AFTER, regimes=[msgspec.structs.replace(r, at_s=0.0) for r in sc.regimes]))
+    return cfg
 
 
 def default_model_path() -> Path:
@@ -27,8 +41,6 @@ def default_model_path() -> Path:
 
 
 def make_scorer(cfg: SimClusterConfig, model_path: str | None) -> Any:
-    import msgspec
-
     from router.scoring.onnx import load_scorer
 
     path = model_path or str(default_model_path())
@@ -43,13 +55,24 @@ def _ci(t: tuple[float, float, float], digits: int = 2) -> str:
 
 
 def run_backtests(scenarios: list[str], policies: list[str], parents: int, seed: int,
-                  model_path: str | None = None) -> list[dict[str, Any]]:
+                  model_path: str | None = None, journal: str | None = None) -> list[dict[str, Any]]:
+    """``journal``: also journal every run there, one session each, as the
+    daemon journals (``sor train --journal`` and ``sor model validate``
+    read it back)."""
     rows: list[dict[str, Any]] = []
     for name in scenarios:
         cfg = scenario_config(name)
         for pol in policies:
             scorer = make_scorer(cfg, model_path) if pol == "ml" else None
-            run = Backtest(cfg, pol, scorer, parents=parents, seed=seed).run()
+            bt = Backtest(cfg, pol, scorer, parents=parents, seed=seed)
+            jr = None
+            if journal is not None:
+                from sim.journal_run import BacktestJournal
+
+                jr = BacktestJournal(bt, journal)
+            run = bt.run()
+            if jr is not None:
+                jr.close()
             rows.append(summarize(run))
     return rows
 
@@ -125,10 +148,10 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
 
 
 def main(scenarios: list[str] | None, policies: list[str] | None, parents: int, seed: int,
-         model_path: str | None, json_path: str, png_path: str) -> int:
+         model_path: str | None, json_path: str, png_path: str, journal: str | None = None) -> int:
     scs = scenarios or list(SCENARIOS)
     pols = policies or list(POLICIES)
-    rows = run_backtests(scs, pols, parents, seed, model_path)
+    rows = run_backtests(scs, pols, parents, seed, model_path, journal)
     comparison = compare(rows)
     print_table(rows, comparison)
     Path(json_path).write_text(json.dumps({"parents": parents, "seed": seed, "rows": rows,

@@ -40,7 +40,15 @@ class Decision(Msg, frozen=True, kw_only=True):
     "corrupt", "error", "invalid", "non_finite", "over_budget", ...)."""
     propensity: float = 1.0
     """Probability with which this plan was picked among those the policy
-    could have picked: 1.0 for a deterministic planner."""
+    could have picked: 1.0 for a deterministic planner. For the ML planner
+    the pick is the lead venue (``router.routing.explore``): this is
+    ``lead_probs`` at the lead, ``ranking[0]``."""
+    lead_probs: npt.NDArray[np.float64] | None = None
+    """Probability of each venue (aligned with ``venues``) having been the
+    lead: the alternatives the exploring policy could have picked, for
+    off-policy evaluation. None when the planner did not rank."""
+    explored: bool = False
+    """The lead is not the venue the model ranks cheapest."""
     stages_ns: tuple[tuple[str, int], ...] = ()
     """Time spent in "features", "scoring" and "planning", when the planner
     has a clock (the daemon's does; a backtest's does not)."""

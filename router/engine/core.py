@@ -325,6 +325,11 @@ class Engine:
         return len(self._unreconciled)
 
     @property
+    def id_prefix(self) -> str:
+        """What its OrderIDs and child IDs begin with (the journal's session records it)."""
+        return self._prefix
+
+    @property
     def unreconciled(self) -> int:
         """Restored open children whose venue has not answered yet (one
         that ended meanwhile, by a cancel's answer say, is settled)."""

@@ -520,9 +520,11 @@ def _order_text(o: NewOrderReceived | InvalidOrderReceived, tick: str) -> str:
 def _decision_lines(d: Decision, tick: str) -> list[str]:
     out = [f"decision: strategy {d.strategy or '-'}, plan {d.plan.name} ({len(d.plan.waves)} waves, then "
            f"{d.plan.final}), model {d.model_version or '-'}, fallback {d.fallback or 'none'}, "
-           f"propensity {d.propensity:.4g}"]
+           f"propensity {d.propensity:.4g}"
+           + (" (explored: the lead is not the model's cheapest)" if d.explored else "")]
     if d.ranking:
-        out.append("  ranking (cheapest first): " + " < ".join(d.ranking))
+        out.append(("  ranking (explored lead first): " if d.explored else "  ranking (cheapest first): ")
+                   + " < ".join(d.ranking))
     for i, w in enumerate(d.plan.waves, 1):
         total = sum(s.weight for s in w.slices) or 1.0
         parts = [f"{s.venue} {100 * s.weight / total:.0f}% {s.tif.name} {px(s.limit_ticks, tick)}"

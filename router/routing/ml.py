@@ -17,6 +17,7 @@ from router.domain.plan import Plan, Slice, Wave
 from router.domain.types import TimeInForce, VenueKind
 from router.features.catalogue import C_TOP3, C_TOUCH
 from router.routing.baselines import StaticWaterfall
+from router.routing.explore import lead_probabilities, pick, uniform
 from router.routing.policy import (
     SCORE_FILL,
     STATIC,
@@ -106,7 +107,10 @@ class MLPlanner:
     order), the strategy (the order's request if it names one, else policy:
     dark-first when the best venue is dark, spray when the order is larger
     than the contra size in the top 3 levels, sequential otherwise), then
-    the plan. Every plan is at the parent's limit (market children for a
+    the plan. The lead venue (first in the ranking) is drawn by
+    ``router.routing.explore`` within ``learning.explore_budget_bps``: most
+    parents get the cheapest, a few a near-tie, and the decision records the
+    probabilities (``propensity``, ``lead_probs``). Every plan is at the parent's limit (market children for a
     market parent) and ends like the static waterfall (rest or cancel).
 
     When there is no scorer, or it cannot score (it returns None, raises,
@@ -140,6 +144,8 @@ class MLPlanner:
         self._unfilled = wf.unfilled_cost_bps
         self._end = Ending(cfg)
         self._static = StaticWaterfall(cfg)
+        self._learning = cfg.learning
+        self._explore = cfg.learning.explore_budget_bps > 0.0 and cfg.learning.explore_max_prob > 0.0
 
     @property
     def model_version(self) -> str | None:
@@ -202,6 +208,16 @@ class MLPlanner:
         costs = _expected_costs(rows, self._leak_weight, self._unfilled, self._dark, self._fees)
         ranked = sorted((i for i, n in enumerate(self._names) if n in usable), key=costs.__getitem__)
         # (sorted is stable: ties keep the configured venue order)
+        greedy = ranked[0]
+        probs = lead_probabilities(costs, ranked, greedy, self._learning) if self._explore else None
+        lead = greedy
+        if probs is not None:
+            lead = pick(probs, uniform(self._learning.explore_seed, order.session, order.cl_ord_id), greedy)
+            if lead != greedy:
+                # The plan is built around the explored venue as if the
+                # model ranked it first; the others keep their order.
+                ranked.remove(lead)
+                ranked.insert(0, lead)
 
         if requested in STRATEGIES:
             strategy = requested
@@ -214,12 +230,16 @@ class MLPlanner:
         else:
             strategy = "sequential"
         p = [min(max(r[SCORE_FILL], 0.0), 1.0) for r in rows]
-        plan, strategy = self._build(strategy, order, ranked, p, costs, feats, usable)
+        explored = lead != greedy
+        plan, strategy = self._build(strategy, order, ranked, p, costs, feats, usable, explored)
         if clock is not None:
             stages.append(("planning", clock() - t0))
         return self._decision(order, plan, stages, features=feats, scores=scores,
                               costs=np.array(costs, dtype=np.float64),
-                              ranking=tuple(self._names[i] for i in ranked), strategy=strategy)
+                              ranking=tuple(self._names[i] for i in ranked), strategy=strategy,
+                              propensity=probs[lead] if probs is not None else 1.0,
+                              lead_probs=np.array(probs, dtype=np.float64) if probs is not None else None,
+                              explored=explored)
 
     # ---------------------------------------------------------- internals
 
@@ -253,15 +273,16 @@ class MLPlanner:
         return [ioc_wave(self._names[i], limit) for i in rows]
 
     def _spray(self, ranked: list[int], order: ParentOrder, p: list[float], feats: npt.NDArray[np.float32],
-               limit: int | None, costs: list[float]) -> list[Wave]:
+               limit: int | None, costs: list[float], explored: bool = False) -> list[Wave]:
         """One wave over the best ``spray_top_k`` candidates weighted by
         expected fillable size, then the lit venues one by one (by rank) for
         what is left. Candidates are the lit venues and the dark ones cheaper
         than the best lit venue: a pool the model expects to leak is not
-        worth a slice."""
+        worth a slice (unless exploration picked it to lead)."""
         lit = [i for i in ranked if not self._dark[i]]
         best_lit_cost = costs[lit[0]] if lit else math.inf
-        cand = [i for i in ranked if not self._dark[i] or costs[i] < best_lit_cost]
+        lead = ranked[0] if explored else -1
+        cand = [i for i in ranked if not self._dark[i] or costs[i] < best_lit_cost or i == lead]
         top = cand[: self._top_k]
         lot = self._lots.get(order.symbol, 1)
         fillable = [p[i] * (order.qty if self._dark[i] else max(float(feats[i, C_TOUCH]), lot)) for i in top]
@@ -273,16 +294,19 @@ class MLPlanner:
         return waves + self._seq(lit if lit else cand[self._top_k:], limit)
 
     def _build(self, strategy: str, order: ParentOrder, ranked: list[int], p: list[float], costs: list[float],
-               feats: npt.NDArray[np.float32], usable: frozenset[str]) -> tuple[Plan, str]:
+               feats: npt.NDArray[np.float32], usable: frozenset[str], explored: bool = False) -> tuple[Plan, str]:
+        """``explored``: ``ranked[0]`` is exploration's pick, and gets a
+        slice even where the model's costs would leave it out."""
         limit = limit_of(order)
         names, dark = self._names, self._dark
         lit_ranked = [i for i in ranked if not dark[i]]
         best_lit = names[lit_ranked[0]] if lit_ranked else None
+        lead = ranked[0] if explored else -1
         waves: list[Wave]
         name = f"ml:{strategy}"
         if strategy == "dark-first":
             best_lit_cost = costs[lit_ranked[0]] if lit_ranked else math.inf
-            pools = [i for i in ranked if dark[i] and costs[i] < best_lit_cost]
+            pools = [i for i in ranked if dark[i] and (costs[i] < best_lit_cost or i == lead)]
             if pools:
                 weights = weights_or_equal([p[i] for i in pools])
                 # dark_rest_ms = 0 would make a DAY slice rest with no end:
@@ -303,7 +327,7 @@ class MLPlanner:
                 name = "ml:dark-first>sequential"
                 waves = self._seq(ranked, limit)
         elif strategy == "spray":
-            waves = self._spray(ranked, order, p, feats, limit, costs)
+            waves = self._spray(ranked, order, p, feats, limit, costs, explored)
         else:
             waves = self._seq(ranked, limit)
         return self._end.finish(waves, name, order, usable, best_lit), strategy

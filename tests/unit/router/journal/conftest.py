@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import msgspec
 import pytest
 
 from router.domain.commands import Command
@@ -17,10 +16,10 @@ from router.domain.decision import Decision
 from router.domain.events import CancelRequested, EngineEvent, NewOrderReceived
 from router.domain.types import OrdType, Side, TimeInForce
 from router.engine import Step
-from router.journal.records import COMMANDS, DECISION, EVENT
+from router.journal.records import EVENT
 from router.journal.store import SqliteStore
-from router.journal.writer import JournalWriter
 from sim.backtest import EPOCH_NS, Backtest
+from sim.journal_run import BacktestJournal
 from sim.report import make_scorer, scenario_config
 
 PARENTS = 12
@@ -38,29 +37,24 @@ class Journaled:
     decisions: list[Decision] = field(default_factory=list)
 
 
+class _Kept(BacktestJournal):
+    def __init__(self, bt: Backtest, path: Path, out: Journaled) -> None:
+        self.out = out
+        super().__init__(bt, path)
+
+    def on_step(self, ev: EngineEvent, step: Step) -> None:
+        self.out.events.append(ev)
+        self.out.commands += step.commands
+        if step.decision is not None:
+            self.out.decisions.append(step.decision)
+
+
 def make_journal(path: Path, parents: int = PARENTS) -> Journaled:
     cfg = scenario_config("calm")
     bt = Backtest(cfg, "ml", make_scorer(cfg, None), parents=parents)
-    store = SqliteStore(path)
-    sid = store.begin_session(EPOCH_NS, "BT", bt.scorer.version, msgspec.json.encode(bt.cfg).decode())
-    writer = JournalWriter(store, sid, capacity=1_000_000, max_delay_ms=5, on_failure=lambda r: None)
-    writer.start()
-    out = Journaled(path=path, session_id=sid, bt=bt)
-    handle = bt.engine.handle
-
-    def journaled(ev: EngineEvent) -> Step:
-        step = handle(ev)
-        out.events.append(ev)
-        writer.append(EVENT, ev.ts_ns, ev)
-        if step.commands:
-            out.commands += step.commands
-            writer.append(COMMANDS, ev.ts_ns, step.commands)
-        if step.decision is not None:
-            out.decisions.append(step.decision)
-            writer.append(DECISION, ev.ts_ns, step.decision)
-        return step
-
-    bt.engine.handle = journaled  # type: ignore[method-assign]
+    out = Journaled(path=path, session_id=0, bt=bt)
+    jr = _Kept(bt, path, out)
+    out.session_id = jr.session_id
     # A buy far below the market: its lit slices find nothing, its dark
     # slice rests, and the OMS cancels it while it does.
     t = EPOCH_NS + 2_000_000_000 + 5_000_000
@@ -71,8 +65,7 @@ def make_journal(path: Path, parents: int = PARENTS) -> Journaled:
     bt.at(t + 20_000_000, bt._handle, CancelRequested(session="OMS", cl_ord_id="REST1-X", orig_cl_ord_id=RESTING,
                                                       symbol="XYZ", side=Side.BUY, recv_ns=t + 20_000_000))
     bt.run(settle_s=2.0)
-    assert writer.close() and writer.failed is None
-    store.close()
+    jr.close()
     return out
 
 

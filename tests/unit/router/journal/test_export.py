@@ -78,6 +78,8 @@ def test_decisions_carry_features_scores_and_outcome(journaled: Journaled, tmp_p
         assert row["venues"] == list(d.venues) and row["ranking"] == list(d.ranking)
         assert row["strategy"] == d.strategy and row["model_version"] == d.model_version
         assert row["fallback"] == d.fallback and row["propensity"] == d.propensity and row["plan"] == d.plan.name
+        assert row["explored"] == d.explored
+        assert row["lead_probs"] == (None if d.lead_probs is None else [float(x) for x in d.lead_probs])
         for j, f in enumerate(FEATURES):
             value = row[f"f_{f.name}"]
             if f.group == "venue":

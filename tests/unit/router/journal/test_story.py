@@ -97,8 +97,10 @@ def test_the_text_names_the_decision_each_child_each_fill_and_each_report(journa
     text = format_story(s)
     parent = journaled.bt.engine.parents[d.order_id]
     assert f"parent {d.order_id} (ClOrdID {parent.cl_ord_id}, OMS session OMS)" in text
-    assert f"strategy {d.strategy}" in text and f"model {d.model_version}" in text and "propensity 1" in text
-    assert "fallback none" in text and "ranking (cheapest first): " + " < ".join(d.ranking) in text
+    assert f"strategy {d.strategy}" in text and f"model {d.model_version}" in text
+    assert f"propensity {d.propensity:.4g}" in text
+    label = "ranking (explored lead first): " if d.explored else "ranking (cheapest first): "
+    assert "fallback none" in text and label + " < ".join(d.ranking) in text
     assert all(name in text for name in FEATURE_NAMES), "features by name"
     assert f"LIMIT {_px(parent.price_ticks or 0)}" in text, "prices in decimal with the tick size"
     for cid, c in s.children.items():

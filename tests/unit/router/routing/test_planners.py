@@ -50,7 +50,9 @@ STATIC_ORDER = ("DARK1", "LIT1", "LIT2", "LIT3", "DARK2")
 
 def make_cfg(*, final_action: str = "rest", rest_venue: str | None = "LIT1", planner: str = "ml",
              allowed: Sequence[str] = (), max_child: int = 0, min_child: int = 0, top_k: int = 2,
-             dark_rest_ms: int = 200, leak_weight: float = 1.0, unfilled: float = 5.0, lot: int = 1) -> Config:
+             dark_rest_ms: int = 200, leak_weight: float = 1.0, unfilled: float = 5.0, lot: int = 1,
+             explore_bps: float = 0.0, explore_max: float = 0.1, explore_seed: int = 0) -> Config:
+    """Exploration is off unless asked for: these tests pin the greedy plan."""
     venues = "".join(
         f'\n[[venues]]\nname = "{v}"\nkind = "{"dark" if v in DARKS else "lit"}"\nport = {9881 + i}\n'
         f'target_comp_id = "{v}"\n'
@@ -81,6 +83,11 @@ spray_top_k = {top_k}
 dark_rest_ms = {dark_rest_ms}
 leak_weight = {leak_weight}
 unfilled_cost_bps = {unfilled}
+
+[learning]
+explore_budget_bps = {explore_bps}
+explore_max_prob = {explore_max}
+explore_seed = {explore_seed}
 """, "test.toml")
 
 
