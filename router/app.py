@@ -43,8 +43,10 @@ from router.metrics.exposition import StepwiseExposition
 from router.metrics.registry import Metrics
 from router.routing.factory import make_planner
 from router.routing.ml import MLPlanner
+from router.routing.models import ModelRouter
 from router.routing.policy import Planner, VenueScorer
 from router.routing.recorded import RecordedPlanner
+from router.runtime.canary import CanaryMonitor
 from router.runtime.driver import Driver
 
 if TYPE_CHECKING:
@@ -248,7 +250,7 @@ class Router:
                                EdgeMetrics(m))
         polling = cfg.router.driver == "poll"
         self.exposition = StepwiseExposition(m.registry, wake=None, on_fallback=m.scrape_fallbacks.inc)
-        warm = self.planner.warm if isinstance(self.planner, MLPlanner) else None
+        warm = self.planner.warm if isinstance(self.planner, MLPlanner | ModelRouter) else None
         hold = cfg.journal.sync == "every"
         self.driver = Driver(cfg.router, loop, self.engine, self.edge, m, self.exposition, clock_ns, warm,
                              self.journal, hold_reports=hold)
@@ -261,6 +263,7 @@ class Router:
             self.journal.on_commit = wake
         if not polling:
             self.exposition.wake = self.driver.wake_exposition
+        self.driver.monitor = CanaryMonitor(cfg, m, self.engine, clock_ns)
         if self.restored_from:
             self.driver.inject(Restored(id_gap=RESTORE_ID_GAP, ts_ns=clock_ns()))
             for v in self.engine.venue_names:

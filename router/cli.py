@@ -203,6 +203,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "ctl":
         from router.admin.client import run_ctl
 
+        if args.what == "model" and args.model_action == "load":
+            args.path = _model_path(args.path, args.registry)
         return run_ctl(_load(args.config), args)
     if args.cmd == "backtest" and args.explore_cost:
         import json
@@ -294,6 +296,19 @@ def _model_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type
     m.add_argument("rest", nargs=argparse.REMAINDER)
 
 
+def _model_path(name: str, registry: str) -> str:
+    """An ONNX path as given, or the file of a registry version or alias."""
+    p = Path(name)
+    if p.suffix == ".onnx" or p.is_dir() or not Path(registry).is_dir():
+        return str((p / "model.onnx") if p.is_dir() else p.resolve())
+    from models.registry import Registry, RegistryError
+
+    try:
+        return str(Registry(registry).model_path(name).resolve())
+    except RegistryError as e:
+        raise SystemExit(f"sor ctl: {e}") from None
+
+
 def _ctl_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """``sor ctl``: the admin API's client (``router.admin.client``)."""
     ctl = sub.add_parser("ctl", help="operator control of a running router over its admin API ([admin] in the config)")
@@ -335,6 +350,23 @@ def _ctl_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     sy = what.add_parser("symbol", help="`symbol enable NAME`: route a symbol the execution throttle stopped")
     sy.add_argument("symbol_action", choices=["enable"])
     sy.add_argument("name")
+    mo = what.add_parser("model", help="champion and challenger in the running router: load (shadow, canary or "
+                                       "a hot reload of the champion), mode, promote, rollback, status")
+    ma = mo.add_subparsers(dest="model_action", required=True)
+    ma.add_parser("status", help="champion, challenger, mode, the canary's live arms, the last auto-rollback")
+    ml = ma.add_parser("load", help="load a model beside the champion (or as the champion: --as champion)")
+    ml.add_argument("path", help="an ONNX file, or a version or alias of the model registry (--registry)")
+    ml.add_argument("--as", dest="as_", choices=["challenger", "champion"], default="challenger")
+    ml.add_argument("--mode", choices=["shadow", "canary"], default="shadow")
+    ml.add_argument("--fraction", type=float, default=0.1, help="canary: the share of parents (default 0.1)")
+    ml.add_argument("--reason")
+    ml.add_argument("--registry", default="models/registry", help="where versions are looked up")
+    mm = ma.add_parser("mode", help="the loaded challenger in shadow, canary or off")
+    mm.add_argument("mode", choices=["off", "shadow", "canary"])
+    mm.add_argument("--fraction", type=float, default=0.1)
+    ma.add_parser("promote", help="the challenger becomes the champion")
+    mr = ma.add_parser("rollback", help="drop the challenger: the champion routes every parent")
+    mr.add_argument("--reason")
 
 
 def _open_journal(target: str) -> JournalStore:

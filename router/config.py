@@ -133,6 +133,20 @@ class WaterfallConfig(_Cfg, frozen=True, kw_only=True, forbid_unknown_fields=Tru
     later): what the expected-cost ranking charges for (1 - fill prob)."""
 
 
+class CanaryConfig(_Cfg, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """When a canary challenger is rolled back automatically (``router.runtime.canary``)."""
+
+    auto_rollback: bool = True
+    min_parents: Positive = 50
+    """Finished parents each arm needs before the monitor judges."""
+    z: Annotated[float, msgspec.Meta(gt=0.0)] = 2.33
+    """One-sided bound on the shortfall difference (2.33: 99%)."""
+    max_excess_bps: Annotated[float, msgspec.Meta(ge=0.0)] = 0.5
+    """How much worse than the champion the canary may be, at the bound's low end."""
+    max_fallback_rate: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)] = 0.05
+    """Share of canary parents the challenger could not score (errors, over budget)."""
+
+
 class ModelConfig(_Cfg, frozen=True, kw_only=True, forbid_unknown_fields=True):
     path: str = "models/default/model.onnx"
     """The ONNX venue model; its manifest is the same path with .json."""
@@ -143,6 +157,8 @@ class ModelConfig(_Cfg, frozen=True, kw_only=True, forbid_unknown_fields=True):
     static waterfall and the fallback is counted (0 = no budget)."""
     threads: Positive = 1
     """onnxruntime intra-op threads (1: the hot path never fans out)."""
+    canary: CanaryConfig = CanaryConfig()
+    """``[model.canary]``: the automatic rollback of a canary challenger."""
 
 
 class LearningConfig(_Cfg, frozen=True, kw_only=True, forbid_unknown_fields=True):

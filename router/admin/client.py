@@ -131,6 +131,24 @@ def _print_status(st: dict[str, Any]) -> None:
         print("STOPPED: " + ", ".join(risk["stopped_symbols"]) + " (execution throttle)")
 
 
+def _model_request(args: Any, who: str) -> tuple[str, str, dict[str, Any] | None]:
+    """``sor ctl model ...`` as its request (``router.admin.models``);
+    ``args.path`` is already an ONNX file (the CLI resolves registry names)."""
+    act = args.model_action
+    if act == "status":
+        return "GET", "/model", None
+    if act == "load":
+        body: dict[str, Any] = {"path": args.path, "as": args.as_, "who": who, "reason": args.reason or ""}
+        if args.as_ == "challenger":
+            body.update({"mode": args.mode, "fraction": args.fraction if args.mode == "canary" else 0.0})
+        return "POST", "/model/load", body
+    if act == "mode":
+        return "POST", "/model/mode", {"mode": args.mode, "fraction": args.fraction or 0.0, "who": who}
+    if act == "promote":
+        return "POST", "/model/promote", {"who": who}
+    return "POST", "/model/rollback", {"who": who, "reason": args.reason or ""}
+
+
 def run_ctl(cfg: Config, args: Any) -> int:
     a = cfg.admin
     if not a.enabled:
@@ -168,6 +186,8 @@ def run_ctl(cfg: Config, args: Any) -> int:
             path = "/limits"
     elif what == "symbol":
         method, path, body = "POST", f"/symbols/{args.name}/enable", {"who": who}
+    elif what == "model":
+        method, path, body = _model_request(args, who)
     try:
         status, out = client.request(method, path, body)
     except OSError as e:
@@ -177,6 +197,8 @@ def run_ctl(cfg: Config, args: Any) -> int:
         print(json.dumps(out, indent=1))
     elif status == 200 and what == "status":
         _print_status(out)
+    elif status == 200 and what == "model" and args.model_action == "status":
+        print(json.dumps(out, indent=1))
     elif status == 200 and what == "limits" and not args.set:
         print(json.dumps(out.get("limits", out), indent=1))
         if out.get("stopped_symbols"):

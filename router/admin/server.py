@@ -62,6 +62,7 @@ from urllib.parse import urlsplit
 import msgspec
 
 from router.admin.console import ASSET_PATHS, PAGE_HEADERS, Asset, ConsoleView, load_assets
+from router.admin.models import ModelEndpoints
 from router.config import Config
 from router.domain.events import (
     EngineEvent,
@@ -158,6 +159,7 @@ class AdminServer:
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self.console = ConsoleView(cfg, engine, driver, stats)
+        self.models = ModelEndpoints(self)
         try:
             self.assets: dict[str, Asset] = load_assets()
         except OSError as e:
@@ -254,6 +256,16 @@ class AdminServer:
             route = ("POST", "symbol_enable", lambda: self.symbol_enable(parts[1], who, peer))
         elif parts == ["console", "state"]:
             route = ("GET", "console_state", self.console_state)
+        elif parts == ["model"]:
+            route = ("GET", "model", self.models.state)
+        elif parts == ["model", "load"]:
+            route = ("POST", "model_load", lambda: self.models.load(body, who, peer))
+        elif parts == ["model", "mode"]:
+            route = ("POST", "model_mode", lambda: self.models.mode(body, who))
+        elif parts == ["model", "promote"]:
+            route = ("POST", "model_promote", lambda: self.models.promote(who))
+        elif parts == ["model", "rollback"]:
+            route = ("POST", "model_rollback", lambda: self.models.rollback(body, who))
         if route is None:
             raise HttpError(404, f"no such endpoint: {path}")
         want, action, fn = route
@@ -266,6 +278,13 @@ class AdminServer:
 
     def status(self) -> tuple[int, dict[str, Any]]:
         return 200, self.on_loop(self._status)
+
+    def _model(self) -> dict[str, Any]:
+        """The model at start-up, updated by what the operator loaded since."""
+        p: Any = self.engine.planner
+        if not hasattr(p, "apply_models") or not p.model_version:
+            return self.model
+        return {**self.model, "version": p.model_version, **p.state()}
 
     def _status(self) -> dict[str, Any]:
         """Loop thread: a snapshot of what the operator needs to see."""
@@ -280,7 +299,7 @@ class AdminServer:
         return {
             "ok": True,
             "router": {"name": cfg.router.name, "driver": cfg.router.driver, "planner": cfg.waterfall.planner},
-            "model": self.model,
+            "model": self._model(),
             "sessions": {"venues": {v: v in eng.venues_up for v in eng.venue_names},
                          "oms": dict(sorted(eng.oms_sessions.items()))},
             "orders": {"open_parents": eng.open_parents, "open_children": eng.open_children,

@@ -49,6 +49,12 @@ class Decision(Msg, frozen=True, kw_only=True):
     off-policy evaluation. None when the planner did not rank."""
     explored: bool = False
     """The lead is not the venue the model ranks cheapest."""
+    role: str = "champion"
+    """Which model decided: "champion", or "challenger" for a canary parent."""
+    shadow: Decision | None = None
+    """The challenger's decision for the same parent in shadow mode: scored,
+    journaled, never acted on (its ``features`` are left out: they are this
+    decision's)."""
     stages_ns: tuple[tuple[str, int], ...] = ()
     """Time spent in "features", "scoring" and "planning", when the planner
     has a clock (the daemon's does; a backtest's does not)."""

@@ -292,6 +292,30 @@ class VenueEnableChanged(Event, frozen=True, kw_only=True):
     ts_ns: int
 
 
+# ---------------------------------------------------------------------- models
+
+
+ModelMode = Literal["off", "shadow", "canary"]
+
+
+class ModelsChanged(Event, frozen=True, kw_only=True):
+    """Which models route: ``champion`` decides every parent (or the share
+    not in the canary); ``challenger`` with ``mode`` "shadow" scores every
+    parent beside it, its decision journaled and never acted on, or with
+    "canary" routes the parents whose ClOrdID hashes under ``fraction``.
+    The versions must have been loaded (and warmed) off the engine's thread
+    first (``router.routing.models``); the change applies between two
+    orders. ``who`` is an operator or "auto-rollback"."""
+
+    champion: str
+    challenger: str | None = None
+    mode: ModelMode = "off"
+    fraction: float = 0.0
+    who: str
+    reason: str = ""
+    ts_ns: int
+
+
 # ------------------------------------------------------------------------ risk
 
 
@@ -347,6 +371,6 @@ class OverloadChanged(Event, frozen=True, kw_only=True):
 EngineEvent = (NewOrderReceived | InvalidOrderReceived | CancelRequested | ReplaceRequested | VenueReport
                | VenueCancelRejected | VenueSessionChanged | MarketDataReceived | TimerFired | TradingHalted
                | CancelAllRequested | OmsSessionChanged | Restored | KillSwitchEngaged | KillSwitchReleased
-               | VenueEnableChanged | RiskLimitChanged | SymbolReenabled | OverloadChanged)
+               | VenueEnableChanged | RiskLimitChanged | SymbolReenabled | OverloadChanged | ModelsChanged)
 """Every input the engine takes, operator commands included (they come from
 the admin API through the driver, journaled like any other input)."""

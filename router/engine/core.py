@@ -48,6 +48,7 @@ from router.domain.events import (
     KillSwitchEngaged,
     KillSwitchReleased,
     MarketDataReceived,
+    ModelsChanged,
     NewOrderReceived,
     OmsSessionChanged,
     OverloadChanged,
@@ -260,6 +261,9 @@ class Engine:
                 return NO_STEP
             case OverloadChanged():
                 self.on_overload(ev)
+                return NO_STEP
+            case ModelsChanged():
+                self.on_models_changed(ev)
                 return NO_STEP
         raise TypeError(f"not an engine event: {ev!r}")
 
@@ -1593,6 +1597,40 @@ class Engine:
         )
 
     # ------------------------------------------------------------ overload
+
+    def on_models_changed(self, ev: ModelsChanged) -> None:
+        """Which models route from the next parent on (``router.routing.models``).
+        A planner without models, or a version it has not loaded, refuses
+        and nothing changes. Journaled and replayed like every input; a
+        restore replays with the recorded decisions, so the restored planner
+        serves the configured champion until an operator stages again."""
+        apply = getattr(self._planner, "apply_models", None)
+        scope = f"{ev.mode} {ev.challenger}" if ev.challenger else f"champion {ev.champion}"
+        if apply is None:
+            self._refused(ev.ts_ns, ev.who, "model", scope, "the planner routes without models")
+            return
+        was = getattr(self._planner, "model_version", None)
+        why = apply(ev)
+        if why is not None:
+            self._refused(ev.ts_ns, ev.who, "model", scope, why)
+            return
+        m = self._m
+        if was != ev.champion:
+            if was:
+                m.model_info.labels(version=was).set(0)
+            m.model_info.labels(version=ev.champion).set(1)
+        m.model_changes.labels(who="auto-rollback" if ev.who == "auto-rollback" else "operator").inc()
+        m.model_challenger.clear()
+        if ev.challenger is not None and ev.mode != "off":
+            m.model_challenger.labels(version=ev.challenger, mode=ev.mode).set(ev.fraction if ev.mode == "canary"
+                                                                              else 1.0)
+        text = (f"champion {ev.champion}" + (f", challenger {ev.challenger} in {ev.mode}" if ev.challenger and
+                                             ev.mode != "off" else ", no challenger")
+                + (f" on {100 * ev.fraction:.0f}% of parents" if ev.mode == "canary" else "")
+                + f" (by {ev.who}" + (f": {ev.reason})" if ev.reason else ")"))
+        (log.error if ev.who == "auto-rollback" else log.warning)("models: %s", text)
+        self.controls.record(OperatorAction(ts_ns=ev.ts_ns, who=ev.who, action="model", scope=scope, ok=True,
+                                            text=text))
 
     def on_overload(self, ev: OverloadChanged) -> None:
         """The driver's back-pressure gate (``router.runtime.overload``): on,

@@ -29,13 +29,14 @@ LATENCY_BUCKETS_S = (
 )
 
 SLIPPAGE_BUCKETS_BPS = (-50.0, -20.0, -10.0, -5.0, -2.0, -1.0, 0.0, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0)
-STAGES = ("queue", "risk", "decision", "features", "scoring", "planning", "send")
+STAGES = ("queue", "risk", "decision", "features", "scoring", "planning", "send", "shadow")
 """queue: decode started on quickfix's thread -> picked up by the engine
 (so it contains risk); risk: the edge's checks while decoding; decision: the
 engine's whole handling of a new parent, which with the ML planner contains
 features (the venue feature rows), scoring (the ONNX run) and planning (the
 waterfall built from the scores); send: encoding the children and handing
-them to quickfix."""
+them to quickfix; shadow: the challenger's decision for a parent in shadow
+mode (``router.routing.models``), inside decision: what shadowing costs."""
 
 PARENT_OUTCOMES = ("filled", "canceled", "rejected", "partial_canceled")
 CHILD_OUTCOMES = ("filled", "canceled", "rejected", "partial_canceled")
@@ -148,6 +149,29 @@ class Metrics:
             ["reason"], registry=r,
         )
         self.model_info = Gauge("sor_model_info", "1 for the routing model version in use", ["version"], registry=r)
+        self.model_challenger = Gauge(
+            "sor_model_challenger", "The challenger beside the champion: 1 in shadow, its share of parents in "
+            "canary", ["version", "mode"], registry=r)
+        self.model_changes = Counter(
+            "sor_model_changes", "Model changes applied, by operator or auto-rollback", ["who"], registry=r)
+        self.model_rollbacks = Counter(
+            "sor_model_rollbacks", "Canaries rolled back automatically, by reason", ["reason"], registry=r)
+        self.model_parents = Counter(
+            "sor_model_parents", "Finished parents by the model that routed them and its role", ["model", "role"],
+            registry=r)
+        self.model_ordered_qty = Counter(
+            "sor_model_ordered_qty", "Shares of finished parents, by the model that routed them", ["model"],
+            registry=r)
+        self.model_filled_qty = Counter(
+            "sor_model_filled_qty", "Shares filled of finished parents, by the model that routed them", ["model"],
+            registry=r)
+        self.model_fallback_parents = Counter(
+            "sor_model_fallback_parents", "Parents a model could not score (routed by the static waterfall), by "
+            "the model that should have", ["model"], registry=r)
+        self.model_shortfall_bps = Histogram(
+            "sor_model_shortfall_bps", "Implementation shortfall of a finished parent's fills against its arrival "
+            "mid, fees included, bps (positive: cost), by model", ["model"],
+            buckets=(-20, -10, -5, -2, -1, 0, 1, 2, 3, 5, 7.5, 10, 15, 20, 30, 50), registry=r)
         self.md_updates = Counter("sor_md_updates", "Market data messages applied, by venue", ["venue"], registry=r)
         self.md_entries = Counter(
             "sor_md_entries", "Market data entries (price levels and trades) applied, by venue", ["venue"],

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from router.config import Config
 from router.routing.baselines import DisplayedProportional, EqualSplit, StaticWaterfall
-from router.routing.ml import MLPlanner
+from router.routing.models import ModelRouter
 from router.routing.policy import OrderFeatures, Planner, VenueScorer
 
 
@@ -23,4 +23,4 @@ def make_planner(cfg: Config, features: OrderFeatures | None = None, scorer: Ven
         raise ValueError(f"waterfall.planner = {kind!r} needs a feature engine")
     if kind == "displayed":
         return DisplayedProportional(cfg, features)
-    return MLPlanner(cfg, features, scorer, fallback_reason, clock_ns=clock_ns)
+    return ModelRouter(cfg, features, scorer, fallback_reason, clock_ns=clock_ns)

@@ -46,6 +46,7 @@ from router.journal.records import COMMANDS, DECISION, EVENT
 from router.journal.writer import JournalWriter
 from router.metrics.exposition import StepwiseExposition
 from router.metrics.registry import Metrics
+from router.runtime.canary import CanaryMonitor
 from router.runtime.inbox import LoopInbox
 from router.runtime.overload import OverloadGate
 
@@ -104,6 +105,8 @@ class Driver:
         self.exposition = exposition
         self._warm = warm
         self.journal = journal
+        self.monitor: CanaryMonitor | None = None
+        """Per-model outcomes and the canary's rollback (set by the app)."""
         self.polling = cfg.driver == "poll"
         m = metrics
         # Market data crosses from quickfix's threads in bursts: one loop
@@ -301,12 +304,18 @@ class Driver:
             if step.decision is not None:
                 self.decisions.append(step.decision)
                 for stage, ns in step.decision.stages_ns:
-                    m.stage[stage].observe(ns / 1e9)
+                    h = m.stage.get(stage)
+                    if h is not None:
+                        h.observe(ns / 1e9)
             if self._risk_ns:
                 m.stage["risk"].observe(self._risk_ns / 1e9)
                 self._risk_ns = 0
         elif type(ev) is VenueReport and ev.exec_type is ExecType.TRADE and step.commands:
             m.fill_to_report.observe((self.clock_ns() - ev.recv_ns) / 1e9)
+        if self.monitor is not None:
+            change = self.monitor.observe(step)
+            if change is not None:
+                self._dispatch(change)
         if self._drained is not None and not self.engine.open_children:
             self._drained.set()
         if self._reconciling and not self.engine.unreconciled:

@@ -35,6 +35,7 @@ from router.metrics.registry import Metrics
 from router.routing.baselines import DisplayedProportional, EqualSplit, StaticWaterfall
 from router.routing.factory import make_planner
 from router.routing.ml import MLPlanner, expected_costs
+from router.routing.models import ModelRouter
 from router.routing.policy import STRATEGIES, Planner, RulePlanner, allocate, apply_limits
 
 PROPS = settings(derandomize=True, database=None, deadline=None, max_examples=300)
@@ -609,9 +610,11 @@ def test_displayed_proportional_no_lit_venue_just_sweeps() -> None:
 def test_make_planner_selects_by_config(kind: str) -> None:
     cfg = make_cfg(planner=kind)
     planner = make_planner(cfg, FakeFeatures(), FakeScorer(scores([1.0] * 5)))
-    expected = {"ml": MLPlanner, "static": StaticWaterfall, "equal": EqualSplit, "displayed": DisplayedProportional}
+    expected = {"ml": ModelRouter, "static": StaticWaterfall, "equal": EqualSplit, "displayed": DisplayedProportional}
     assert type(planner) is expected[kind]
-    assert planner.plan(order(100), ALL).waves
+    assert planner.decide(order(100), ALL).plan.waves
+    if kind == "ml":
+        assert isinstance(planner, ModelRouter) and type(planner.champion) is MLPlanner
 
 
 def test_make_planner_needs_features_for_market_planners() -> None:
@@ -626,7 +629,7 @@ def test_every_planner_respects_allowed_venues(kind: str, strategy: str | None) 
     allowed = {"LIT2", "DARK2"}
     cfg = make_cfg(planner=kind, allowed=sorted(allowed))
     planner = make_planner(cfg, FakeFeatures(top3=3.0), FakeScorer(scores([0.0, 1.0, 2.0, 0.1, 3.0])))
-    plan = planner.plan(order(1000, strategy=strategy), ALL)
+    plan = planner.decide(order(1000, strategy=strategy), ALL).plan
     used = {v for w in venues_of(plan) for v in w}
     assert used == allowed
     # The rest venue (LIT1) is not allowed: the ML planner rests on its best
