@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -120,8 +120,14 @@ def export_onnx(model: MLP, path: str | os.PathLike[str]) -> None:
     os.replace(tmp, path)
 
 
+class Predictor(Protocol):
+    """What the parity check reads of a fitted model (the MLP, the GBM)."""
+
+    def predict(self, features: npt.ArrayLike) -> npt.NDArray[np.float32]: ...
+
+
 def compare(
-    model: MLP, onnx_path: str | os.PathLike[str], features: npt.ArrayLike
+    model: Predictor, onnx_path: str | os.PathLike[str], features: npt.ArrayLike
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
     """``(numpy, onnxruntime)`` scores of ``features``; onnxruntime on CPU, default (full) graph optimisation."""
     import onnxruntime as ort
@@ -139,7 +145,7 @@ def compare(
     return want, got
 
 
-def parity(model: MLP, onnx_path: str | os.PathLike[str], features: npt.ArrayLike) -> float:
+def parity(model: Predictor, onnx_path: str | os.PathLike[str], features: npt.ArrayLike) -> float:
     """Max abs difference between ``model.predict(features)`` and onnxruntime (CPU) on ``features``."""
     want, got = compare(model, onnx_path, features)
     if want.size == 0:

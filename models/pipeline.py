@@ -57,7 +57,7 @@ def _utc(ns: int) -> str:
 
 def run_train(scenarios: list[str] | None, seeds: list[int] | None, parents: int | None, out_dir: Path,
               hidden: int, epochs: int, dataset_path: Path | None, progress: bool = True,
-              journal: str | None = None, with_sim: bool = False) -> int:
+              journal: str | None = None, with_sim: bool = False, family: str = "mlp") -> int:
     t0 = time.monotonic()
     parts: list[Dataset] = []
     source: dict[str, Any] = {}
@@ -82,7 +82,7 @@ def run_train(scenarios: list[str] | None, seeds: list[int] | None, parents: int
     if dataset_path is not None:
         ds.save(dataset_path)
         print(f"dataset written to {dataset_path}")
-    m = train(ds, out_dir, hidden=hidden, epochs=epochs, progress=progress, source=source)
+    m = train(ds, out_dir, hidden=hidden, epochs=epochs, progress=progress, source=source, family=family)
     v = m.validation
     size = (out_dir / m.model_file).stat().st_size
     print(f"model {m.version}: {out_dir / m.model_file} ({size / 1024:.1f} KiB), manifest {out_dir / 'model.json'}")

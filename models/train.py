@@ -34,7 +34,17 @@ import numpy as np
 import numpy.typing as npt
 
 from models.dataset import Dataset, split_by_group
-from models.export import INPUT_NAME, OPSET, OUTPUT_NAME, PARITY_ATOL, PARITY_RTOL, compare, export_onnx, parity_ok
+from models.export import (
+    INPUT_NAME,
+    OPSET,
+    OUTPUT_NAME,
+    PARITY_ATOL,
+    PARITY_RTOL,
+    Predictor,
+    compare,
+    export_onnx,
+    parity_ok,
+)
 from models.mlp import HEADS, MLP
 from router.features.catalogue import FEATURE_NAMES, N_FEATURES
 from router.scoring.manifest import ModelManifest, write_manifest
@@ -127,7 +137,7 @@ def baseline_means(train_ds: Dataset) -> dict[str, float]:
     }
 
 
-def evaluate(model: MLP, ds: Dataset, baseline: dict[str, float]) -> dict[str, Any]:
+def evaluate(model: Predictor, ds: Dataset, baseline: dict[str, float]) -> dict[str, Any]:
     """Per-head metrics of ``model`` on ``ds`` next to the constant ``baseline``."""
     pred = model.predict(ds.X) if len(ds) else np.zeros((0, 3), np.float32)
     cm, mm = ds.cost_mask, ds.markout_mask
@@ -162,31 +172,47 @@ def train(
     progress: bool = True,
     threads: int | None = 1,
     source: dict[str, Any] | None = None,
+    family: str = "mlp",
 ) -> ModelManifest:
     """Fit, validate and export; writes ``model.onnx`` and ``model.json`` into ``out_dir``.
     ``source``: where the rows came from (simulated scenarios, a journal and
-    its time span), kept in the manifest's ``training["source"]``."""
+    its time span), kept in the manifest's ``training["source"]``.
+    ``family``: "mlp" (``models.mlp``) or "gbm" (LightGBM, ``models.gbm``):
+    the same split, validation, parity check and manifest for both."""
     if dataset.n_groups < 3:
         raise ValueError(f"need at least 3 decisions (groups) to split, got {dataset.n_groups}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
 
     fit_ds, held_ds = split_by_group(dataset, holdout_fraction, seed=seed)
-    model = MLP(hidden, seed=seed, clip=clip, head_weights=head_weights, huber_delta=huber_delta)
-    report = model.fit(
-        fit_ds,
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        patience=patience,
-        valid_fraction=early_stopping_fraction,
-        progress=progress,
-        threads=threads,
-    )
+    model: Predictor
+    training: dict[str, Any] = dataset.summary()
+    if family == "gbm":
+        from models import gbm
+
+        g = gbm.GBM(seed=seed, threads=threads or 1)
+        report_dict = g.fit(fit_ds, valid_fraction=early_stopping_fraction)
+        model, export = g, lambda path: gbm.export_onnx(g, path)
+        opset = gbm.OPSET
+    else:
+        mlp = MLP(hidden, seed=seed, clip=clip, head_weights=head_weights, huber_delta=huber_delta)
+        report = mlp.fit(
+            fit_ds,
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
+            patience=patience,
+            valid_fraction=early_stopping_fraction,
+            progress=progress,
+            threads=threads,
+        )
+        report_dict = report.as_dict()
+        model, export = mlp, lambda path: export_onnx(mlp, path)
+        opset = OPSET
 
     validation = evaluate(model, held_ds, baseline_means(fit_ds))
     onnx_path = out / MODEL_FILE
-    export_onnx(model, onnx_path)
+    export(onnx_path)
     # The held-out rows, plus all-zero features (the scorer's warm-up input)
     # and rows far outside the training range (exercising the clip).
     extremes = np.zeros((3, N_FEATURES), np.float32)
@@ -214,34 +240,42 @@ def train(
 
     data = onnx_path.read_bytes()
     sha = hashlib.sha256(data).hexdigest()
-    training: dict[str, Any] = dataset.summary()
-    training.update({
-        "model": "mlp",
-        "layers": [N_FEATURES, hidden, hidden, 3],
-        "parameters": model.n_params,
-        "activation": "relu",
-        "seed": seed,
-        "epochs": epochs,
-        "batch_size": batch_size,
-        "lr": lr,
-        "optimizer": "adam",
-        "blas_threads": threads,
-        "patience": patience,
-        "head_weights": list(head_weights),
-        "loss": {"cost_bps": "huber" if huber_delta is not None else "mse", "fill_prob": "bce",
-                 "markout_bps": "huber" if huber_delta is not None else "mse", "huber_delta": huber_delta},
-        "input_clip": clip,
-        "split": {"by": "group", "holdout_fraction": holdout_fraction,
-                  "early_stopping_fraction": early_stopping_fraction,
-                  "fit_rows": len(fit_ds), "holdout_rows": len(held_ds)},
-        "constant_features": list(model.constant_features),
-        "onnx": {"opset": OPSET, "bytes": len(data), "input": INPUT_NAME, "output": OUTPUT_NAME},
-        **report.as_dict(),
-    })
+    split = {"by": "group", "holdout_fraction": holdout_fraction, "early_stopping_fraction": early_stopping_fraction,
+             "fit_rows": len(fit_ds), "holdout_rows": len(held_ds)}
+    onnx_info = {"opset": opset, "bytes": len(data), "input": INPUT_NAME, "output": OUTPUT_NAME}
+    if isinstance(model, MLP):
+        training.update({
+            "model": "mlp",
+            "layers": [N_FEATURES, hidden, hidden, 3],
+            "parameters": model.n_params,
+            "activation": "relu",
+            "epochs": epochs,
+            "batch_size": batch_size,
+            "lr": lr,
+            "optimizer": "adam",
+            "blas_threads": threads,
+            "patience": patience,
+            "head_weights": list(head_weights),
+            "loss": {"cost_bps": "huber" if huber_delta is not None else "mse", "fill_prob": "bce",
+                     "markout_bps": "huber" if huber_delta is not None else "mse", "huber_delta": huber_delta},
+            "input_clip": clip,
+            "constant_features": list(model.constant_features),
+        })
+    else:
+        g_params = getattr(model, "params", {})
+        training.update({
+            "model": "lightgbm",
+            "tree_nodes": getattr(model, "n_params", None),
+            "params": {k: v for k, v in g_params.items() if k not in ("verbose", "n_jobs")},
+            "loss": {"cost_bps": "l2 on filled rows", "fill_prob": "cross-entropy of the fill fraction "
+                     "(weighted binary)", "markout_bps": "l2 on filled rows"},
+            "early_stopping_patience": getattr(model, "patience", None),
+        })
+    training.update({"seed": seed, "split": split, "onnx": onnx_info, **report_dict})
     if source is not None:
         training["source"] = source
     manifest = ModelManifest(
-        version=version if version is not None else f"mlp-{sha[:12]}",
+        version=version if version is not None else f"{'gbm' if family == 'gbm' else 'mlp'}-{sha[:12]}",
         model_file=MODEL_FILE,
         sha256=sha,
         features=list(FEATURE_NAMES),

@@ -164,6 +164,8 @@ def main(argv: list[str] | None = None) -> int:
     tr.add_argument("--seeds", type=int, nargs="+", help="simulation seeds (default 101 102 103 104)")
     tr.add_argument("--parents", type=int, default=None, help="parents per run (default: the scenario's)")
     tr.add_argument("--out", default="models/default", help="directory for model.onnx and model.json")
+    tr.add_argument("--family", choices=["mlp", "gbm"], default="mlp",
+                    help="mlp: the numpy MLP (models.mlp); gbm: LightGBM (models.gbm); one pipeline for both")
     tr.add_argument("--hidden", type=int, default=64)
     tr.add_argument("--epochs", type=int, default=60)
     tr.add_argument("--dataset", help="also save the generated dataset (.npz) here")
@@ -228,7 +230,8 @@ def main(argv: list[str] | None = None) -> int:
 
         rc = int(pipeline.run_train(args.scenarios, args.seeds, args.parents, Path(args.out), args.hidden,
                                     args.epochs, Path(args.dataset) if args.dataset else None,
-                                    progress=not args.quiet, journal=args.journal, with_sim=args.with_sim))
+                                    progress=not args.quiet, journal=args.journal, with_sim=args.with_sim,
+                                    family=args.family))
         if rc != 0 or not args.register:
             return rc
         from models import registry
