@@ -144,8 +144,8 @@ def _exact_thresholds(sub: onnx.ModelProto, booster: Any) -> int:
         for i, mode in enumerate(modes):
             if mode != b"BRANCH_LEQ":
                 continue
-            t = exact.get((trees[i], feats[i], float(np.float32(values[i]))))
-            if t is not None and float(np.float32(values[i])) > t:
+            want = exact.get((trees[i], feats[i], float(np.float32(values[i]))))
+            if want is not None and float(np.float32(values[i])) > want:
                 values[i] = float(np.nextafter(np.float32(values[i]), np.float32(-np.inf)))
                 moved += 1
     return moved
