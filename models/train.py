@@ -223,19 +223,21 @@ def train(
     err = np.abs(got.astype(np.float64) - want)
     max_abs = float(err.max()) if err.size else 0.0
     max_rel = float((err / np.maximum(np.abs(want), 1.0)).max()) if err.size else 0.0
+    scale = getattr(model, "y_scale", None)
     validation["onnx_parity"] = {
         "rows": int(check_x.shape[0]),
         "max_abs": max_abs,
         "max_rel": max_rel,
         "atol": PARITY_ATOL,
+        "atol_scale": None if scale is None else [float(x) for x in np.maximum(1.0, scale)],
         "rtol": PARITY_RTOL,
         "provider": "CPUExecutionProvider",
     }
-    if not parity_ok(want, got):
+    if not parity_ok(want, got, scale):
         onnx_path.unlink(missing_ok=True)
         raise ParityError(
             f"ONNX parity failed on {check_x.shape[0]} rows: max abs diff {max_abs:.3g}, "
-            f"max rel {max_rel:.3g} (tolerance {PARITY_ATOL:g} + {PARITY_RTOL:g} * |score|)"
+            f"max rel {max_rel:.3g} (tolerance {PARITY_ATOL:g} x the head's scale + {PARITY_RTOL:g} * |score|)"
         )
 
     data = onnx_path.read_bytes()

@@ -101,8 +101,9 @@ class JournalRun:
 
     def finished(self) -> Iterator[Logged]:
         """The decisions whose parent ended (filled, canceled, rejected,
-        expired) before the journal did: an outcome is known."""
-        return (lg for lg in self.logged.values() if lg.result.done_ns is not None)
+        expired) before the journal did and whose arrival mid the router
+        knew (a two-sided NBBO): an outcome is measurable."""
+        return (lg for lg in self.logged.values() if lg.result.done_ns is not None and lg.result.arrival_mid > 0)
 
 
 def read_journal(path: str | Path, since_ns: int | None = None, until_ns: int | None = None) -> JournalRun:

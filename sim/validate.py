@@ -28,7 +28,6 @@ candidate is a registry version, and exits 1 when the gate fails.
 from __future__ import annotations
 
 import json
-import math
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -40,7 +39,7 @@ import numpy.typing as npt
 
 from models.ope import Estimate, estimate_all
 from router.config import Config, LearningConfig
-from router.routing.ml import expected_costs
+from router.routing.ml import expected_costs, rank
 from router.scoring.onnx import Scorer
 from sim.backtest import Backtest, mean_ci
 from sim.config import SimClusterConfig
@@ -90,7 +89,8 @@ def sim_part(candidate: str, champion: str, scenarios: Sequence[str], seeds: Seq
             diffs += [out[0][k] - out[1][k] for k in out[0] if k in out[1]]
         diff = mean_ci(diffs)
         verdict = "worse" if diff[1] > 0 else ("better" if diff[2] < 0 else "no different")
-        rows.append({"scenario": name, "seeds": list(seeds), "parents": len(diffs),
+        rows.append({"scenario": cfg.scenario.name if cfg.scenario else name, "seeds": list(seeds),
+                     "parents": len(diffs),
                      "candidate_bps": mean_ci(cand_all), "champion_bps": mean_ci(champ_all),
                      "difference_bps": diff, "verdict": verdict})
     x = np.stack(feats) if feats else np.zeros((0, 0, 0), np.float32)
@@ -108,16 +108,6 @@ def sim_verdict(rows: list[dict[str, Any]]) -> tuple[bool, str]:
 
 
 # ---------------------------------------------------------------- journal
-
-
-def lead_of(costs: npt.NDArray[np.float64], venues: Sequence[str], up: frozenset[str]) -> int:
-    """The greedy lead: the cheapest usable venue, ties in configured order
-    (what ``MLPlanner`` ranks first)."""
-    best, at = math.inf, -1
-    for i, v in enumerate(venues):
-        if v in up and costs[i] < best:
-            best, at = float(costs[i]), i
-    return at
 
 
 def ope_part(journal: str, models: dict[str, str]) -> dict[str, Any]:
@@ -153,7 +143,7 @@ def ope_part(journal: str, models: dict[str, str]) -> dict[str, Any]:
             if s is None:
                 raise RuntimeError(f"{name} could not score decision {lg.decision.order_id}: {scorer.last_failure}")
             costs[i] = expected_costs(s, wf.leak_weight, wf.unfilled_cost_bps, dark, fees)
-            target[i] = lead_of(costs[i], venues, lg.venues_up)
+            target[i] = rank(costs[i].tolist(), venues, lg.venues_up)[0]
         est = estimate_all(reward, prop, act, target, costs)
         res[name] = {"version": scorer.version, "agrees_with_logged": float((target == act).mean()),
                      **{k: e.as_dict() for k, e in est.items()}}

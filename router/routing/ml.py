@@ -98,6 +98,13 @@ def _expected_costs(rows: list[list[float]], leak_weight: float, unfilled_cost_b
     return out
 
 
+def rank(costs: Sequence[float], names: Sequence[str], usable: frozenset[str] | set[str]) -> list[int]:
+    """Indices of the usable venues, cheapest expected cost first; ties keep
+    the configured order (``sorted`` is stable). The ML planner's ranking,
+    and what off-policy evaluation takes as a model's greedy lead."""
+    return sorted((i for i, n in enumerate(names) if n in usable), key=costs.__getitem__)
+
+
 class MLPlanner:
     """Ranks the usable venues by the model's expected cost per share and
     builds one of ``STRATEGIES`` from the ranking.
@@ -206,8 +213,7 @@ class MLPlanner:
             return self._fallback(order, venues_up, "invalid", stages, t0, feats)
 
         costs = _expected_costs(rows, self._leak_weight, self._unfilled, self._dark, self._fees)
-        ranked = sorted((i for i, n in enumerate(self._names) if n in usable), key=costs.__getitem__)
-        # (sorted is stable: ties keep the configured venue order)
+        ranked = rank(costs, self._names, usable)
         greedy = ranked[0]
         probs = lead_probabilities(costs, ranked, greedy, self._learning) if self._explore else None
         lead = greedy

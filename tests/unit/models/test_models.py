@@ -258,6 +258,12 @@ def test_parity_tolerance_scales_with_the_score() -> None:
     assert parity_ok(want, want + np.array([[5e-4, 0, 0]], np.float32))  # ~8 ulp at 1000
     assert not parity_ok(want, want + np.array([[5e-3, 0, 0]], np.float32))
     assert not parity_ok(want, want + np.array([[0, 2e-5, 0]], np.float32))
+    # A head the graph scales by 18 (a markout spread) carries 18x the error.
+    scale = np.array([1.0, 1.0, 18.0])
+    assert parity_ok(want, want + np.array([[0, 0, 6e-5]], np.float32), scale)
+    assert not parity_ok(want, want + np.array([[0, 0, 6e-5]], np.float32))
+    assert not parity_ok(want, want + np.array([[0, 0, 5e-3]], np.float32), scale)
+    assert not parity_ok(want, want + np.array([[0, 2e-5, 0]], np.float32), scale)
 
 
 def test_training_is_deterministic_for_a_seed(data: Dataset) -> None:
