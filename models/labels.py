@@ -36,15 +36,16 @@ MARKOUT_NS = 1_000_000_000
 
 
 def child_labels(lab: ChildLabel, res: ParentResult, fee_bps: float,
-                 mid_at: Callable[[str, int], float]) -> tuple[float, float, float]:
-    """(fill_frac, cost_bps, markout_bps) of one child."""
+                 mid_at: Callable[[str, int], float], horizon_ns: int = MARKOUT_NS) -> tuple[float, float, float]:
+    """(fill_frac, cost_bps, markout_bps) of one child; the markout at
+    ``horizon_ns`` after each fill (1 s: the training label)."""
     q = sum(f[1] for f in lab.fills)
     if not q:
         return 0.0, float("nan"), float("nan")
     px = sum(f[1] * f[2] for f in lab.fills) / q
     m0 = res.arrival_mid
     cost = res.side * (px - m0) / m0 * 1e4 + fee_bps
-    mark = sum(f[1] * res.side * (mid_at(res.symbol, f[0] + MARKOUT_NS) - f[2]) / f[2] * 1e4 for f in lab.fills) / q
+    mark = sum(f[1] * res.side * (mid_at(res.symbol, f[0] + horizon_ns) - f[2]) / f[2] * 1e4 for f in lab.fills) / q
     return q / lab.qty, cost, mark
 
 

@@ -193,6 +193,14 @@ def main(argv: list[str] | None = None) -> int:
     jr.add_argument("--session", type=int, help="only this session (and the sessions it was restored from)")
     jr.add_argument("--oms-session", metavar="KEY", help="with --parent: the OMS session a ClOrdID belongs to")
 
+    tc = sub.add_parser("tca", help="transaction cost analysis of a journal: by venue, strategy and model version, "
+                                    "95%% CIs; text, JSON, a self-contained HTML page")
+    tc.add_argument("journal", help="the SQLite file (journal.path) or the PostgreSQL URL (journal.url)")
+    tc.add_argument("--since", help="only parents that arrived at or after this (ISO 8601, UTC by default, or ns)")
+    tc.add_argument("--until", help="only parents that arrived at or before this")
+    tc.add_argument("--json", default="tca.json", help="where the figures go (default %(default)s)")
+    tc.add_argument("--html", default="tca.html", help="where the page goes (default %(default)s)")
+
     _ctl_parser(sub)
     _model_parser(sub)
 
@@ -241,6 +249,10 @@ def main(argv: list[str] | None = None) -> int:
         from models import registry
 
         return registry.run_cli([*unknown, *args.rest])
+    if args.cmd == "tca":
+        from sim import tca
+
+        return tca.run_tca(args.journal, args.since, args.until, args.json, args.html)
     if args.cmd in ("replay", "journal"):
         return _journal_cmd(args)
     if args.cmd == "check-config":

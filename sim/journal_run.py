@@ -79,7 +79,9 @@ class JournalRun:
     """Child ID -> its label; ``ChildLabel.parent`` is the OrderID."""
     sessions: list[int] = field(default_factory=list)
     span_ns: tuple[int, int] = (0, 0)
-    """First and last event time read."""
+    """First and last event read, wall-clock ns (UTC): events carry the
+    router's monotonic clock, placed on the wall clock by the session's
+    start (``SessionInfo.started_ns``, taken as its first event)."""
     _mids: dict[str, tuple[list[int], list[float]]] = field(default_factory=dict)
 
     def mid_at(self, symbol: str, ts_ns: int) -> float:
@@ -108,8 +110,8 @@ class JournalRun:
 
 def read_journal(path: str | Path, since_ns: int | None = None, until_ns: int | None = None) -> JournalRun:
     """Every restore chain of the journal at ``path`` (SQLite file or
-    PostgreSQL URL); decisions outside [since, until] are read (they shape
-    the engine's state) but not kept."""
+    PostgreSQL URL); decisions that arrived outside [since, until] (wall
+    clock, ns) are read (they shape the engine's state) but not kept."""
     store = open_store(path, readonly=True)
     try:
         all_chains = chains(store.sessions())
@@ -145,14 +147,18 @@ def _read_chain(store: JournalStore, chain: list[SessionInfo], run: JournalRun,
     first, last = run.span_ns
     for info in chain:
         run.sessions.append(info.session_id)
+        off: int | None = None
         for st in records.steps(store.records(info.session_id)):
             ev = records.decode_event(st.event)
             dec = records.decode_decision(st.decision) if st.decision is not None else None
             planner.next = dec
             step = engine.handle(ev)
             now = ev.ts_ns
-            first = now if not first else min(first, now)
-            last = max(last, now)
+            if off is None:
+                off = info.started_ns - now
+            wall = now + off
+            first = wall if not first else min(first, wall)
+            last = max(last, wall)
             if isinstance(ev, MarketDataReceived):
                 _note_mid(run, md, now)
             elif isinstance(ev, VenueReport) and ev.exec_type is ExecType.TRADE and ev.last_qty:
@@ -161,7 +167,7 @@ def _read_chain(store: JournalStore, chain: list[SessionInfo], run: JournalRun,
                     lab.fills.append((now, ev.last_qty, ev.last_px_ticks))
             if isinstance(ev, NewOrderReceived) and dec is not None and step.decision is dec:
                 parent = engine.parents.get(dec.order_id)
-                inside = (since_ns is None or now >= since_ns) and (until_ns is None or now <= until_ns)
+                inside = (since_ns is None or wall >= since_ns) and (until_ns is None or wall <= until_ns)
                 if parent is not None and inside:
                     res = ParentResult(cl_ord_id=parent.cl_ord_id, symbol=parent.symbol, side=parent.side.sign,
                                        qty=parent.qty, arrival_ns=parent.arrival_ns,
