@@ -29,6 +29,7 @@ import numpy as np
 import numpy.typing as npt
 
 from models.dataset import Dataset
+from router.domain.costs import cost_bps, markout_bps
 from router.features.catalogue import N_FEATURES
 from sim.backtest import ChildLabel, ParentResult
 
@@ -43,9 +44,8 @@ def child_labels(lab: ChildLabel, res: ParentResult, fee_bps: float,
     if not q:
         return 0.0, float("nan"), float("nan")
     px = sum(f[1] * f[2] for f in lab.fills) / q
-    m0 = res.arrival_mid
-    cost = res.side * (px - m0) / m0 * 1e4 + fee_bps
-    mark = sum(f[1] * res.side * (mid_at(res.symbol, f[0] + horizon_ns) - f[2]) / f[2] * 1e4 for f in lab.fills) / q
+    cost = cost_bps(res.side, px, res.arrival_mid, fee_bps)
+    mark = sum(f[1] * markout_bps(res.side, f[2], mid_at(res.symbol, f[0] + horizon_ns)) for f in lab.fills) / q
     return q / lab.qty, cost, mark
 
 

@@ -48,6 +48,7 @@ from router.routing.policy import Planner, VenueScorer
 from router.routing.recorded import RecordedPlanner
 from router.runtime.canary import CanaryMonitor
 from router.runtime.driver import Driver
+from router.runtime.quality import QualityMonitor
 
 if TYPE_CHECKING:
     from router.scoring.onnx import Scorer  # onnxruntime loads only when a model is used
@@ -264,6 +265,7 @@ class Router:
         if not polling:
             self.exposition.wake = self.driver.wake_exposition
         self.driver.monitor = CanaryMonitor(cfg, m, self.engine, clock_ns)
+        self.driver.quality = QualityMonitor(cfg, m, self.engine)
         if self.restored_from:
             self.driver.inject(Restored(id_gap=RESTORE_ID_GAP, ts_ns=clock_ns()))
             for v in self.engine.venue_names:

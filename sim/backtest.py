@@ -41,6 +41,7 @@ import numpy as np
 import numpy.typing as npt
 
 from router.domain.commands import CancelChild, Command, RejectOrder, ReportToOms, SendChildOrder
+from router.domain.costs import markout_bps
 from router.domain.events import (
     EngineEvent,
     MarketDataReceived,
@@ -151,8 +152,8 @@ class ParentResult(msgspec.Struct, kw_only=True):
     def mark(self, mid_at: Callable[[str, int], float]) -> None:
         """The 1 s and 5 s markouts of its fills against ``mid_at``."""
         for ts, _, q, px in self.fills:
-            self.markout_1s_num += q * self.side * (mid_at(self.symbol, ts + 1_000_000_000) - px) / px * 1e4
-            self.markout_5s_num += q * self.side * (mid_at(self.symbol, ts + 5_000_000_000) - px) / px * 1e4
+            self.markout_1s_num += q * markout_bps(self.side, px, mid_at(self.symbol, ts + 1_000_000_000))
+            self.markout_5s_num += q * markout_bps(self.side, px, mid_at(self.symbol, ts + 5_000_000_000))
 
     def book(self, ts_ns: int, last_mkt: str, qty: int, px_ticks: int, fee_bps: float) -> None:
         """One fill the OMS was told of, with the fee its venue charges."""

@@ -39,6 +39,7 @@ from router.domain.commands import (
     SendChildOrder,
     SubscribeMarketData,
 )
+from router.domain.costs import cost_bps
 from router.domain.decision import Decision
 from router.domain.events import (
     CancelAllRequested,
@@ -1326,8 +1327,7 @@ class Engine:
         parent.fill(qty, px_ticks, notional_ticks)
         if parent.arrival_mid2 > 0:
             # 2*px against 2*mid keeps the arithmetic in whole ticks.
-            slip = parent.side.sign * (2 * px_ticks - parent.arrival_mid2) / parent.arrival_mid2 * 1e4
-            vm.slippage_bps.observe(slip)
+            vm.slippage_bps.observe(cost_bps(parent.side.sign, 2 * px_ticks, parent.arrival_mid2))
         out.append(self._report(parent, ExecType.TRADE, now_ns, last_qty=qty, last_px_ticks=px_ticks,
                                 last_mkt=self._cfg.venue(child.venue).last_mkt, text=text))
         if child.is_terminal:

@@ -168,6 +168,21 @@ class Metrics:
         self.model_fallback_parents = Counter(
             "sor_model_fallback_parents", "Parents a model could not score (routed by the static waterfall), by "
             "the model that should have", ["model"], registry=r)
+        self.model_quality_children = Counter(
+            "sor_model_quality_children", "First-wave children of scored decisions that ended, by model and venue",
+            ["model", "venue"], registry=r)
+        self.model_fill_predicted = Counter(
+            "sor_model_fill_predicted", "Sum of the predicted fill probability of those children", ["model", "venue"],
+            registry=r)
+        self.model_fill_realised = Counter(
+            "sor_model_fill_realised", "Sum of the filled fraction of those children", ["model", "venue"], registry=r)
+        self.model_cost_error_bps = Histogram(
+            "sor_model_cost_error_bps", "|predicted - realised| cost of a filled first-wave child against the arrival "
+            "mid, fee included, bps", ["model", "venue"],
+            buckets=(0.25, 0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30, 50), registry=r)
+        self.model_validation = Gauge(
+            "sor_model_validation", "The model's held-out figures from its manifest (cost_mae_bps, fill_log_loss, "
+            "markout_mae_bps)", ["model", "metric"], registry=r)
         self.model_shortfall_bps = Histogram(
             "sor_model_shortfall_bps", "Implementation shortfall of a finished parent's fills against its arrival "
             "mid, fees included, bps (positive: cost), by model", ["model"],

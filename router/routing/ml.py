@@ -158,6 +158,10 @@ class MLPlanner:
     def model_version(self) -> str | None:
         return self._scorer.version if self._scorer is not None else None
 
+    @property
+    def scorer(self) -> VenueScorer | None:
+        return self._scorer
+
     def plan(self, order: ParentOrder, venues_up: frozenset[str]) -> Plan:
         return self.decide(order, venues_up).plan
 

@@ -101,6 +101,15 @@ class ModelRouter:
         now name."""
         self._staged[scorer.version] = scorer
 
+    def manifest_of(self, version: str) -> object | None:
+        """The manifest of a model in service or staged (its validation
+        figures are the quality monitor's yardstick)."""
+        for planner in (self.champion, self.challenger):
+            if planner is not None and planner.model_version == version:
+                return getattr(planner.scorer, "manifest", None)
+        s = self._staged.get(version)
+        return getattr(s, "manifest", None) if s is not None else None
+
     def staged(self) -> list[str]:
         return sorted(self._staged)
 

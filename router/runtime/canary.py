@@ -31,6 +31,7 @@ from dataclasses import dataclass
 
 from router.config import CanaryConfig, Config
 from router.domain.commands import ReportToOms
+from router.domain.costs import cost_bps
 from router.domain.decision import Decision
 from router.domain.events import ModelsChanged
 from router.domain.types import ExecType, OrdStatus
@@ -142,8 +143,7 @@ class CanaryMonitor:
             arm.parents += 1
             arm.fallbacks += o.fallback
         if c.cum_qty:
-            value = c.cum_qty * o.mid
-            sf = (o.side * (c.avg_px_ticks_num - value) + o.fees_ticks) / value * 1e4
+            sf = cost_bps(o.side, c.avg_px_ticks_num / c.cum_qty, o.mid, o.fees_ticks / (c.cum_qty * o.mid) * 1e4)
             m.model_shortfall_bps.labels(model=o.model).observe(sf)
             if arm is not None and not o.fallback:
                 arm.add(sf)

@@ -49,6 +49,7 @@ from router.metrics.registry import Metrics
 from router.runtime.canary import CanaryMonitor
 from router.runtime.inbox import LoopInbox
 from router.runtime.overload import OverloadGate
+from router.runtime.quality import QualityMonitor
 
 log = logging.getLogger("sor.driver")
 
@@ -107,6 +108,8 @@ class Driver:
         self.journal = journal
         self.monitor: CanaryMonitor | None = None
         """Per-model outcomes and the canary's rollback (set by the app)."""
+        self.quality: QualityMonitor | None = None
+        """Predicted against realised, per venue and model (set by the app)."""
         self.polling = cfg.driver == "poll"
         m = metrics
         # Market data crosses from quickfix's threads in bursts: one loop
@@ -312,6 +315,8 @@ class Driver:
                 self._risk_ns = 0
         elif type(ev) is VenueReport and ev.exec_type is ExecType.TRADE and step.commands:
             m.fill_to_report.observe((self.clock_ns() - ev.recv_ns) / 1e9)
+        if self.quality is not None:
+            self.quality.observe(ev, step)
         if self.monitor is not None:
             change = self.monitor.observe(step)
             if change is not None:

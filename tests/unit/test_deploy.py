@@ -42,7 +42,8 @@ needs_promtool = pytest.mark.skipif(
 
 REQUIRED_ALERTS = {
     "VenueSessionDown", "OmsSessionDown", "MarketDataStale", "TickToRouteP99High", "ModelFallbackRate",
-    "FillRateDrop", "RejectSpike", "EventLoopLag",
+    "FillRateDrop", "RejectSpike", "EventLoopLag", "ModelCostErrorDrift", "ModelFillCalibrationDrift",
+    "ModelCanaryRolledBack",
 }
 
 # What the dashboard must show (a metric name each panel group is built on).
@@ -54,6 +55,9 @@ REQUIRED_DASHBOARD_METRICS = {
     "sor_fills_total", "sor_filled_qty_total", "sor_child_qty_sent_total", "sor_fill_slippage_bps_bucket",
     "sor_order_rejects_total", "sor_fix_session_up", "sor_md_staleness_seconds", "sor_open_parents",
     "sor_open_children",
+    # models
+    "sor_model_shortfall_bps_sum", "sor_model_parents_total", "sor_model_cost_error_bps_sum",
+    "sor_model_fill_predicted_total", "sor_model_validation", "sor_model_rollbacks_total",
 }
 
 

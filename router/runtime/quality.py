@@ -1,0 +1,116 @@
+"""Model quality in production: what each model predicted for a venue
+against what the venue then did, per venue and model version.
+
+The driver shows it every step, after the commands went out. For each
+first-wave child of a scored decision (the rows the model is trained on,
+``models.labels``), when the child ends:
+
+* ``sor_model_fill_predicted_total`` / ``sor_model_fill_realised_total``
+  / ``sor_model_quality_children_total``: the predicted fill probability
+  and the realised filled fraction, summed, so calibration in the large
+  is ``(predicted - realised) / children`` over any window;
+* ``sor_model_cost_error_bps``: ``|predicted - realised|`` cost of the
+  filled shares against the arrival mid, fee included (filled children).
+
+The model's own held-out figures from its manifest are exported beside
+them (``sor_model_validation{model, metric}``: ``cost_mae_bps``,
+``fill_log_loss``, ``markout_mae_bps``), so an alert compares the live
+error with the error the model was validated at (``ModelCostErrorDrift``
+in ``deploy/alerts.yml``). Markouts are not compared live yet: the 1 s
+mid after each fill is the engine's venue statistics' (per venue), not
+per child.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from router.config import Config
+from router.domain.commands import SendChildOrder
+from router.domain.costs import cost_bps
+from router.domain.decision import Decision
+from router.domain.events import EngineEvent, NewOrderReceived, VenueReport
+from router.domain.types import ExecType
+from router.engine import Engine, Step
+from router.metrics.registry import Metrics
+from router.routing.policy import SCORE_COST, SCORE_FILL
+
+MAX_TRACKED = 100_000
+"""Children followed at once; beyond it the oldest are dropped (a child
+whose venue never answered would otherwise be kept for the day)."""
+_VALIDATION = (("cost_mae_bps", "cost_bps", "mae"), ("fill_log_loss", "fill_prob", "log_loss"),
+               ("markout_mae_bps", "markout_bps", "mae"))
+
+
+@dataclass(slots=True)
+class _Child:
+    model: str
+    venue: str
+    qty: int
+    side: int
+    mid: float
+    fee_bps: float
+    p_fill: float
+    cost: float
+    filled: int = 0
+    notional: int = 0
+
+
+class QualityMonitor:
+    def __init__(self, cfg: Config, metrics: Metrics, engine: Engine) -> None:
+        self.m = metrics
+        self.engine = engine
+        self._fee = {v.name: v.take_fee_bps for v in cfg.venues}
+        self._children: dict[str, _Child] = {}
+        self._validated: set[str] = set()
+
+    def observe(self, ev: EngineEvent, step: Step) -> None:
+        d = step.decision
+        if type(ev) is NewOrderReceived and d is not None and d.scores is not None and d.fallback is None:
+            self._opened(d, step)
+        elif type(ev) is VenueReport:
+            c = self._children.get(ev.child_id)
+            if c is None:
+                return
+            if ev.exec_type is ExecType.TRADE and ev.last_qty:
+                c.filled += ev.last_qty
+                c.notional += ev.last_qty * ev.last_px_ticks
+            child = self.engine.children.get(ev.child_id)
+            if child is None or child.is_terminal:
+                self._ended(self._children.pop(ev.child_id))
+
+    def _opened(self, d: Decision, step: Step) -> None:
+        parent = self.engine.parents.get(d.order_id)
+        if parent is None or not parent.arrival_mid2 or d.scores is None:
+            return
+        model = d.model_version or "static"
+        if model not in self._validated:
+            self._validation(model)
+        index = {v: i for i, v in enumerate(d.venues)}
+        for c in step.commands:
+            if type(c) is SendChildOrder and c.venue in index:
+                row = d.scores[index[c.venue]]
+                if len(self._children) >= MAX_TRACKED:
+                    del self._children[next(iter(self._children))]
+                self._children[c.child_id] = _Child(
+                    model, c.venue, c.qty, parent.side.sign, parent.arrival_mid2 / 2, self._fee.get(c.venue, 0.0),
+                    min(max(float(row[SCORE_FILL]), 0.0), 1.0), float(row[SCORE_COST]))
+
+    def _ended(self, c: _Child) -> None:
+        m = self.m
+        m.model_quality_children.labels(model=c.model, venue=c.venue).inc()
+        m.model_fill_predicted.labels(model=c.model, venue=c.venue).inc(c.p_fill)
+        m.model_fill_realised.labels(model=c.model, venue=c.venue).inc(min(c.filled / c.qty, 1.0))
+        if c.filled:
+            realised = cost_bps(c.side, c.notional / c.filled, c.mid, c.fee_bps)
+            m.model_cost_error_bps.labels(model=c.model, venue=c.venue).observe(abs(c.cost - realised))
+
+    def _validation(self, model: str) -> None:
+        self._validated.add(model)
+        manifest = getattr(self.engine.planner, "manifest_of", lambda v: None)(model)
+        if manifest is None:
+            return
+        for metric, head, key in _VALIDATION:
+            value = manifest.validation.get(head, {}).get(key)
+            if isinstance(value, int | float):
+                self.m.model_validation.labels(model=model, metric=metric).set(float(value))
