@@ -265,7 +265,7 @@ class Router:
         if not polling:
             self.exposition.wake = self.driver.wake_exposition
         self.driver.monitor = CanaryMonitor(cfg, m, self.engine, clock_ns)
-        self.driver.quality = QualityMonitor(cfg, m, self.engine)
+        self.driver.quality = QualityMonitor(cfg, m, self.engine, self.md)
         if self.restored_from:
             self.driver.inject(Restored(id_gap=RESTORE_ID_GAP, ts_ns=clock_ns()))
             for v in self.engine.venue_names:

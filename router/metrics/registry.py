@@ -180,6 +180,10 @@ class Metrics:
             "sor_model_cost_error_bps", "|predicted - realised| cost of a filled first-wave child against the arrival "
             "mid, fee included, bps", ["model", "venue"],
             buckets=(0.25, 0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30, 50), registry=r)
+        self.model_markout_error_bps = Histogram(
+            "sor_model_markout_error_bps", "|predicted - realised| quantity-weighted 1 s markout of a filled "
+            "first-wave child's fills, bps", ["model", "venue"],
+            buckets=(0.25, 0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30, 50), registry=r)
         self.model_validation = Gauge(
             "sor_model_validation", "The model's held-out figures from its manifest (cost_mae_bps, fill_log_loss, "
             "markout_mae_bps)", ["model", "metric"], registry=r)

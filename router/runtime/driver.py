@@ -260,6 +260,8 @@ class Driver:
     def _dispatch_md(self, ev: EngineEvent) -> None:
         try:
             self.engine.handle(ev)
+            if self.quality is not None:
+                self.quality.tick(ev.ts_ns)
             if self.journal is not None:
                 self.journal.append(EVENT, ev.ts_ns, ev)
         except Exception:

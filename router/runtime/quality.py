@@ -10,30 +10,37 @@ first-wave child of a scored decision (the rows the model is trained on,
   and the realised filled fraction, summed, so calibration in the large
   is ``(predicted - realised) / children`` over any window;
 * ``sor_model_cost_error_bps``: ``|predicted - realised|`` cost of the
-  filled shares against the arrival mid, fee included (filled children).
+  filled shares against the arrival mid, fee included (filled children);
+* ``sor_model_markout_error_bps``: ``|predicted - realised|`` quantity-
+  weighted 1 s markout of its fills, the realised one read off the
+  router's NBBO mid at the first event (order traffic or market data) at
+  or after each fill's horizon.
 
 The model's own held-out figures from its manifest are exported beside
 them (``sor_model_validation{model, metric}``: ``cost_mae_bps``,
 ``fill_log_loss``, ``markout_mae_bps``), so an alert compares the live
 error with the error the model was validated at (``ModelCostErrorDrift``
-in ``deploy/alerts.yml``). Markouts are not compared live yet: the 1 s
-mid after each fill is the engine's venue statistics' (per venue), not
-per child.
+and ``ModelMarkoutErrorDrift`` in ``deploy/alerts.yml``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import deque
+from dataclasses import dataclass, field
 
 from router.config import Config
 from router.domain.commands import SendChildOrder
-from router.domain.costs import cost_bps
+from router.domain.costs import cost_bps, markout_bps
 from router.domain.decision import Decision
 from router.domain.events import EngineEvent, NewOrderReceived, VenueReport
 from router.domain.types import ExecType
 from router.engine import Engine, Step
+from router.market.rings import MarketData
 from router.metrics.registry import Metrics
-from router.routing.policy import SCORE_COST, SCORE_FILL
+from router.routing.policy import SCORE_COST, SCORE_FILL, SCORE_MARKOUT
+
+MARKOUT_NS = 1_000_000_000
+"""The horizon the model's markout head is trained at (``models.labels``)."""
 
 MAX_TRACKED = 100_000
 """Children followed at once; beyond it the oldest are dropped (a child
@@ -52,19 +59,47 @@ class _Child:
     fee_bps: float
     p_fill: float
     cost: float
+    markout: float
+    symbol: int
     filled: int = 0
     notional: int = 0
+    ended: bool = False
+    due: int = 0
+    """Fills whose markout horizon has not come yet."""
+    marked_qty: int = 0
+    mark_num: float = 0.0
+    fills: list[tuple[int, int]] = field(default_factory=list)
 
 
 class QualityMonitor:
-    def __init__(self, cfg: Config, metrics: Metrics, engine: Engine) -> None:
+    def __init__(self, cfg: Config, metrics: Metrics, engine: Engine, market: MarketData | None = None) -> None:
         self.m = metrics
         self.engine = engine
+        self.market = market
         self._fee = {v.name: v.take_fee_bps for v in cfg.venues}
         self._children: dict[str, _Child] = {}
         self._validated: set[str] = set()
+        self._due: deque[tuple[int, str, int, int]] = deque()
+        """(horizon ns, child, qty, px ticks) of fills awaiting their 1 s mid, in time order."""
+
+    def tick(self, now_ns: int) -> None:
+        """Every event, market data included: resolve the markouts due."""
+        due = self._due
+        while due and due[0][0] <= now_ns:
+            _, cid, qty, px = due.popleft()
+            c = self._children.get(cid)
+            if c is None:
+                continue
+            c.due -= 1
+            mid2 = self.market.consolidated_mid2(c.symbol) if self.market is not None and c.symbol >= 0 else 0
+            if mid2:
+                c.marked_qty += qty
+                c.mark_num += qty * markout_bps(c.side, px, mid2 / 2)
+            if c.ended and not c.due:
+                self._marked(self._children.pop(cid))
 
     def observe(self, ev: EngineEvent, step: Step) -> None:
+        self.tick(ev.ts_ns)
         d = step.decision
         if type(ev) is NewOrderReceived and d is not None and d.scores is not None and d.fallback is None:
             self._opened(d, step)
@@ -75,9 +110,14 @@ class QualityMonitor:
             if ev.exec_type is ExecType.TRADE and ev.last_qty:
                 c.filled += ev.last_qty
                 c.notional += ev.last_qty * ev.last_px_ticks
+                c.due += 1
+                self._due.append((ev.ts_ns + MARKOUT_NS, ev.child_id, ev.last_qty, ev.last_px_ticks))
             child = self.engine.children.get(ev.child_id)
-            if child is None or child.is_terminal:
-                self._ended(self._children.pop(ev.child_id))
+            if not c.ended and (child is None or child.is_terminal):
+                c.ended = True
+                self._ended(c)
+                if not c.due:
+                    self._marked(self._children.pop(ev.child_id))
 
     def _opened(self, d: Decision, step: Step) -> None:
         parent = self.engine.parents.get(d.order_id)
@@ -87,6 +127,7 @@ class QualityMonitor:
         if model not in self._validated:
             self._validation(model)
         index = {v: i for i, v in enumerate(d.venues)}
+        sym = self.market.symbol_index.get(parent.symbol, -1) if self.market is not None else -1
         for c in step.commands:
             if type(c) is SendChildOrder and c.venue in index:
                 row = d.scores[index[c.venue]]
@@ -94,7 +135,8 @@ class QualityMonitor:
                     del self._children[next(iter(self._children))]
                 self._children[c.child_id] = _Child(
                     model, c.venue, c.qty, parent.side.sign, parent.arrival_mid2 / 2, self._fee.get(c.venue, 0.0),
-                    min(max(float(row[SCORE_FILL]), 0.0), 1.0), float(row[SCORE_COST]))
+                    min(max(float(row[SCORE_FILL]), 0.0), 1.0), float(row[SCORE_COST]), float(row[SCORE_MARKOUT]),
+                    sym)
 
     def _ended(self, c: _Child) -> None:
         m = self.m
@@ -104,6 +146,11 @@ class QualityMonitor:
         if c.filled:
             realised = cost_bps(c.side, c.notional / c.filled, c.mid, c.fee_bps)
             m.model_cost_error_bps.labels(model=c.model, venue=c.venue).observe(abs(c.cost - realised))
+
+    def _marked(self, c: _Child) -> None:
+        if c.marked_qty:
+            self.m.model_markout_error_bps.labels(model=c.model, venue=c.venue).observe(
+                abs(c.markout - c.mark_num / c.marked_qty))
 
     def _validation(self, model: str) -> None:
         self._validated.add(model)

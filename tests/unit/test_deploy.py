@@ -43,6 +43,7 @@ needs_promtool = pytest.mark.skipif(
 REQUIRED_ALERTS = {
     "VenueSessionDown", "OmsSessionDown", "MarketDataStale", "TickToRouteP99High", "ModelFallbackRate",
     "FillRateDrop", "RejectSpike", "EventLoopLag", "ModelCostErrorDrift", "ModelFillCalibrationDrift",
+    "ModelMarkoutErrorDrift",
     "ModelCanaryRolledBack",
 }
 

@@ -19,7 +19,7 @@ def test_predicted_against_realised_per_venue() -> None:
     logging.getLogger("sor.risk").setLevel(logging.ERROR)
     cfg = scenario_config("calm")
     bt = Backtest(cfg, "ml", make_scorer(cfg, None), parents=200, seed=2)
-    q = QualityMonitor(bt.cfg, bt.metrics, bt.engine)
+    q = QualityMonitor(bt.cfg, bt.metrics, bt.engine, bt.md)
     handle = bt.engine.handle
     predicted: dict[str, float] = {}
     decisions: dict[str, Any] = {}
@@ -50,6 +50,12 @@ def test_predicted_against_realised_per_venue() -> None:
         assert math.isclose(reg.get_sample_value("sor_model_fill_realised_total", lbl) or 0, realised, rel_tol=1e-9)
         filled = sum(1 for lab in labs if lab.fills)
         assert reg.get_sample_value("sor_model_cost_error_bps_count", lbl) == filled
+        # Every filled child's 1 s horizon passed before the run ended.
+        assert reg.get_sample_value("sor_model_markout_error_bps_count", lbl) == filled
+        if filled:
+            mean = (reg.get_sample_value("sor_model_markout_error_bps_sum", lbl) or 0) / filled
+            assert 0.0 < mean < 50.0
     manifest = json.loads(default_model_path().with_suffix(".json").read_text())
     got = reg.get_sample_value("sor_model_validation", {"model": version, "metric": "cost_mae_bps"})
     assert got == manifest["validation"]["cost_bps"]["mae"]
+    assert not q._children and not q._due, "nothing left behind once every child ended and was marked"
