@@ -33,7 +33,7 @@ from router.scoring.manifest import INPUT_NAME, OUTPUT_NAME, OUTPUTS
 
 __all__ = [
     "INPUT_NAME", "IR_VERSION", "OPSET", "OUTPUT_NAME", "PARITY_ATOL", "PARITY_RTOL",
-    "build_graph", "compare", "export_onnx", "parity", "parity_ok",
+    "Predictor", "build_graph", "compare", "export_onnx", "parity", "parity_ok", "write_model",
 ]
 
 assert HEADS == OUTPUTS, "models.mlp.HEADS must match the scoring contract"
@@ -109,15 +109,20 @@ def build_graph(model: MLP) -> onnx.ModelProto:
     return proto
 
 
+def write_model(proto: onnx.ModelProto, path: str | os.PathLike[str]) -> None:
+    """Write an ONNX file atomically (temp file, then rename): a crash
+    leaves the old file or the new one, never half of one."""
+    p = Path(path)
+    tmp = p.with_name(p.name + ".tmp")
+    tmp.write_bytes(proto.SerializeToString())
+    os.replace(tmp, p)
+
+
 def export_onnx(model: MLP, path: str | os.PathLike[str]) -> None:
-    """Write the model's ONNX file (atomically: temp file, then rename)."""
+    """Write the model's ONNX file (``write_model``)."""
     if not model.fitted:
         raise ValueError("export_onnx: the model has not been fitted")
-    data = build_graph(model).SerializeToString()
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    write_model(build_graph(model), path)
 
 
 class Predictor(Protocol):

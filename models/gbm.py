@@ -22,7 +22,6 @@ the held-out rows like any export.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -31,6 +30,7 @@ import onnx
 from onnx import helper
 
 from models.dataset import Dataset, split_by_group
+from models.export import write_model
 from router.features.catalogue import N_FEATURES
 from router.scoring.manifest import INPUT_NAME, OUTPUT_NAME
 
@@ -197,8 +197,4 @@ def build_graph(model: GBM, *, exact_thresholds: bool = True) -> onnx.ModelProto
 def export_onnx(model: GBM, path: str | os.PathLike[str]) -> None:
     if not model.fitted:
         raise ValueError("export_onnx: the model has not been fitted")
-    data = build_graph(model).SerializeToString()
-    p = Path(path)
-    tmp = p.with_name(p.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, p)
+    write_model(build_graph(model), path)
