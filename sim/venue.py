@@ -269,13 +269,18 @@ class VenueServer:
         for o in outs:
             if isinstance(o, Filled):
                 exec_id = self.core.next_exec_id()
-                if self._fills_log is not None:
-                    # Logged before the report leaves: a venue killed in
-                    # between has still recorded the fill it made.
-                    self._fills_log.write(json.dumps({"cl": o.order.cl_ord_id, "exec_id": exec_id, "qty": o.qty,
-                                                      "px_ticks": o.px_ticks, "cum": o.order.cum_qty}) + "\n")
                 self._report(o.order, "F", "2" if o.order.done else "1", o.order.cl_ord_id, last_qty=o.qty,
                              last_px=o.px_ticks, exec_id=exec_id)
+                if self._fills_log is not None:
+                    # Logged after quickfix has stored the report (the FIX
+                    # store is the venue's record the soak counts): a venue
+                    # SIGKILLed in between leaves a stored fill missing from
+                    # the log, which the soak reports and tolerates. Logged
+                    # first, the same kill left a fill in the log that no
+                    # report carried (seen in a soak), which looked like a
+                    # lost fill though the venue had forgotten it as well.
+                    self._fills_log.write(json.dumps({"cl": o.order.cl_ord_id, "exec_id": exec_id, "qty": o.qty,
+                                                      "px_ticks": o.px_ticks, "cum": o.order.cum_qty}) + "\n")
             elif isinstance(o, Trade):
                 if self.md is not None:
                     self.md.publish_trade(o.symbol, o.px_ticks, o.qty, o.aggressor)
