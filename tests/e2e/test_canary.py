@@ -53,7 +53,10 @@ def _config(work: Path) -> tuple[object, Path]:
     r = msgspec.structs.replace
     cfg = r(cfg, admin=r(cfg.admin, enabled=True, port=free_port(), token_file=str(token_file)),
             model=r(cfg.model, path=str(Path(__file__).resolve().parents[2] / "models" / "default" / "model.onnx"),
-                    canary=r(cfg.model.canary, min_parents=30)),
+                    # Any excess beyond the z bound rolls back: in one CI run
+                    # the bad canary was 0.93 bps worse over 450 parents an
+                    # arm, inside the default 0.5 bps margin at z 2.33.
+                    canary=r(cfg.model.canary, min_parents=30, max_excess_bps=0.0)),
             router=r(cfg.router, overload=r(cfg.router.overload, enabled=False)))
     local = localize(cfg, work)
     path = work / "sor.toml"
