@@ -377,9 +377,10 @@ def run_cli(argv: list[str]) -> int:
     return 0
 
 
-def _model_file(reg: Registry, name: str) -> tuple[Path, str | None]:
-    """An ONNX path for a registry name or a path, and the registry version
-    when it is one."""
+def model_file(reg: Registry, name: str) -> tuple[Path, str | None]:
+    """An ONNX path for a registry name or a path (a model directory or an
+    ``.onnx`` file), and the registry version when it is one; what ``sor
+    model validate`` and ``sor ctl model load`` take."""
     p = Path(name)
     if p.suffix == ".onnx" or p.is_dir():
         return (p / MODEL_FILE if p.is_dir() else p), None
@@ -391,9 +392,9 @@ def _validate(reg: Registry, args: object) -> int:
     from sim import validate  # the backtest and the serving code: loaded only here
 
     a = vars(args)
-    cand, version = _model_file(reg, a["name"])
+    cand, version = model_file(reg, a["name"])
     try:
-        champ, _ = _model_file(reg, a["against"])
+        champ, _ = model_file(reg, a["against"])
     except RegistryError:
         if a["against"] != "champion":
             raise

@@ -312,14 +312,13 @@ def _model_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type
 
 
 def _model_path(name: str, registry: str) -> str:
-    """An ONNX path as given, or the file of a registry version or alias."""
-    p = Path(name)
-    if p.suffix == ".onnx" or p.is_dir() or not Path(registry).is_dir():
-        return str((p / "model.onnx") if p.is_dir() else p.resolve())
-    from models.registry import Registry, RegistryError
+    """``sor ctl model load``: an ONNX file as given, or a registry version's."""
+    from models.registry import Registry, RegistryError, model_file
 
+    if not Path(registry).is_dir():
+        return str(Path(name).resolve())
     try:
-        return str(Registry(registry).model_path(name).resolve())
+        return str(model_file(Registry(registry), name)[0].resolve())
     except RegistryError as e:
         raise SystemExit(f"sor ctl: {e}") from None
 

@@ -4,18 +4,23 @@ nothing filled."""
 
 from __future__ import annotations
 
+import time
+from decimal import Decimal
 from pathlib import Path
 
 from fix.codec import CUM_QTY, EXEC_TYPE, LEAVES_QTY, ORD_STATUS
 from router.domain.commands import SendChildOrder
 from router.domain.events import VenueReport
-from router.domain.types import ExecType, OrdStatus, TimeInForce
+from router.domain.types import ExecType, OrdStatus, TimeInForce, VenueKind
 from router.journal import records
 from router.journal.store import SqliteStore
+from sim.backtest import limit_ticks, parent_stream
 from sim.config import SimClusterConfig
-from sim.harness import Cluster
+from sim.exchange import SharedMarket
+from sim.harness import Cluster, poll_until
 from sim.invariants import check_order
 from sim.oms import Received, SimOms
+from sim.pacing import sleep_until
 
 TIMEOUT_S = 20.0
 
@@ -75,3 +80,36 @@ def journaled_resting_ack(path: str) -> bool:
         return bool((acked & resting) - ended)
     finally:
         store.close()
+
+
+class ScenarioFlow:
+    """A scenario's parents (``sim.backtest.parent_stream``) sent by the sim
+    OMS on a fixed schedule, priced as the scenario run prices them."""
+
+    def __init__(self, cfg: SimClusterConfig, oms: SimOms, parents: int, pace_s: float) -> None:
+        self.cfg, self.oms, self.pace_s = cfg, oms, pace_s
+        self.market = SharedMarket(cfg, cfg.sim.epoch_ns)
+        self.tick = {s.symbol: Decimal(s.tick_size) for s in cfg.symbols}
+        self.specs = parent_stream(cfg, parents)
+        self.sent: list[str] = []
+
+    def send(self, n: int) -> list[str]:
+        out = []
+        t0 = time.monotonic()
+        for k, spec in enumerate(self.specs[len(self.sent):len(self.sent) + n]):
+            sleep_until(t0 + k * self.pace_s)
+            fair = self.market.fair_mid_at(spec.symbol, time.time_ns())
+            px = limit_ticks(self.cfg, fair, spec.side) * self.tick[spec.symbol]
+            self.oms.send_order(spec.symbol, spec.side.value, spec.qty, price=format(px, "f"), tif=spec.tif.value,
+                                cl_ord_id=spec.cl_ord_id)
+            self.sent.append(spec.cl_ord_id)
+            out.append(spec.cl_ord_id)
+        return out
+
+
+def wait_books(cluster: Cluster, cfg: SimClusterConfig) -> None:
+    """Until the daemon has applied market data from every lit venue: the
+    books and features the model reads are there before the first parent."""
+    lit = [v.name for v in cfg.venues if v.kind is VenueKind.LIT]
+    assert poll_until(lambda: all(cluster.metrics().get(f'sor_md_updates_total{{venue="{v}"}}', 0) > 0
+                                  for v in lit), TIMEOUT_S), "no market data from every lit venue"

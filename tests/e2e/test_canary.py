@@ -21,8 +21,6 @@ import json
 import secrets
 import subprocess
 import sys
-import time
-from decimal import Decimal
 from pathlib import Path
 
 import msgspec
@@ -32,13 +30,12 @@ from router.domain.decision import Decision
 from router.domain.events import ModelsChanged
 from router.journal import records
 from router.journal.store import SqliteStore
-from sim.backtest import limit_ticks, parent_stream
-from sim.exchange import SharedMarket
 from sim.harness import Cluster, free_port, localize, poll_until
 from sim.invariants import check_all
 from sim.oms import SimOms
 from sim.report import scenario_config
 from tests.bad_model import inverted_model
+from tests.e2e.flows import ScenarioFlow, wait_books
 
 pytestmark = pytest.mark.e2e
 
@@ -83,23 +80,12 @@ def test_shadow_then_a_bad_canary_rolled_back_with_no_order_lost(tmp_path: Path)
     cluster.start(timeout_s=60)
     oms = SimOms("127.0.0.1", cfg.oms.port, sender_comp_id=cfg.oms.target_comp_id,  # type: ignore[attr-defined]
                  target_comp_id=cfg.oms.sender_comp_id, state_dir=tmp_path / "oms")  # type: ignore[attr-defined]
-    market = SharedMarket(cfg, cfg.sim.epoch_ns)  # type: ignore[arg-type, attr-defined]
-    tick = {s.symbol: Decimal(s.tick_size) for s in cfg.symbols}  # type: ignore[attr-defined]
-    specs = parent_stream(cfg, 900)  # type: ignore[arg-type]
-    sent: list[str] = []
-
-    def send(n: int) -> None:
-        for spec in specs[len(sent):len(sent) + n]:
-            fair = market.fair_mid_at(spec.symbol, time.time_ns())
-            px = limit_ticks(cfg, fair, spec.side) * tick[spec.symbol]  # type: ignore[arg-type]
-            oms.send_order(spec.symbol, spec.side.value, spec.qty, price=format(px, "f"), tif=spec.tif.value,
-                           cl_ord_id=spec.cl_ord_id)
-            sent.append(spec.cl_ord_id)
-            time.sleep(PACE_S)
+    flow = ScenarioFlow(cfg, oms, 900, PACE_S)  # type: ignore[arg-type]
+    send, sent, specs = flow.send, flow.sent, flow.specs
 
     try:
         oms.start()
-        time.sleep(2.0)  # books and features settle, as in the scenario run
+        wait_books(cluster, cfg)  # type: ignore[arg-type]
         rc, out = _ctl(config, "model", "load", str(bad), "--mode", "shadow")
         assert rc == 0, out
         print(f"\nshadow load: {out.get('load_ms')} ms on the admin thread, {out.get('loop_us')} us on the loop")

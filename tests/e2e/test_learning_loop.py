@@ -22,8 +22,6 @@ import json
 import secrets
 import subprocess
 import sys
-import time
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -33,13 +31,12 @@ import pytest
 from router.domain.events import ModelsChanged
 from router.journal import records
 from router.journal.store import SqliteStore
-from sim.backtest import limit_ticks, parent_stream
-from sim.config import SimClusterConfig, dump_config
-from sim.exchange import SharedMarket
+from sim.config import dump_config
 from sim.harness import Cluster, free_port, localize, poll_until
 from sim.invariants import check_all
 from sim.oms import SimOms
 from sim.report import scenario_config
+from tests.e2e.flows import ScenarioFlow, wait_books
 
 pytestmark = pytest.mark.e2e
 
@@ -55,27 +52,6 @@ market the model learns from is the one it is judged on."""
 def _sor(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "router.cli", *args], capture_output=True, text=True,
                           timeout=timeout, cwd=ROOT)
-
-
-class Flow:
-    def __init__(self, cfg: SimClusterConfig, oms: SimOms) -> None:
-        self.cfg, self.oms = cfg, oms
-        self.market = SharedMarket(cfg, cfg.sim.epoch_ns)
-        self.tick = {s.symbol: Decimal(s.tick_size) for s in cfg.symbols}
-        self.specs = parent_stream(cfg, JOURNALED + 600)
-        self.sent: list[str] = []
-
-    def send(self, n: int) -> list[str]:
-        out = []
-        for spec in self.specs[len(self.sent):len(self.sent) + n]:
-            fair = self.market.fair_mid_at(spec.symbol, time.time_ns())
-            px = limit_ticks(self.cfg, fair, spec.side) * self.tick[spec.symbol]
-            self.oms.send_order(spec.symbol, spec.side.value, spec.qty, price=format(px, "f"), tif=spec.tif.value,
-                                cl_ord_id=spec.cl_ord_id)
-            self.sent.append(spec.cl_ord_id)
-            out.append(spec.cl_ord_id)
-            time.sleep(PACE_S)
-        return out
 
 
 def test_journal_retrain_validate_shadow_canary_champion(tmp_path: Path) -> None:
@@ -101,10 +77,10 @@ def test_journal_retrain_validate_shadow_canary_champion(tmp_path: Path) -> None
     cluster.start(timeout_s=60)
     oms = SimOms("127.0.0.1", cfg.oms.port, sender_comp_id=cfg.oms.target_comp_id,
                  target_comp_id=cfg.oms.sender_comp_id, state_dir=tmp_path / "oms")
-    flow = Flow(cfg, oms)
+    flow = ScenarioFlow(cfg, oms, JOURNALED + 600, PACE_S)
     try:
         oms.start()
-        time.sleep(2.0)
+        wait_books(cluster, cfg)
         flow.send(JOURNALED)
         assert oms.wait_all_done(flow.sent, timeout_s=60)
 
