@@ -256,12 +256,9 @@ class Router:
         self.driver = Driver(cfg.router, loop, self.engine, self.edge, m, self.exposition, clock_ns, warm,
                              self.journal, hold_reports=hold)
         if hold and self.journal is not None:
-            # The writer's thread wakes the loop when a commit makes held
-            # reports sendable.
-            def wake() -> None:
-                loop.call_soon_threadsafe(self.driver.release_held)
-
-            self.journal.on_commit = wake
+            # The writer's answers are read on the loop: a commit makes held
+            # reports sendable at once.
+            self.journal.on_commit = self.driver.release_held
         if not polling:
             self.exposition.wake = self.driver.wake_exposition
         self.driver.monitor = CanaryMonitor(cfg, m, self.engine, clock_ns)
@@ -341,7 +338,7 @@ class Router:
         return writer
 
     def _journal_failed(self, reason: str) -> None:
-        """Any thread: the journal stopped recording."""
+        """Loop thread: the journal stopped recording."""
         self.metrics.journal_failed.set(1)
         if self.cfg.journal.on_failure == "halt":
             self.driver.halt(f"journal failed: {reason}")
@@ -354,7 +351,7 @@ class Router:
         if self.admin is not None:
             self.admin.start()  # first: a port it cannot bind stops the start before anything runs
         if self.journal is not None:
-            self.journal.start()
+            self.journal.start(self.loop)
         version = self.scorer.version if self.scorer is not None else "static"
         self.metrics.model_info.labels(version=version).set(1)
         self._unwatch_gc = self.metrics.watch_gc()

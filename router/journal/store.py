@@ -75,6 +75,12 @@ class JournalStore(Protocol):
         without its password."""
         ...
 
+    @property
+    def target(self) -> str:
+        """What opens it again (the writer process): the path, or the URL
+        with its password."""
+        ...
+
     def begin_session(self, started_ns: int, id_prefix: str, model_version: str, config_json: str,
                       restored_from: int = 0, router: str = "") -> int:
         """A new session, its id (ids only grow: sessions are ordered by it)."""
@@ -166,6 +172,8 @@ def migrate(db: sqlite3.Connection) -> int:
 class SqliteStore:
     def __init__(self, path: str | Path, *, readonly: bool = False) -> None:
         self.path = Path(path)
+        self.target = str(self.path)
+        """What the writer process opens (``router.journal.writer.Target``)."""
         try:
             if readonly:
                 self._db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False)

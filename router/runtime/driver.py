@@ -20,7 +20,6 @@ import asyncio
 import contextlib
 import gc
 import logging
-import time
 from collections import deque
 from collections.abc import Callable
 from typing import Protocol
@@ -216,11 +215,7 @@ class Driver:
         if self._held and j is not None:
             # The last reports wait for their commit, then go out before the
             # OMS session logs out.
-            j.flush_soon()
-            deadline = time.monotonic() + 2.0
-            while self._held and j.committed < self._held[-1][0] and j.failed is None \
-                    and time.monotonic() < deadline:
-                time.sleep(0.001)
+            j.wait_committed(self._held[-1][0], timeout_s=2.0)
             self.release_held()
             if self._held:
                 log.error("the commands of %d steps were not durable in time and are not sent", len(self._held))

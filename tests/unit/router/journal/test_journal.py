@@ -1,10 +1,13 @@
 """The journal's encoding, its SQLite store and schema migrations, and the
-writer thread's batching and failure handling."""
+writer process's batching and failure handling."""
 
 from __future__ import annotations
 
+import os
+import signal
 import sqlite3
-import threading
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,8 +20,9 @@ from router.domain.plan import Plan, Slice, Wave
 from router.domain.types import ExecType, OrdStatus, OrdType, Side, TimeInForce
 from router.journal import records
 from router.journal.schema import SCHEMA_VERSION
-from router.journal.store import JournalError, Row, SqliteStore, migrate
+from router.journal.store import JournalError, SqliteStore, migrate
 from router.journal.writer import JournalWriter
+from sim.harness import poll_until
 
 EV = NewOrderReceived(session="OMS", cl_ord_id="c1", symbol="AAPL", side=Side.BUY, qty=300, ord_type=OrdType.LIMIT,
                       price_ticks=19000, tif=TimeInForce.IOC, recv_ns=5, strategy="spray", trace_ns=9)
@@ -118,44 +122,106 @@ def test_the_writer_records_everything_in_order(tmp_path: Path) -> None:
     assert stats.rows == 10_000 and stats.lost == 0 and w.failed is None
 
 
+def _journal(tmp_path: Path) -> tuple[SqliteStore, int]:
+    store = SqliteStore(tmp_path / "j.sqlite")
+    return store, store.begin_session(1, "P-", "static", "{}")
+
+
 def test_falling_behind_fails_once_and_drops_what_follows(tmp_path: Path) -> None:
-    gate = threading.Event()
-
-    class Slow:
-        def __init__(self) -> None:
-            self.rows: list[Row] = []
-
-        def write(self, session_id: int, rows: list[Row]) -> None:
-            gate.wait(10)
-            self.rows += rows
-
+    """The writer process is stopped (SIGSTOP): nothing becomes durable, so
+    the records waiting pass ``capacity``."""
+    store, sid = _journal(tmp_path)
     failures: list[str] = []
     stats = Stats()
-    w = JournalWriter(Slow(), 1, capacity=50, max_delay_ms=1, on_failure=failures.append, stats=stats)
+    w = JournalWriter(store, sid, capacity=50, max_delay_ms=1, on_failure=failures.append, stats=stats)
     w.start()
-    for i in range(200):
-        w.append(records.EVENT, i, TimerFired(ts_ns=i))
-    gate.set()
+    assert w.pid is not None
+    os.kill(w.pid, signal.SIGSTOP)
+    try:
+        for i in range(200):
+            w.append(records.EVENT, i, TimerFired(ts_ns=i))
+    finally:
+        os.kill(w.pid, signal.SIGCONT)
     assert w.close()
-    assert len(failures) == 1 and "behind" in failures[0]
-    assert stats.lost > 0 and stats.rows + stats.lost == 200, "every record is written or counted as lost"
+    assert len(failures) == 1 and "51 records behind" in failures[0]
+    assert stats.rows == 51 and stats.lost == 149, "what came before the failure is written, the rest counted lost"
+    assert [r[0] for r in store.records(sid)] == list(range(1, 52))
 
 
 def test_a_failed_write_fails_the_journal(tmp_path: Path) -> None:
-    class Broken:
-        def write(self, session_id: int, rows: list[Row]) -> None:
-            raise OSError("disk full")
-
+    """A write the store refuses (its table dropped under it) ends the
+    writer process with the store's reason."""
+    store, sid = _journal(tmp_path)
     failures: list[str] = []
     stats = Stats()
-    w = JournalWriter(Broken(), 1, capacity=1000, max_delay_ms=1, on_failure=failures.append, stats=stats)
+    w = JournalWriter(store, sid, capacity=1000, max_delay_ms=1, on_failure=failures.append, stats=stats)
     w.start()
-    for i in range(10):
+    w.append(records.EVENT, 0, TimerFired(ts_ns=0))
+    assert w.wait_committed(1, timeout_s=10)
+    db = sqlite3.connect(tmp_path / "j.sqlite")
+    db.execute("DROP TABLE records")
+    db.commit()
+    db.close()
+    for i in range(1, 10):
         w.append(records.EVENT, i, TimerFired(ts_ns=i))
-    assert w.close()
+    assert not w.wait_committed(10, timeout_s=10)
     w.append(records.EVENT, 99, TimerFired(ts_ns=99))
-    assert failures == ["write failed: disk full"] and w.failed is not None
-    assert stats.lost == 11 and stats.rows == 0
+    assert w.close()
+    assert failures == ["write failed: no such table: records"] and w.failed == failures[0]
+    assert stats.rows == 1 and stats.lost == 10
+
+
+def test_a_killed_writer_process_fails_the_journal(tmp_path: Path) -> None:
+    store, sid = _journal(tmp_path)
+    failures: list[str] = []
+    stats = Stats()
+    w = JournalWriter(store, sid, capacity=1000, max_delay_ms=1, on_failure=failures.append, stats=stats)
+    w.start()
+    assert w.pid is not None
+    os.kill(w.pid, signal.SIGKILL)
+    w.append(records.EVENT, 1, TimerFired(ts_ns=1))
+    assert not w.wait_committed(1, timeout_s=10)
+    assert failures == ["writer process exited (killed by signal 9)"]
+    assert w.close() and stats.lost == 1
+
+
+def test_the_writer_process_dies_with_its_daemon(tmp_path: Path) -> None:
+    """``kill -9`` of the daemon takes its writer process with it: a restart
+    must not recover from a journal something is still appending to."""
+    script = (
+        "import sys, time\n"
+        "from router.journal.store import SqliteStore\n"
+        "from router.journal.writer import JournalWriter\n"
+        "s = SqliteStore(sys.argv[1]); w = JournalWriter(s, s.begin_session(1, 'P-', 'm', '{}'), capacity=10,\n"
+        "    max_delay_ms=1, on_failure=print); w.start(); print(w.pid, flush=True); time.sleep(60)\n")
+    daemon = subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "j.sqlite")], stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        assert daemon.stdout is not None
+        pid = int(daemon.stdout.readline())
+        os.kill(daemon.pid, signal.SIGKILL)
+        daemon.wait(10)
+
+        def gone() -> bool:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return True
+            # A zombie until init reaps it: dead all the same.
+            return Path(f"/proc/{pid}/stat").read_text().split(") ")[1].startswith("Z")
+
+        assert poll_until(gone, timeout_s=10)
+    finally:
+        daemon.kill()
+
+
+def test_a_journal_the_writer_process_cannot_open_fails_the_start(tmp_path: Path) -> None:
+    store, sid = _journal(tmp_path)
+    (tmp_path / "j.sqlite").unlink()
+    (tmp_path / "j.sqlite").mkdir()  # sqlite cannot open a directory
+    w = JournalWriter(store, sid, capacity=10, max_delay_ms=1, on_failure=lambda r: None)
+    with pytest.raises(JournalError, match="failed to start: cannot open the journal"):
+        w.start()
 
 
 def test_a_version_1_journal_is_migrated_forward(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
@@ -19,7 +20,7 @@ from router.metrics.registry import Metrics
 from router.routing.baselines import StaticWaterfall
 from router.runtime.driver import Driver
 from tests.unit.router.engine.test_core import PX, VENUES, make_config
-from tests.unit.router.runtime.test_hold import FakeEdge, GatedStore
+from tests.unit.router.runtime.test_hold import FakeEdge, Journal
 
 
 def _nos(cl: str, qty: int) -> NewOrderReceived:
@@ -27,15 +28,14 @@ def _nos(cl: str, qty: int) -> NewOrderReceived:
                             ord_type=OrdType.LIMIT, price_ticks=PX, tif=TimeInForce.IOC, recv_ns=time.monotonic_ns())
 
 
-def test_a_limit_change_is_journaled_and_replays() -> None:
+def test_a_limit_change_is_journaled_and_replays(tmp_path: Path) -> None:
     cfg = make_config("cancel")
     loop = asyncio.new_event_loop()
-    store = GatedStore()
-    store.gate.set()
+    store = Journal(tmp_path / "j.sqlite")
     edge = FakeEdge(store)
     metrics = Metrics([v.name for v in cfg.venues], registry=CollectorRegistry())
     engine = Engine(cfg, StaticWaterfall(cfg), metrics, "T-")
-    writer = JournalWriter(store, 1, capacity=10_000, max_delay_ms=1, on_failure=lambda why: None)
+    writer = JournalWriter(store.store, store.session, capacity=10_000, max_delay_ms=1, on_failure=lambda why: None)
     driver = Driver(cfg.router, loop, engine, edge, metrics, None, time.monotonic_ns, None, writer)
     writer.start()
     try:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import msgspec
 import pytest
@@ -34,7 +35,7 @@ from router.routing.baselines import StaticWaterfall
 from router.runtime.driver import Driver
 from router.runtime.overload import MEASURES, OverloadGate
 from tests.unit.router.engine.test_core import PX, VENUES, make_config
-from tests.unit.router.runtime.test_hold import GatedStore
+from tests.unit.router.runtime.test_hold import Journal
 
 MS = 1_000_000
 T0 = 1_000_000 * MS
@@ -382,10 +383,9 @@ def test_poll_the_pumps_own_busy_time_is_not_the_venues() -> None:
         rig.loop.close()
 
 
-def test_a_journal_with_an_overload_replays_to_the_same_commands() -> None:
-    store = GatedStore()
-    store.gate.set()
-    writer = JournalWriter(store, 1, capacity=10_000, max_delay_ms=1, on_failure=lambda why: None)
+def test_a_journal_with_an_overload_replays_to_the_same_commands(tmp_path: Path) -> None:
+    store = Journal(tmp_path / "j.sqlite")
+    writer = JournalWriter(store.store, store.session, capacity=10_000, max_delay_ms=1, on_failure=lambda why: None)
     rig = Rig(journal=writer)
     writer.start()
     try:
