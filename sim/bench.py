@@ -24,6 +24,7 @@ import os
 import platform
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -541,11 +542,34 @@ def _fmt(x: Any) -> str:
     return str(x)
 
 
+def paired_changes(rounds: list[dict[str, Any]], reference: str) -> dict[str, Any]:
+    """Each run against ``reference`` measured in the same round: the
+    change of tick-to-route p50 and p99 in percent, per round and its
+    median (a shared machine's load moves both runs of a round alike)."""
+    out: dict[str, Any] = {"reference": reference, "runs": {}}
+    for key in rounds[0]:
+        per: dict[str, list[float]] = {"p50": [], "p99": []}
+        for rnd in rounds:
+            for q in per:
+                ref, got = rnd[reference]["tick_to_route_us"].get(q), rnd[key]["tick_to_route_us"].get(q)
+                if ref and got is not None:
+                    per[q].append(round(100.0 * (got / ref - 1.0), 1))
+        out["runs"][key] = {
+            **{f"{q}_change_pct": v for q, v in per.items()},
+            **{f"{q}_change_pct_median": (float(statistics.median(v)) if v else None) for q, v in per.items()},
+            **{f"{q}_us_median": float(statistics.median([r[key]["tick_to_route_us"][q] for r in rounds]))
+               for q in per},
+        }
+    return out
+
+
 def print_report(res: dict[str, Any]) -> None:
     m = res["machine"]
     print(f"\nsor bench  ({m['cpus']} CPUs, Python {m['python']}, {m['platform']})")
     print(f"parents per latency run: {res['parents']} (after {res['warmup']} warm-up), "
-          f"paced at {res['latency_rate_per_s']:.0f}/s; loopback, one run")
+          f"paced at {res['latency_rate_per_s']:.0f}/s; loopback, "
+          + (f"{len(res['rounds'])} rounds (the tables below: round 1)" if len(res.get("rounds", [])) > 1
+             else "one run"))
     cols = ["p50", "p90", "p99", "p99.9", "max"]
     print(f"\n{'latency (us)':<34}" + "".join(f"{c:>10}" for c in cols) + f"{'x floor p50/p99':>18}")
     fl = res["floor"]["rtt_us"]
@@ -598,6 +622,18 @@ def print_report(res: dict[str, Any]) -> None:
             print(f"market data, {d}: churn offered {md['churn_offered_entries_per_s']:,.0f} entries/s; applied by "
                   f"the daemon {_fmt(md['applied_entries_per_s_latency_phase'])}/s during the latency run; "
                   f"per throughput step (parents/s: entries/s) {per_step}")
+    pr = res.get("paired")
+    if pr:
+        n = len(res["rounds"])
+        print(f"\nrepeated: {n} rounds, interleaved; tick-to-route p50 / p99 us, median of the rounds, and the "
+              f"change against {pr['reference']} in the same round (per round, then the median)")
+        for key, c in pr["runs"].items():
+            per = ", ".join(f"{a:+.0f}/{b:+.0f}" for a, b in zip(c["p50_change_pct"], c["p99_change_pct"], strict=True))
+            line = f"  {key:<26}{_fmt(c['p50_us_median']):>10} /{_fmt(c['p99_us_median']):>10}"
+            if key != pr["reference"]:
+                line += (f"   p50 {c['p50_change_pct_median']:+.1f}%, p99 {c['p99_change_pct_median']:+.1f}% "
+                         f"(rounds: {per})")
+            print(line)
     for d, r in res["drivers"].items():
         sc = r.get("scrape")
         if not sc:
@@ -614,7 +650,11 @@ def run_bench(base: SimClusterConfig, parents: int, quick: bool, json_path: str,
               rates: list[float] | None = None, latency_rate: float = 250.0,
               drivers: tuple[str, ...] = ("threaded", "poll"), md_per_s: float | None = None,
               scrape_parents: int | None = None, scrape_variant: str = "poll+ml",
-              only: list[str] | None = None, profile_dir: str | None = None) -> int:
+              only: list[str] | None = None, profile_dir: str | None = None, rounds: int = 1) -> int:
+    """``rounds`` > 1: the runs chosen are measured that many times,
+    interleaved (every other round in reverse order, so a drift in the
+    machine's load falls on all of them alike), and each is compared with
+    the first run named, round by round (``paired``)."""
     warmup = min(1000, max(200, parents // 10))
     window = window_s if window_s is not None else (1.0 if quick else 2.0)
     ladder = rates or (QUICK_RATES if quick else FULL_RATES)
@@ -640,19 +680,32 @@ def run_bench(base: SimClusterConfig, parents: int, quick: bool, json_path: str,
         (root / "floor").mkdir()
         print(f"floor: {parents} orders OMS -> venue ...", file=sys.stderr, flush=True)
         res["floor"] = measure_floor(base, root / "floor", parents, warmup, latency_rate)
+        chosen = [v for v in variants(md_rate, drivers)
+                  if (v.key in only if only else v.journal and v.journal_store == "sqlite" and v.sync == "batch")]
+        # The journal's comparison runs are asked for by name (--only).
+        if only:
+            chosen.sort(key=lambda v: only.index(v.key))
         res["drivers"] = {}
-        for v in variants(md_rate, drivers):
-            if (only and v.key not in only) or (not only and (not v.journal or v.journal_store != "sqlite"
-                                                                or v.sync != "batch")):
-                # The journal's comparison runs are asked for by name (--only).
-                continue
-            work = root / v.key
-            work.mkdir()
-            sn = scrape_n if v.key == scrape_variant else 0
-            extra = f", scraper on/off {sn} parents each" if sn else ""
-            print(f"{v.key}: {parents} parents{extra}, then rates {ladder} ...", file=sys.stderr, flush=True)
-            res["drivers"][v.key] = run_driver(base, work, v, parents, warmup, latency_rate, ladder, window,
-                                               res["floor"], sn, block, prof_dir)
+        res["rounds"] = []
+        for rnd in range(rounds):
+            done: dict[str, Any] = {}
+            for v in (chosen if rnd % 2 == 0 else chosen[::-1]):
+                work = root / f"{v.key}-{rnd}"
+                work.mkdir()
+                sn = scrape_n if v.key == scrape_variant and rnd == 0 else 0
+                extra = f", scraper on/off {sn} parents each" if sn else ""
+                tag = f" (round {rnd + 1} of {rounds})" if rounds > 1 else ""
+                print(f"{v.key}{tag}: {parents} parents{extra}, then rates {ladder} ...", file=sys.stderr,
+                      flush=True)
+                done[v.key] = run_driver(base, work, v, parents, warmup, latency_rate, ladder, window,
+                                         res["floor"], sn, block, prof_dir)
+            if rnd == 0:
+                res["drivers"] = {v.key: done[v.key] for v in chosen}
+            res["rounds"].append({k: {"tick_to_route_us": r["tick_to_route_us"], "first_er_us": r.get("first_er_us"),
+                                      "highest_rate_held_per_s": r["throughput"]["highest_rate_held_per_s"]}
+                                  for k, r in done.items()})
+        if rounds > 1:
+            res["paired"] = paired_changes(res["rounds"], chosen[0].key)
     Path(json_path).write_text(json.dumps(res, indent=2))
     print_report(res)
     print(f"\nJSON: {json_path}")

@@ -179,8 +179,8 @@ class SqliteStore:
                 self._db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False)
             else:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-                # The writer thread owns the connection once the daemon runs;
-                # it is created here, on the thread that starts the daemon.
+                # The daemon's own connection begins sessions and reads (the
+                # writer process opens one of its own); any thread may use it.
                 self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
                 self._db.execute("PRAGMA journal_mode=WAL")
                 self._db.execute("PRAGMA synchronous=FULL")
