@@ -184,6 +184,10 @@ class Metrics:
             "sor_model_markout_error_bps", "|predicted - realised| quantity-weighted 1 s markout of a filled "
             "first-wave child's fills, bps", ["model", "venue"],
             buckets=(0.25, 0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30, 50), registry=r)
+        self.model_markout_bps = Histogram(
+            "sor_model_markout_bps", "Quantity-weighted 1 s markout of all the fills of a finished parent the model "
+            "routed, bps (positive: the price moved the parent's way after it traded)", ["model"],
+            buckets=(-30, -20, -10, -5, -2, -1, 0, 1, 2, 5, 10, 20, 30), registry=r)
         self.model_validation = Gauge(
             "sor_model_validation", "The model's held-out figures from its manifest (cost_mae_bps, fill_log_loss, "
             "markout_mae_bps)", ["model", "metric"], registry=r)

@@ -14,7 +14,12 @@ first-wave child of a scored decision (the rows the model is trained on,
 * ``sor_model_markout_error_bps``: ``|predicted - realised|`` quantity-
   weighted 1 s markout of its fills, the realised one read off the
   router's NBBO mid at the first event (order traffic or market data) at
-  or after each fill's horizon.
+  or after each fill's horizon;
+* ``sor_model_markout_bps``: the realised quantity-weighted 1 s markout
+  of all the fills of a parent the model routed (every wave, every venue),
+  once the parent is done and its last fill's horizon has come: the live
+  markout the canary compares models by (positive: the price moved the
+  parent's way after it traded, negative: adverse selection).
 
 The model's own held-out figures from its manifest are exported beside
 them (``sor_model_validation{model, metric}``: ``cost_mae_bps``,
@@ -71,6 +76,17 @@ class _Child:
     fills: list[tuple[int, int]] = field(default_factory=list)
 
 
+@dataclass(slots=True)
+class _Parent:
+    model: str
+    side: int
+    symbol: int
+    due: int = 0
+    marked_qty: int = 0
+    mark_num: float = 0.0
+    ended: bool = False
+
+
 class QualityMonitor:
     def __init__(self, cfg: Config, metrics: Metrics, engine: Engine, market: MarketData | None = None) -> None:
         self.m = metrics
@@ -79,24 +95,40 @@ class QualityMonitor:
         self._fee = {v.name: v.take_fee_bps for v in cfg.venues}
         self._children: dict[str, _Child] = {}
         self._validated: set[str] = set()
-        self._due: deque[tuple[int, str, int, int]] = deque()
-        """(horizon ns, child, qty, px ticks) of fills awaiting their 1 s mid, in time order."""
+        self._parents: dict[str, _Parent] = {}
+        self._due: deque[tuple[int, str, str, int, int]] = deque()
+        """(horizon ns, child, parent, qty, px ticks) of fills awaiting their 1 s mid, in time order."""
 
     def tick(self, now_ns: int) -> None:
         """Every event, market data included: resolve the markouts due."""
         due = self._due
         while due and due[0][0] <= now_ns:
-            _, cid, qty, px = due.popleft()
+            _, cid, oid, qty, px = due.popleft()
+            p = self._parents.get(oid)
+            if p is not None:
+                p.due -= 1
+                if not p.ended:
+                    parent = self.engine.parents.get(oid)
+                    p.ended = parent is None or parent.is_terminal
+                mid2 = self._mid2(p.symbol)
+                if mid2:
+                    p.marked_qty += qty
+                    p.mark_num += qty * markout_bps(p.side, px, mid2 / 2)
+                if p.ended and not p.due:
+                    self._parent_marked(self._parents.pop(oid))
             c = self._children.get(cid)
             if c is None:
                 continue
             c.due -= 1
-            mid2 = self.market.consolidated_mid2(c.symbol) if self.market is not None and c.symbol >= 0 else 0
+            mid2 = self._mid2(c.symbol)
             if mid2:
                 c.marked_qty += qty
                 c.mark_num += qty * markout_bps(c.side, px, mid2 / 2)
             if c.ended and not c.due:
                 self._marked(self._children.pop(cid))
+
+    def _mid2(self, symbol: int) -> int:
+        return self.market.consolidated_mid2(symbol) if self.market is not None and symbol >= 0 else 0
 
     def observe(self, ev: EngineEvent, step: Step) -> None:
         self.tick(ev.ts_ns)
@@ -104,15 +136,27 @@ class QualityMonitor:
         if type(ev) is NewOrderReceived and d is not None and d.scores is not None and d.fallback is None:
             self._opened(d, step)
         elif type(ev) is VenueReport:
+            child = self.engine.children.get(ev.child_id)
+            trade = ev.exec_type is ExecType.TRADE and ev.last_qty > 0
+            oid = child.parent_id if child is not None else ""
+            p = self._parents.get(oid)
+            if p is not None:
+                if trade:
+                    p.due += 1
+                parent = self.engine.parents.get(oid)
+                if not p.ended and (parent is None or parent.is_terminal):
+                    p.ended = True
+            if trade and (p is not None or ev.child_id in self._children):
+                self._due.append((ev.ts_ns + MARKOUT_NS, ev.child_id, oid, ev.last_qty, ev.last_px_ticks))
+            if p is not None and p.ended and not p.due:
+                self._parent_marked(self._parents.pop(oid))
             c = self._children.get(ev.child_id)
             if c is None:
                 return
-            if ev.exec_type is ExecType.TRADE and ev.last_qty:
+            if trade:
                 c.filled += ev.last_qty
                 c.notional += ev.last_qty * ev.last_px_ticks
                 c.due += 1
-                self._due.append((ev.ts_ns + MARKOUT_NS, ev.child_id, ev.last_qty, ev.last_px_ticks))
-            child = self.engine.children.get(ev.child_id)
             if not c.ended and (child is None or child.is_terminal):
                 c.ended = True
                 self._ended(c)
@@ -128,6 +172,9 @@ class QualityMonitor:
             self._validation(model)
         index = {v: i for i, v in enumerate(d.venues)}
         sym = self.market.symbol_index.get(parent.symbol, -1) if self.market is not None else -1
+        if len(self._parents) >= MAX_TRACKED:
+            del self._parents[next(iter(self._parents))]
+        self._parents[d.order_id] = _Parent(model, parent.side.sign, sym)
         for c in step.commands:
             if type(c) is SendChildOrder and c.venue in index:
                 row = d.scores[index[c.venue]]
@@ -151,6 +198,10 @@ class QualityMonitor:
         if c.marked_qty:
             self.m.model_markout_error_bps.labels(model=c.model, venue=c.venue).observe(
                 abs(c.markout - c.mark_num / c.marked_qty))
+
+    def _parent_marked(self, p: _Parent) -> None:
+        if p.marked_qty:
+            self.m.model_markout_bps.labels(model=p.model).observe(p.mark_num / p.marked_qty)
 
     def _validation(self, model: str) -> None:
         self._validated.add(model)

@@ -1,7 +1,8 @@
 """Model quality monitoring (``router.runtime.quality``) on the router's
 own engine in the backtest: what each model predicted for a first-wave
 child against what the venue did, summed so calibration and error can be
-read over any window, beside the model's validation figures."""
+read over any window, beside the model's validation figures; and the live
+markout of every parent a model routed."""
 
 from __future__ import annotations
 
@@ -58,4 +59,10 @@ def test_predicted_against_realised_per_venue() -> None:
     manifest = json.loads(default_model_path().with_suffix(".json").read_text())
     got = reg.get_sample_value("sor_model_validation", {"model": version, "metric": "cost_mae_bps"})
     assert got == manifest["validation"]["cost_bps"]["mae"]
-    assert not q._children and not q._due, "nothing left behind once every child ended and was marked"
+    # Each routed parent that traded: one markout over all its fills, every wave.
+    traded = {lab.parent for lab in bt.children.values() if lab.fills and lab.parent in decisions}
+    assert traded and reg.get_sample_value("sor_model_markout_bps_count", {"model": version}) == len(traded)
+    mean = (reg.get_sample_value("sor_model_markout_bps_sum", {"model": version}) or 0) / len(traded)
+    assert -50.0 < mean < 50.0
+    assert not q._children and not q._due and not q._parents, \
+        "nothing left behind once every child ended and was marked"
