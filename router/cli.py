@@ -117,6 +117,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="measure only these runs (threaded, threaded+ml, poll, poll+ml, poll+ml+md; journal "
                         "comparisons: poll+ml-journal (off), poll+ml+journal-pg (PostgreSQL), poll+ml+journal-every "
                         "(sync = every))")
+    b.add_argument("--reload-parents", type=int, default=0,
+                   help="parents with and without hot reloads of the champion through the admin API, each, in "
+                        "the poll+ml run (default 0: none)")
     b.add_argument("--rounds", type=int, default=1,
                    help="measure the runs this many times, interleaved, and compare each with the first run named "
                         "in --only round by round (default 1)")
@@ -303,7 +306,8 @@ def main(argv: list[str] | None = None) -> int:
         return int(bench.run_bench(cfg, parents=parents, quick=args.quick, json_path=args.json,
                                    window_s=args.window, rates=args.rates, latency_rate=args.latency_rate,
                                    md_per_s=args.md_rate, scrape_parents=args.scrape_parents,
-                                   only=args.only, profile_dir=args.profile, rounds=args.rounds))
+                                   only=args.only, profile_dir=args.profile, rounds=args.rounds,
+                                   reload_parents=args.reload_parents))
     return 2
 
 

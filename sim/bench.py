@@ -325,6 +325,81 @@ def scrape_comparison(s: Sender, url: str, n: int, rate: float, block: int) -> d
             "slowest_scrape_ms": slowest, "block": block}
 
 
+def twin_model(model_path: Path, work: Path) -> Path:
+    """The same ONNX file under another version (its manifest's), so that
+    reloading the two in turn swaps the champion every time."""
+    twin = work / "twin" / model_path.name
+    twin.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(model_path, twin)
+    manifest = json.loads(model_path.with_suffix(".json").read_text())
+    manifest["version"] = f"{manifest['version']}-twin"
+    twin.with_suffix(".json").write_text(json.dumps(manifest))
+    return twin
+
+
+def reload_comparison(s: Sender, admin: Any, model_paths: list[str], n: int, rate: float, block: int,
+                      pause_s: float = 0.2) -> dict[str, Any]:
+    """Tick-to-route with and without hot reloads of the champion, in
+    alternating blocks of ``block`` parents (none first) until each side
+    has ``n``. While an "on" block runs, a thread reloads the model through
+    the admin API (``POST /model/load`` as champion: load and warm on the
+    admin thread, swap on the loop between two orders), waits ``pause_s``
+    and loads the next of ``model_paths`` (two versions: each load is a
+    swap). Each reload's span (request sent to answer) is kept,
+    so the parents sent during one can be read apart."""
+    import threading
+
+    sides: dict[str, Sent] = {"off": Sent(), "on": Sent()}
+    spans: list[tuple[int, int]] = []
+    answers: list[dict[str, Any]] = []
+    failed: list[str] = []
+    on = False
+    while min(len(x.stamps) for x in sides.values()) < n:
+        side = sides["on" if on else "off"]
+        k = min(block, n - len(side.stamps))
+        if k > 0:
+            stop = threading.Event()
+
+            def reload(stop: threading.Event = stop) -> None:
+                while not stop.is_set():
+                    path = model_paths[len(spans) % len(model_paths)]
+                    t0 = monotonic_ns()
+                    status, out = admin.request("POST", "/model/load", {"path": path, "as": "champion",
+                                                                        "reason": "bench hot reload"})
+                    spans.append((t0, monotonic_ns()))
+                    if status == 200:
+                        answers.append(out)
+                    else:
+                        failed.append(f"{status}: {out}")
+                    stop.wait(pause_s)
+
+            th = threading.Thread(target=reload, daemon=True) if on else None
+            if th is not None:
+                th.start()
+            try:
+                sent = s.paced(k, rate)
+            finally:
+                stop.set()
+                if th is not None:
+                    th.join(30)
+            s.wait_all(sent, 30)
+            side.stamps += sent.stamps
+            side.cl_ord_ids += sent.cl_ord_ids
+        on = not on
+    if failed:
+        raise RuntimeError(f"hot reloads refused: {failed[:3]}")
+    return {"sides": sides, "spans": spans, "answers": answers, "block": block}
+
+
+def _during(stamps: list[int], spans: list[tuple[int, int]], after_ns: int = 1_000_000) -> set[int]:
+    """The stamps sent while a reload was in flight (up to ``after_ns`` past its answer)."""
+    out: set[int] = set()
+    for st in stamps:
+        if any(a <= st <= b + after_ns for a, b in spans):
+            out.add(st)
+    return out
+
+
 def _max_bucket(rows: dict[str, dict[str, Any]]) -> float | None:
     """The highest ``max_us_le`` of ``histogram_quantiles`` rows (None: above
     the last finite bucket, or no observation)."""
@@ -376,8 +451,16 @@ class Profiler:
 
 def run_driver(base: SimClusterConfig, work: Path, v: Variant, n: int, warmup: int, rate: float,
                rates: list[float], window_s: float, floor: dict[str, Any], scrape_n: int = 0,
-               scrape_block: int = 1000, profile_dir: Path | None = None) -> dict[str, Any]:
+               scrape_block: int = 1000, profile_dir: Path | None = None, reload_n: int = 0) -> dict[str, Any]:
     cfg = localize(bench_config(base, v.driver, v.planner, v.md_per_s, v.journal), work)
+    if reload_n:
+        from sim.harness import free_port
+
+        token = work / "admin.token"
+        token.write_text("bench-token\n")
+        token.chmod(0o600)
+        cfg = msgspec.structs.replace(cfg, admin=msgspec.structs.replace(
+            cfg.admin, enabled=True, host="127.0.0.1", port=free_port(), token_file=str(token)))
     cfg = msgspec.structs.replace(cfg, journal=msgspec.structs.replace(cfg.journal, sync=v.sync))
     pg = None
     if v.journal_store == "postgres":
@@ -389,7 +472,7 @@ def run_driver(base: SimClusterConfig, work: Path, v: Variant, n: int, warmup: i
                                                                            url=pg.create_database("bench")))
     try:
         return _run_driver(cfg, work, v, n, warmup, rate, rates, window_s, floor, scrape_n, scrape_block,
-                           profile_dir)
+                           profile_dir, reload_n)
     finally:
         if pg is not None:
             pg.stop()
@@ -397,7 +480,7 @@ def run_driver(base: SimClusterConfig, work: Path, v: Variant, n: int, warmup: i
 
 def _run_driver(cfg: SimClusterConfig, work: Path, v: Variant, n: int, warmup: int, rate: float,
                 rates: list[float], window_s: float, floor: dict[str, Any], scrape_n: int,
-                scrape_block: int, profile_dir: Path | None) -> dict[str, Any]:
+                scrape_block: int, profile_dir: Path | None, reload_n: int = 0) -> dict[str, Any]:
     cluster = Cluster(cfg, work, record_traces=True)
     cluster.start(timeout_s=60)
     oms = SimOms("127.0.0.1", cfg.oms.port, sender_comp_id=cfg.oms.target_comp_id,
@@ -405,6 +488,7 @@ def _run_driver(cfg: SimClusterConfig, work: Path, v: Variant, n: int, warmup: i
     steps: list[tuple[float, Sent, int, list[int], float | None, float | None]] = []
     profile: str | None = None
     scraped: dict[str, Any] | None = None
+    reloaded: dict[str, Any] | None = None
     md_latency: float | None = None
 
     def md_reading() -> tuple[float, float]:
@@ -428,6 +512,14 @@ def _run_driver(cfg: SimClusterConfig, work: Path, v: Variant, n: int, warmup: i
         if scrape_n > 0:
             scraped = scrape_comparison(s, f"http://{cfg.metrics.host}:{cfg.metrics.port}/metrics", scrape_n,
                                         rate, scrape_block)
+        if reload_n > 0:
+            from router.admin.client import AdminClient
+            from sim.report import default_model_path
+
+            admin = AdminClient(cfg.admin.host, cfg.admin.port, "bench-token", timeout_s=30)
+            # The twin first: the first reload is already a swap.
+            paths = [str(twin_model(default_model_path(), work)), str(default_model_path())]
+            reloaded = reload_comparison(s, admin, paths, reload_n, rate, max(50, min(1000, reload_n // 4)))
         for r in rates:
             m0 = md_reading()
             j0 = _journal_reading(cluster)
@@ -508,6 +600,25 @@ def _run_driver(cfg: SimClusterConfig, work: Path, v: Variant, n: int, warmup: i
             "slowest_scrape_ms": scraped["slowest_scrape_ms"],
             "off_us": sides["off"], "on_us": sides["on"],
             "p99.9_change_pct": round(100.0 * (on - off) / off, 1) if on and off else None,
+        }
+    if reloaded is not None:
+        stamps = reloaded["sides"]["on"].stamps
+        during = _during(stamps, reloaded["spans"])
+        ttr_of: dict[str, list[int]] = {"off": tick_to_route(arrivals, reloaded["sides"]["off"])[0],
+                                        "on": tick_to_route(arrivals, reloaded["sides"]["on"])[0],
+                                        "during": [arrivals[x] - x for x in during if x in arrivals]}
+        ans = reloaded["answers"]
+        out["reload"] = {
+            "what": "hot swaps of the champion (POST /model/load as champion, two versions in turn, 200 ms apart) "
+                    "in alternating "
+                    "blocks with none; 'during': parents sent while a reload was in flight (to 1 ms after its "
+                    "answer)",
+            "block_parents": reloaded["block"], "reloads": len(reloaded["spans"]),
+            "load_ms_median": statistics.median(a["load_ms"] for a in ans) if ans else None,
+            "loop_us_median": statistics.median(a["loop_us"] for a in ans if "loop_us" in a) if ans else None,
+            "loop_us_max": max((a["loop_us"] for a in ans if "loop_us" in a), default=None),
+            **{f"{k}_us": dict(quantiles_us(v), n=float(len(v))) for k, v in ttr_of.items()},
+            "missing_at_venue": sum(tick_to_route(arrivals, x)[1] for x in reloaded["sides"].values()),
         }
     return out
 
@@ -622,6 +733,18 @@ def print_report(res: dict[str, Any]) -> None:
             print(f"market data, {d}: churn offered {md['churn_offered_entries_per_s']:,.0f} entries/s; applied by "
                   f"the daemon {_fmt(md['applied_entries_per_s_latency_phase'])}/s during the latency run; "
                   f"per throughput step (parents/s: entries/s) {per_step}")
+    for d, r in res["drivers"].items():
+        rl = r.get("reload")
+        if not rl:
+            continue
+        print(f"\nhot reloads, {d} ({rl['reloads']} reloads in {rl['block_parents']}-parent blocks; load and warm "
+              f"{_fmt(rl['load_ms_median'])} ms median on the admin thread, swap held the loop "
+              f"{_fmt(rl['loop_us_median'])} us median, {_fmt(rl['loop_us_max'])} us at most; "
+              f"{rl['missing_at_venue']} parents missing at the venue)")
+        for name, label in (("off", "no reloads"), ("on", "blocks with reloads"), ("during", "sent during a reload")):
+            t = rl[f"{name}_us"]
+            print(f"  {label + ' (' + format(int(t.get('n', 0))) + ')':<32}"
+                  + "".join(f"{_fmt(t.get(c)):>10}" for c in cols))
     pr = res.get("paired")
     if pr:
         n = len(res["rounds"])
@@ -650,7 +773,8 @@ def run_bench(base: SimClusterConfig, parents: int, quick: bool, json_path: str,
               rates: list[float] | None = None, latency_rate: float = 250.0,
               drivers: tuple[str, ...] = ("threaded", "poll"), md_per_s: float | None = None,
               scrape_parents: int | None = None, scrape_variant: str = "poll+ml",
-              only: list[str] | None = None, profile_dir: str | None = None, rounds: int = 1) -> int:
+              only: list[str] | None = None, profile_dir: str | None = None, rounds: int = 1,
+              reload_parents: int = 0) -> int:
     """``rounds`` > 1: the runs chosen are measured that many times,
     interleaved (every other round in reverse order, so a drift in the
     machine's load falls on all of them alike), and each is compared with
@@ -697,8 +821,9 @@ def run_bench(base: SimClusterConfig, parents: int, quick: bool, json_path: str,
                 tag = f" (round {rnd + 1} of {rounds})" if rounds > 1 else ""
                 print(f"{v.key}{tag}: {parents} parents{extra}, then rates {ladder} ...", file=sys.stderr,
                       flush=True)
+                rn = reload_parents if v.key == scrape_variant and rnd == 0 else 0
                 done[v.key] = run_driver(base, work, v, parents, warmup, latency_rate, ladder, window,
-                                         res["floor"], sn, block, prof_dir)
+                                         res["floor"], sn, block, prof_dir, rn)
             if rnd == 0:
                 res["drivers"] = {v.key: done[v.key] for v in chosen}
             res["rounds"].append({k: {"tick_to_route_us": r["tick_to_route_us"], "first_er_us": r.get("first_er_us"),

@@ -19,7 +19,8 @@ def _positive(x: object) -> bool:
 
 def test_bench_quick_writes_results(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
-    proc = subprocess.run([sys.executable, "-m", "router.cli", "bench", "--quick", "--json", str(out)],
+    proc = subprocess.run([sys.executable, "-m", "router.cli", "bench", "--quick", "--reload-parents", "200",
+                           "--json", str(out)],
                           cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "tick-to-route" in proc.stdout
@@ -57,3 +58,9 @@ def test_bench_quick_writes_results(tmp_path: Path) -> None:
     for side in ("off_us", "on_us"):
         assert _positive(sc[side]["p99.9"]) and sc[side]["missing"] == 0
     assert "scrape" not in res["drivers"]["poll"]
+    # Hot swaps of the champion beside the poll+ml run: each one answered,
+    # none lost a parent, and some parents were sent while one was in flight.
+    rl = res["drivers"]["poll+ml"]["reload"]
+    assert rl["reloads"] > 0 and rl["missing_at_venue"] == 0 and _positive(rl["loop_us_median"])
+    assert rl["off_us"]["n"] == rl["on_us"]["n"] == 200 and rl["during_us"]["n"] > 0
+    assert "reload" not in res["drivers"]["poll"]
