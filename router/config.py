@@ -124,6 +124,13 @@ class WaterfallConfig(_Cfg, frozen=True, kw_only=True, forbid_unknown_fields=Tru
     still routes as one child."""
     spray_top_k: Positive = 3
     """spray: how many of the best-ranked venues share one wave."""
+    sweep_markout: Literal["measured", "model", "off"] = "measured"
+    """sweep (``router.routing.sweep``): whose 1 s markout per lit venue
+    adds to a level's all-in price beside the fee. measured: the router's
+    own decayed markouts of its fills there (feature venue_markout_1s_bps);
+    model: the model's markout head; off: fees only. The model's head is
+    only as good as its training range: on venues whose fees it never saw
+    it predicted nonsense (README, the lit sweep)."""
     dark_rest_ms: NonNegative = 200
     """dark-first: how long the dark slices rest before the lit sweep."""
     leak_weight: float = 1.0

@@ -164,6 +164,7 @@ C_DARK: Final = _C["venue_is_dark"]
 C_TOUCH: Final = _C["venue_touch_size"]
 C_SHARE: Final = _C["venue_touch_share"]
 C_VSTALE: Final = _C["venue_stale_ms"]
+C_MARK1: Final = _C["venue_markout_1s_bps"]
 
 # Layout invariants the hot path relies on: market then order columns form
 # one prefix copied from row 0 to the other rows, and VenueStats writes its

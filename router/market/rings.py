@@ -381,6 +381,20 @@ class MarketData:
         i = (k * _FIELDS + 2 * side) * d
         return self._bk[i], self._bk[i + d]
 
+    def levels(self, v: int, s: int, side: int) -> list[tuple[int, int]]:
+        """(px, sz) of each non-empty level of venue v's current book on
+        ``side``, best first; [] for a dark venue."""
+        k = self._lit_k.get(v, {}).get(s)
+        if k is None:
+            if v not in self._all_k or s not in self._all_k[v]:
+                raise self._bad_index(v, s)
+            return []
+        self._check_side(side)
+        d = self.depth
+        i = (k * _FIELDS + 2 * side) * d
+        bk = self._bk
+        return [(bk[i + j], bk[i + d + j]) for j in range(d) if bk[i + j] > 0 and bk[i + d + j] > 0]
+
     def mid2(self, v: int, s: int) -> int:
         """bid + ask of venue v's current level 0 (2 * mid); 0 if one-sided."""
         i = self._key(v, s) * self._row

@@ -15,11 +15,12 @@ from router.domain.decision import Decision
 from router.domain.orders import ParentOrder
 from router.domain.plan import Plan, Slice, Wave
 from router.domain.types import TimeInForce, VenueKind
-from router.features.catalogue import C_TOP3, C_TOUCH
+from router.features.catalogue import C_MARK1, C_TOP3, C_TOUCH
 from router.routing.baselines import StaticWaterfall
 from router.routing.explore import lead_probabilities, pick, uniform
 from router.routing.policy import (
     SCORE_FILL,
+    SCORE_MARKOUT,
     STATIC,
     STRATEGIES,
     Ending,
@@ -30,10 +31,13 @@ from router.routing.policy import (
     limit_of,
     weights_or_equal,
 )
+from router.routing.sweep import allocate, markout_penalties
 
 log = logging.getLogger("sor.routing")
 
 NO_VENUE = Plan(waves=(), name="ml:no-venue")
+EXPLORED_FIRST_BPS = 1e6
+"""A bonus no price difference can beat: an explored lead's levels are swept first."""
 
 
 # ------------------------------------------------------------ the ML planner
@@ -146,6 +150,7 @@ class MLPlanner:
         self._allowed = allowed_venues(cfg)
         self._lots = {s.symbol: s.lot_size for s in cfg.symbols}
         self._top_k = wf.spray_top_k
+        self._sweep_markout = wf.sweep_markout
         self._dark_rest_ms = wf.dark_rest_ms
         self._leak_weight = wf.leak_weight
         self._unfilled = wf.unfilled_cost_bps
@@ -153,6 +158,10 @@ class MLPlanner:
         self._static = StaticWaterfall(cfg)
         self._learning = cfg.learning
         self._explore = cfg.learning.explore_budget_bps > 0.0 and cfg.learning.explore_max_prob > 0.0
+        # The books the lit sweep reads (router.routing.sweep): the feature
+        # engine's market data, when the planner has one.
+        self._md = getattr(features, "md", None)
+        self._md_venue = tuple(self._md.venue_index.get(n, -1) for n in self._names) if self._md is not None else ()
 
     @property
     def model_version(self) -> str | None:
@@ -235,13 +244,18 @@ class MLPlanner:
             strategy = "dark-first"
         elif float(feats[0, C_TOP3]) > 1.0 or order.qty > float(feats[ranked[0], C_TOUCH]):
             # One IOC for the whole order would walk the best venue's book
-            # while other venues quote the same touch: split it.
-            strategy = "spray"
+            # while other venues quote the same touch: split it, level by
+            # level where the books are known (a pool worth a slice makes
+            # it a spray, see _build).
+            strategy = "sweep" if self._md is not None else "spray"
         else:
             strategy = "sequential"
         p = [min(max(r[SCORE_FILL], 0.0), 1.0) for r in rows]
         explored = lead != greedy
-        plan, strategy = self._build(strategy, order, ranked, p, costs, feats, usable, explored)
+        src = self._sweep_markout
+        markouts = ([r[SCORE_MARKOUT] for r in rows] if src == "model" else
+                    feats[:, C_MARK1].tolist() if src == "measured" else [0.0] * len(rows))
+        plan, strategy = self._build(strategy, order, ranked, p, costs, feats, usable, explored, markouts)
         if clock is not None:
             stages.append(("planning", clock() - t0))
         return self._decision(order, plan, stages, features=feats, scores=scores,
@@ -303,8 +317,35 @@ class MLPlanner:
         # limit (or a fresh quote): the sweep revisits it.
         return waves + self._seq(lit if lit else cand[self._top_k:], limit)
 
+    def _sweep(self, order: ParentOrder, lit: list[int], markouts: Sequence[float], limit: int | None,
+               lead: int | None = None) -> list[Wave] | None:
+        """The lit venues' visible levels taken by all-in price
+        (``router.routing.sweep``), then the lit venues one by one by rank at
+        the parent's limit; None when no book shows anything to take.
+        ``lead``: exploration's pick, whose levels go first (it must get its
+        slice, or the log never sees what it does)."""
+        md = self._md
+        s = md.symbol_index.get(order.symbol) if md is not None else None
+        if md is None or s is None or not lit:
+            return None
+        side = order.side.sign
+        book_side = 1 if side > 0 else 0  # a buy takes asks
+        pen = markout_penalties(markouts, lit)
+        penalty = [self._fees[i] + pen.get(i, 0.0) for i in range(len(self._names))]
+        if lead is not None:
+            penalty[lead] = -EXPLORED_FIRST_BPS
+        books = [(i, md.levels(self._md_venue[i], s, book_side)) for i in lit if self._md_venue[i] >= 0]
+        takes = allocate(books, side, order.qty, limit, penalty)
+        total = sum(t.qty for t in takes)
+        if not total:
+            return None
+        first = Wave(slices=tuple(Slice(venue=self._names[t.venue], weight=t.qty / total, tif=TimeInForce.IOC,
+                                        limit_ticks=t.limit_ticks) for t in takes))
+        return [first, *self._seq(lit, limit)]
+
     def _build(self, strategy: str, order: ParentOrder, ranked: list[int], p: list[float], costs: list[float],
-               feats: npt.NDArray[np.float32], usable: frozenset[str], explored: bool = False) -> tuple[Plan, str]:
+               feats: npt.NDArray[np.float32], usable: frozenset[str], explored: bool = False,
+               markouts: Sequence[float] = ()) -> tuple[Plan, str]:
         """``explored``: ``ranked[0]`` is exploration's pick, and gets a
         slice even where the model's costs would leave it out."""
         limit = limit_of(order)
@@ -336,6 +377,17 @@ class MLPlanner:
                 strategy = "sequential"
                 name = "ml:dark-first>sequential"
                 waves = self._seq(ranked, limit)
+        elif strategy == "sweep":
+            best_lit_cost = costs[lit_ranked[0]] if lit_ranked else math.inf
+            pools = [i for i in ranked if dark[i] and (costs[i] < best_lit_cost or i == lead)]
+            swept = None if pools else self._sweep(order, lit_ranked, markouts, limit,
+                                                   lead=ranked[0] if explored else None)
+            if swept is None:
+                # A pool worth a slice, an explored lead, or no book: the spray.
+                strategy, name = "spray", "ml:sweep>spray"
+                waves = self._spray(ranked, order, p, feats, limit, costs, explored)
+            else:
+                waves = swept
         elif strategy == "spray":
             waves = self._spray(ranked, order, p, feats, limit, costs, explored)
         else:

@@ -34,7 +34,7 @@ from router.domain.orders import ParentOrder
 from router.domain.plan import Plan, Slice, Wave
 from router.domain.types import OrdType, TimeInForce
 
-STRATEGIES: Final[tuple[str, ...]] = ("sequential", "spray", "dark-first")
+STRATEGIES: Final[tuple[str, ...]] = ("sequential", "spray", "dark-first", "sweep")
 """What the ML planner can do with a ranking; an OMS may request one by name
 (custom tag 7001), and ``static`` requests the static waterfall."""
 

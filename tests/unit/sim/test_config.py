@@ -20,7 +20,7 @@ from sim.config import (
     load_sim_config,
     parse_sim_config,
 )
-from sim.report import SCENARIO_DIR, SCENARIOS
+from sim.report import MORE_SCENARIOS, SCENARIO_DIR, SCENARIOS
 from tests.unit.config_edits import edited, load_error
 
 REPO = Path(__file__).resolve().parents[3]
@@ -52,7 +52,7 @@ def test_default_config_loads_the_full_tree() -> None:
     assert cfg.scenario is None
 
 
-@pytest.mark.parametrize("name", SCENARIOS)
+@pytest.mark.parametrize("name", SCENARIOS + MORE_SCENARIOS)
 def test_shipped_scenarios_load(name: str) -> None:
     cfg = load_sim_config(SCENARIO_DIR / f"{name}.toml")
     assert cfg.scenario is not None and cfg.scenario.name == name

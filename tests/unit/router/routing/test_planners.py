@@ -441,6 +441,10 @@ def test_requested_strategy_wins_over_policy(strategy: str) -> None:
     planner, _, _ = ml(sc=sc, features=feats)
     assert planner.plan(order(100), ALL).name == "ml:dark-first"
     plan = planner.plan(order(100, strategy=strategy.upper()), ALL)
+    if strategy == "sweep":
+        # DARK1 is worth a slice, and these features have no books: a spray.
+        assert plan.name == "ml:sweep>spray" and planner.last_strategy == "spray"
+        return
     assert plan.name == f"ml:{strategy}"
     assert planner.last_strategy == strategy
     if strategy == "spray":
@@ -670,10 +674,13 @@ def test_ml_planner_with_real_feature_engine() -> None:
     assert feats is not None
     assert feats[0, C_TOP3] == pytest.approx(1000 / 1500)
     assert [float(feats[i, C_TOUCH]) for i in (0, 1, 4)] == [200.0, 0.0, 600.0]
-    # 1000 / 1500 <= 1, but the best venue LIT2 shows nothing at the touch.
-    assert behind.name == "ml:spray"
-    # LIT2: 1.0 * max(0 at the touch, one lot) = 1; LIT3: 0.5 * 600 = 300.
-    assert [(s.venue, s.weight) for s in behind.waves[0].slices] == [("LIT2", 1.0), ("LIT3", 300.0)]
+    # 1000 / 1500 <= 1, but the best venue LIT2 shows nothing at the touch:
+    # the lit books are swept (router.routing.sweep). Within the limit 19000
+    # only LIT1's 200 and LIT3's 600 show; the rest goes down the ranking.
+    assert behind.name == "ml:sweep"
+    assert [(s.venue, s.weight, s.limit_ticks) for s in behind.waves[0].slices] == [
+        ("LIT1", 0.25, PX), ("LIT3", 0.75, PX)]
+    assert venues_of(behind)[1:4] == [["LIT2"], ["LIT3"], ["LIT1"]]
 
     # p = 1: e = c, LIT3 (0.5) ranks first and shows 600 at the touch.
     planner = Recorded(MLPlanner(cfg, fe, FakeScorer(scores([1.0, 2.0, 9.0, 9.0, 0.5]))))
@@ -682,10 +689,11 @@ def test_ml_planner_with_real_feature_engine() -> None:
     assert fits.name == "ml:sequential", "600 <= LIT3's touch, 600 / 1500 <= 1"
     assert venues_of(fits) == [["LIT3"], ["LIT1"], ["LIT2"], ["DARK1"], ["DARK2"], ["LIT1"]]
     over = planner.plan(order(601, arrival_ns=2_000), ALL)
-    assert over.name == "ml:spray", "one share more than LIT3 shows"
-    # LIT3: 1.0 * 600; LIT1: 1.0 * 200. Then the lit sweep by rank; the pools
-    # (e 9, dearer than the best lit) get no slice.
-    assert [(s.venue, s.weight) for s in over.waves[0].slices] == [("LIT3", 600.0), ("LIT1", 200.0)]
+    assert over.name == "ml:sweep", "one share more than LIT3 shows"
+    # Both touches at 19000, no fees: LIT1's 200 (first configured), LIT3's
+    # 401. Then the lit venues by rank; the pools (e 9, dearer than the best
+    # lit) get no slice.
+    assert [(s.venue, s.weight) for s in over.waves[0].slices] == [("LIT1", 200 / 601), ("LIT3", 401 / 601)]
     assert venues_of(over)[1:] == [["LIT3"], ["LIT1"], ["LIT2"], ["LIT1"]]
 
 
