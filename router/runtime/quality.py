@@ -106,29 +106,27 @@ class QualityMonitor:
             _, cid, oid, qty, px = due.popleft()
             p = self._parents.get(oid)
             if p is not None:
-                p.due -= 1
                 if not p.ended:
                     parent = self.engine.parents.get(oid)
                     p.ended = parent is None or parent.is_terminal
-                mid2 = self._mid2(p.symbol)
-                if mid2:
-                    p.marked_qty += qty
-                    p.mark_num += qty * markout_bps(p.side, px, mid2 / 2)
+                self._mark(p, qty, px)
                 if p.ended and not p.due:
                     self._parent_marked(self._parents.pop(oid))
             c = self._children.get(cid)
             if c is None:
                 continue
-            c.due -= 1
-            mid2 = self._mid2(c.symbol)
-            if mid2:
-                c.marked_qty += qty
-                c.mark_num += qty * markout_bps(c.side, px, mid2 / 2)
+            self._mark(c, qty, px)
             if c.ended and not c.due:
                 self._marked(self._children.pop(cid))
 
-    def _mid2(self, symbol: int) -> int:
-        return self.market.consolidated_mid2(symbol) if self.market is not None and symbol >= 0 else 0
+    def _mark(self, x: _Child | _Parent, qty: int, px: int) -> None:
+        """One fill of ``x`` reached its horizon: its markout against the
+        router's consolidated mid now (none without a two-sided book)."""
+        x.due -= 1
+        mid2 = self.market.consolidated_mid2(x.symbol) if self.market is not None and x.symbol >= 0 else 0
+        if mid2:
+            x.marked_qty += qty
+            x.mark_num += qty * markout_bps(x.side, px, mid2 / 2)
 
     def observe(self, ev: EngineEvent, step: Step) -> None:
         self.tick(ev.ts_ns)

@@ -127,14 +127,20 @@ def _journal(tmp_path: Path) -> tuple[SqliteStore, int]:
     return store, store.begin_session(1, "P-", "static", "{}")
 
 
-def test_falling_behind_fails_once_and_drops_what_follows(tmp_path: Path) -> None:
-    """The writer process is stopped (SIGSTOP): nothing becomes durable, so
-    the records waiting pass ``capacity``."""
+def _started(tmp_path: Path, capacity: int) -> tuple[SqliteStore, int, JournalWriter, list[str], Stats]:
+    """A journal, its writer started, and what the writer reports."""
     store, sid = _journal(tmp_path)
     failures: list[str] = []
     stats = Stats()
-    w = JournalWriter(store, sid, capacity=50, max_delay_ms=1, on_failure=failures.append, stats=stats)
+    w = JournalWriter(store, sid, capacity=capacity, max_delay_ms=1, on_failure=failures.append, stats=stats)
     w.start()
+    return store, sid, w, failures, stats
+
+
+def test_falling_behind_fails_once_and_drops_what_follows(tmp_path: Path) -> None:
+    """The writer process is stopped (SIGSTOP): nothing becomes durable, so
+    the records waiting pass ``capacity``."""
+    store, sid, w, failures, stats = _started(tmp_path, 50)
     assert w.pid is not None
     os.kill(w.pid, signal.SIGSTOP)
     try:
@@ -151,11 +157,7 @@ def test_falling_behind_fails_once_and_drops_what_follows(tmp_path: Path) -> Non
 def test_a_failed_write_fails_the_journal(tmp_path: Path) -> None:
     """A write the store refuses (its table dropped under it) ends the
     writer process with the store's reason."""
-    store, sid = _journal(tmp_path)
-    failures: list[str] = []
-    stats = Stats()
-    w = JournalWriter(store, sid, capacity=1000, max_delay_ms=1, on_failure=failures.append, stats=stats)
-    w.start()
+    _, _, w, failures, stats = _started(tmp_path, 1000)
     w.append(records.EVENT, 0, TimerFired(ts_ns=0))
     assert w.wait_committed(1, timeout_s=10)
     db = sqlite3.connect(tmp_path / "j.sqlite")
@@ -172,11 +174,7 @@ def test_a_failed_write_fails_the_journal(tmp_path: Path) -> None:
 
 
 def test_a_killed_writer_process_fails_the_journal(tmp_path: Path) -> None:
-    store, sid = _journal(tmp_path)
-    failures: list[str] = []
-    stats = Stats()
-    w = JournalWriter(store, sid, capacity=1000, max_delay_ms=1, on_failure=failures.append, stats=stats)
-    w.start()
+    _, _, w, failures, stats = _started(tmp_path, 1000)
     assert w.pid is not None
     os.kill(w.pid, signal.SIGKILL)
     w.append(records.EVENT, 1, TimerFired(ts_ns=1))
