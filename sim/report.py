@@ -15,7 +15,7 @@ from sim.config import SimClusterConfig, load_sim_config
 SCENARIO_DIR = Path(__file__).resolve().parent / "scenarios"
 SCENARIOS = ("calm", "regime", "toxic_dark", "thin")
 """The scenarios training, the validation gate and a bare ``sor backtest`` use."""
-MORE_SCENARIOS = ("lit_fees",)
+MORE_SCENARIOS = ("lit_fees", "swap_pools", "fading_lit", "many_venues")
 """Shipped for adaptive routing (issue 15), not yet in the training set: by name, ``sor backtest --scenarios``."""
 BASELINES = ("static", "equal", "displayed")
 
