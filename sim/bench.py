@@ -18,6 +18,7 @@ Figures are printed and written as JSON, never asserted on (DESIGN.md).
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import os
@@ -29,7 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -292,37 +293,46 @@ class ScraperProcess:
         return dict(json.loads(out.strip().splitlines()[-1]))
 
 
-def scrape_comparison(s: Sender, url: str, n: int, rate: float, block: int) -> dict[str, Any]:
-    """Tick-to-route with and without a 1 Hz scraper, in alternating blocks
-    of ``block`` parents (off first) until each side has ``n``: both sides
-    see the same drift of a shared machine."""
+def alternating_blocks(s: Sender, n: int, rate: float, block: int,
+                       during: Callable[[], contextlib.AbstractContextManager[object]]) -> dict[str, Sent]:
+    """Parents in alternating blocks of ``block`` ("off" first, then "on"
+    inside ``during()``) until each side has ``n``: both sides see the same
+    drift of a shared machine."""
     sides: dict[str, Sent] = {"off": Sent(), "on": Sent()}
-    scrapes = errors = 0
-    body = 0
-    slowest = 0.0
     on = False
     while min(len(x.stamps) for x in sides.values()) < n:
         side = sides["on" if on else "off"]
         k = min(block, n - len(side.stamps))
         if k > 0:
-            scraper = ScraperProcess(url) if on else None
-            if scraper is not None:
-                scraper.start()
-            try:
+            with during() if on else contextlib.nullcontext():
                 sent = s.paced(k, rate)
-            finally:
-                if scraper is not None:
-                    st = scraper.stop()
-                    scrapes += st["scrapes"]
-                    errors += st["errors"]
-                    body = st["bytes"]
-                    slowest = max(slowest, st["max_ms"])
             s.wait_all(sent, 30)
             side.stamps += sent.stamps
             side.cl_ord_ids += sent.cl_ord_ids
         on = not on
-    return {"sides": sides, "scrapes": scrapes, "scrape_errors": errors, "body_bytes": body,
-            "slowest_scrape_ms": slowest, "block": block}
+    return sides
+
+
+def scrape_comparison(s: Sender, url: str, n: int, rate: float, block: int) -> dict[str, Any]:
+    """Tick-to-route with and without a 1 Hz scraper, in alternating blocks."""
+    totals = {"scrapes": 0, "errors": 0, "bytes": 0, "max_ms": 0.0}
+
+    @contextlib.contextmanager
+    def scraping() -> Iterator[None]:
+        scraper = ScraperProcess(url)
+        scraper.start()
+        try:
+            yield
+        finally:
+            st = scraper.stop()
+            totals["scrapes"] += st["scrapes"]
+            totals["errors"] += st["errors"]
+            totals["bytes"] = st["bytes"]
+            totals["max_ms"] = max(totals["max_ms"], st["max_ms"])
+
+    sides = alternating_blocks(s, n, rate, block, scraping)
+    return {"sides": sides, "scrapes": totals["scrapes"], "scrape_errors": totals["errors"],
+            "body_bytes": totals["bytes"], "slowest_scrape_ms": totals["max_ms"], "block": block}
 
 
 def twin_model(model_path: Path, work: Path) -> Path:
@@ -340,52 +350,43 @@ def twin_model(model_path: Path, work: Path) -> Path:
 def reload_comparison(s: Sender, admin: Any, model_paths: list[str], n: int, rate: float, block: int,
                       pause_s: float = 0.2) -> dict[str, Any]:
     """Tick-to-route with and without hot reloads of the champion, in
-    alternating blocks of ``block`` parents (none first) until each side
-    has ``n``. While an "on" block runs, a thread reloads the model through
-    the admin API (``POST /model/load`` as champion: load and warm on the
-    admin thread, swap on the loop between two orders), waits ``pause_s``
-    and loads the next of ``model_paths`` (two versions: each load is a
-    swap). Each reload's span (request sent to answer) is kept,
+    alternating blocks. While an "on" block runs, a thread reloads the
+    model through the admin API (``POST /model/load`` as champion: load and
+    warm on the admin thread, swap on the loop between two orders), waits
+    ``pause_s`` and loads the next of ``model_paths`` (two versions: each
+    load is a swap). Each reload's span (request sent to answer) is kept,
     so the parents sent during one can be read apart."""
     import threading
 
-    sides: dict[str, Sent] = {"off": Sent(), "on": Sent()}
     spans: list[tuple[int, int]] = []
     answers: list[dict[str, Any]] = []
     failed: list[str] = []
-    on = False
-    while min(len(x.stamps) for x in sides.values()) < n:
-        side = sides["on" if on else "off"]
-        k = min(block, n - len(side.stamps))
-        if k > 0:
-            stop = threading.Event()
 
-            def reload(stop: threading.Event = stop) -> None:
-                while not stop.is_set():
-                    path = model_paths[len(spans) % len(model_paths)]
-                    t0 = monotonic_ns()
-                    status, out = admin.request("POST", "/model/load", {"path": path, "as": "champion",
-                                                                        "reason": "bench hot reload"})
-                    spans.append((t0, monotonic_ns()))
-                    if status == 200:
-                        answers.append(out)
-                    else:
-                        failed.append(f"{status}: {out}")
-                    stop.wait(pause_s)
+    def reload(stop: threading.Event) -> None:
+        while not stop.is_set():
+            path = model_paths[len(spans) % len(model_paths)]
+            t0 = monotonic_ns()
+            status, out = admin.request("POST", "/model/load", {"path": path, "as": "champion",
+                                                                "reason": "bench hot reload"})
+            spans.append((t0, monotonic_ns()))
+            if status == 200:
+                answers.append(out)
+            else:
+                failed.append(f"{status}: {out}")
+            stop.wait(pause_s)
 
-            th = threading.Thread(target=reload, daemon=True) if on else None
-            if th is not None:
-                th.start()
-            try:
-                sent = s.paced(k, rate)
-            finally:
-                stop.set()
-                if th is not None:
-                    th.join(30)
-            s.wait_all(sent, 30)
-            side.stamps += sent.stamps
-            side.cl_ord_ids += sent.cl_ord_ids
-        on = not on
+    @contextlib.contextmanager
+    def reloading() -> Iterator[None]:
+        stop = threading.Event()
+        th = threading.Thread(target=reload, args=(stop,), daemon=True)
+        th.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            th.join(30)
+
+    sides = alternating_blocks(s, n, rate, block, reloading)
     if failed:
         raise RuntimeError(f"hot reloads refused: {failed[:3]}")
     return {"sides": sides, "spans": spans, "answers": answers, "block": block}

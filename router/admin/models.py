@@ -22,6 +22,8 @@ loop (the cost of the swap between two orders).
 from __future__ import annotations
 
 import logging
+import os
+import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -53,9 +55,6 @@ def _load_niced(mc: Any, n_venues: int) -> Any:
     admin thread waits for it: the load is slow, and off the engine's thread
     either way. Measured with hot swaps every 200 ms at 250 parents/s on the
     2-core box (``sor bench --reload-parents``): README, hot reload."""
-    import os
-    import threading
-
     box: dict[str, Any] = {}
 
     def run() -> None:

@@ -151,10 +151,10 @@ def migrate(conn: Connection) -> int:
 class PostgresStore:
     def __init__(self, url: str, *, readonly: bool = False) -> None:
         self.path = redact(url)
+        """Where the journal is (``JournalStore.path``): the URL, no password."""
         self.target = url
         """What the writer process opens (``router.journal.writer.Target``):
         the URL with its password, handed over in its environment."""
-        """Where the journal is (``JournalStore.path``): the URL, no password."""
         self.readonly = readonly
         try:
             params = conninfo.conninfo_to_dict(url)

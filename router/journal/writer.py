@@ -6,7 +6,7 @@ Nothing here runs on a thread of its own (why: ``router.journal.proc``).
 ``append`` encodes into a buffer; the buffer goes to the pipe, without
 blocking, once its oldest record is ``max_delay_ms`` old (a loop timer
 sees to that when the writer runs on a loop; otherwise the next append or
-``flush``), or at once on ``flush_soon`` (``sync = "every"``). The writer
+``flush``), or at once on ``flush`` (``sync = "every"``). The writer
 process commits and answers how many records are durable; on a loop those
 answers are read as they arrive (a reader on the pipe) and ``on_commit``
 runs on the loop's thread.
@@ -204,17 +204,15 @@ class JournalWriter:
             if depth > self._capacity:
                 self._fail(f"writer {depth} records behind (journal.capacity {self._capacity})")
                 return
-        if len(buf) >= FLUSH_BYTES or time.monotonic_ns() - self._first_ns >= self._delay_ns:
+        # On a loop its timer keeps the delay: no clock read per record.
+        if len(buf) >= FLUSH_BYTES or (self._loop is None and time.monotonic_ns() - self._first_ns >= self._delay_ns):
             self.flush()
 
-    def flush_soon(self) -> None:
-        """Hand the writer process what is buffered now instead of waiting
-        out ``max_delay_ms`` (``sync = "every"``: a report waits for it)."""
-        self.flush()
-
     def flush(self) -> None:
-        """Hand over what the pipe takes now, and read the answers waiting
-        (before ``start``, records only wait in the buffer)."""
+        """Hand over what the pipe takes now, instead of waiting out
+        ``max_delay_ms`` (``sync = "every"``: a report waits for it), and
+        read the answers waiting (before ``start``, records only wait in
+        the buffer)."""
         if self._proc is None:
             return
         if self._buf and not self._broken:

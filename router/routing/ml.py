@@ -252,10 +252,7 @@ class MLPlanner:
             strategy = "sequential"
         p = [min(max(r[SCORE_FILL], 0.0), 1.0) for r in rows]
         explored = lead != greedy
-        src = self._sweep_markout
-        markouts = ([r[SCORE_MARKOUT] for r in rows] if src == "model" else
-                    feats[:, C_MARK1].tolist() if src == "measured" else [0.0] * len(rows))
-        plan, strategy = self._build(strategy, order, ranked, p, costs, feats, usable, explored, markouts)
+        plan, strategy = self._build(strategy, order, ranked, p, costs, feats, usable, explored, rows)
         if clock is not None:
             stages.append(("planning", clock() - t0))
         return self._decision(order, plan, stages, features=feats, scores=scores,
@@ -317,6 +314,16 @@ class MLPlanner:
         # limit (or a fresh quote): the sweep revisits it.
         return waves + self._seq(lit if lit else cand[self._top_k:], limit)
 
+    def _markouts(self, rows: Sequence[Sequence[float]], feats: npt.NDArray[np.float32]) -> list[float]:
+        """Each venue's 1 s markout as ``waterfall.sweep_markout`` says
+        whose (read only when a parent is swept)."""
+        src = self._sweep_markout
+        if src == "model":
+            return [r[SCORE_MARKOUT] for r in rows]
+        if src == "measured":
+            return feats[:, C_MARK1].tolist()  # type: ignore[no-any-return]
+        return [0.0] * len(self._names)
+
     def _sweep(self, order: ParentOrder, lit: list[int], markouts: Sequence[float], limit: int | None,
                lead: int | None = None) -> list[Wave] | None:
         """The lit venues' visible levels taken by all-in price
@@ -345,7 +352,7 @@ class MLPlanner:
 
     def _build(self, strategy: str, order: ParentOrder, ranked: list[int], p: list[float], costs: list[float],
                feats: npt.NDArray[np.float32], usable: frozenset[str], explored: bool = False,
-               markouts: Sequence[float] = ()) -> tuple[Plan, str]:
+               rows: Sequence[Sequence[float]] = ()) -> tuple[Plan, str]:
         """``explored``: ``ranked[0]`` is exploration's pick, and gets a
         slice even where the model's costs would leave it out."""
         limit = limit_of(order)
@@ -380,7 +387,7 @@ class MLPlanner:
         elif strategy == "sweep":
             best_lit_cost = costs[lit_ranked[0]] if lit_ranked else math.inf
             pools = [i for i in ranked if dark[i] and (costs[i] < best_lit_cost or i == lead)]
-            swept = None if pools else self._sweep(order, lit_ranked, markouts, limit,
+            swept = None if pools else self._sweep(order, lit_ranked, self._markouts(rows, feats), limit,
                                                    lead=ranked[0] if explored else None)
             if swept is None:
                 # A pool worth a slice, an explored lead, or no book: the spray.

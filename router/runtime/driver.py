@@ -349,7 +349,7 @@ class Driver:
         if self._to_hold is not None:
             self._held.append((j.appended, self._to_hold, ev.recv_ns if type(ev) is NewOrderReceived else 0))
             self._to_hold = None
-            j.flush_soon()
+            j.flush()
 
     def release_held(self) -> None:
         """Loop thread: send the OMS what the journal has made durable (all of
