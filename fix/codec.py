@@ -36,7 +36,17 @@ from router.domain.events import (
     VenueCancelRejected,
     VenueReport,
 )
-from router.domain.types import CxlRejReason, ExecType, Instrument, OrdRejReason, OrdStatus, OrdType, Side, TimeInForce
+from router.domain.types import (
+    CxlRejReason,
+    ExecType,
+    Instrument,
+    OrdRejReason,
+    OrdStatus,
+    OrdType,
+    Side,
+    TimeInForce,
+    Urgency,
+)
 
 # Tags, named once.
 ACCOUNT = 1
@@ -80,6 +90,10 @@ STRATEGY_TAG = 7001
 TRACE_TAG = 7002
 """Custom tag: a CLOCK_MONOTONIC stamp (ns) the router copies from a parent
 onto its children, for wire-level latency measurement."""
+URGENCY_TAG = 7003
+"""Custom tag SorUrgency: low, normal or high (case and spaces ignored) per
+NewOrderSingle. Absent (or empty), TimeInForce(59) = 3 as sent reads as
+high, anything else as normal; any other value is refused."""
 
 TAG_NAMES = {
     CL_ORD_ID: "ClOrdID", ORIG_CL_ORD_ID: "OrigClOrdID", SYMBOL: "Symbol", SIDE: "Side",
@@ -261,11 +275,26 @@ class OmsCodec:
             return InvalidOrderReceived(session=session, cl_ord_id=t.cl, symbol=t.symbol, side=t.side,
                                         qty_raw=t.qty_raw, ord_type_raw=t.ord_type_raw, reason=t.reason,
                                         text=t.text, recv_ns=now)
+        urgency_raw = (field(msg, URGENCY_TAG) or "").strip()
+        if not urgency_raw:
+            # The TimeInForce the OMS sent is the hint (a market order's
+            # IOC is the router's, not the OMS's wish).
+            urgency = Urgency.HIGH if field(msg, TIME_IN_FORCE) == TimeInForce.IOC.value else Urgency.NORMAL
+        else:
+            try:
+                urgency = Urgency(urgency_raw.lower())
+            except ValueError:
+                return InvalidOrderReceived(
+                    session=session, cl_ord_id=t.cl, symbol=t.symbol, side=t.side,
+                    qty_raw=field(msg, ORDER_QTY) or str(t.qty), ord_type_raw=field(msg, ORD_TYPE) or t.ord_type.value,
+                    reason=OrdRejReason.UNSUPPORTED_ORDER_CHARACTERISTIC,
+                    text=f"unsupported SorUrgency({URGENCY_TAG}) {urgency_raw!r}: only low, normal or high",
+                    recv_ns=now)
         trace_raw = field(msg, TRACE_TAG)
         trace_ns = int(trace_raw) if trace_raw is not None and trace_raw.isdigit() else None
         return NewOrderReceived(session=session, cl_ord_id=t.cl, symbol=t.symbol, side=t.side, qty=t.qty,
                                 ord_type=t.ord_type, price_ticks=t.price_ticks, tif=t.tif, recv_ns=now,
-                                strategy=field(msg, STRATEGY_TAG), trace_ns=trace_ns)
+                                strategy=field(msg, STRATEGY_TAG), trace_ns=trace_ns, urgency=urgency)
 
     def _terms(self, msg: fix.Message, session: str, mt: str) -> _Terms | _Invalid | Malformed:
         """An order's terms as NewOrderSingle and OrderCancelReplaceRequest

@@ -69,6 +69,12 @@ def _logging(level: str) -> None:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
+def _or(given: str, instead: str, png: bool = False) -> str:
+    """A backtest mode's own default file name where ``--json``/``--png``
+    were left at the plain backtest's."""
+    return instead if given == ("backtest-shortfall.png" if png else "backtest-results.json") else given
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="sor", description="ML smart order router")
     p.add_argument("--log-level", default="WARNING", help="DEBUG, INFO, WARNING (default), ERROR")
@@ -163,7 +169,15 @@ def main(argv: list[str] | None = None) -> int:
     bt.add_argument("--explore-cost", action="store_true",
                     help="instead: what exploring costs per scenario (the ML planner with its [learning] settings "
                          "against exploration off, same parents, paired), over --seeds")
-    bt.add_argument("--seeds", type=int, nargs="+", help="--explore-cost: evaluation seeds (default 1 2 3)")
+    bt.add_argument("--seeds", type=int, nargs="+",
+                    help="--explore-cost, --adaptation, --ganchev: evaluation seeds (default 1 2 3; ganchev 1..5)")
+    bt.add_argument("--adaptation", action="store_true",
+                    help="instead: each policy around every regime change (default scenarios swap_pools, regime): "
+                         "shortfall per 25-parent bin, parents to recover, worst 50-parent window against the best "
+                         "baseline, per-parent results (JSON), the adaptation plot (PNG)")
+    bt.add_argument("--ganchev", action="store_true",
+                    help="instead: the Ganchev et al. dark-pool allocation replica (four pools permuted at episode "
+                         "1000), the router's censored learner with and without forgetting and change detection")
 
     tr = sub.add_parser("train", help="simulate with an exploring policy, train the venue model, export ONNX")
     tr.add_argument("--scenarios", nargs="+", help="scenario names or TOML files (default: all shipped)")
@@ -234,6 +248,15 @@ def main(argv: list[str] | None = None) -> int:
         Path(json_path).write_text(json.dumps(rows, indent=2) + "\n")
         print(f"\nwrote {json_path}")
         return 0
+    if args.cmd == "backtest" and args.adaptation:
+        from sim import adaptation
+
+        return adaptation.main(args.scenarios, args.policies, args.seeds, None if args.parents == 500 else args.parents,
+                               args.model, _or(args.json, "adaptation.json"), _or(args.png, "adaptation.png", png=True))
+    if args.cmd == "backtest" and args.ganchev:
+        from sim import ganchev
+
+        return ganchev.main(args.seeds, _or(args.json, "ganchev-results.json"), _or(args.png, "ganchev.png", png=True))
     if args.cmd == "backtest":
         from sim import report
 

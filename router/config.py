@@ -184,6 +184,38 @@ class LearningConfig(_Cfg, frozen=True, kw_only=True, forbid_unknown_fields=True
     exploration prefers the venues that are nearly as cheap."""
     explore_seed: int = 0
     """Seeds the per-order draw (a hash of seed, session and ClOrdID)."""
+    explore_uncertainty_bps: Annotated[float, msgspec.Meta(ge=0.0)] = 0.0
+    """The exploration draw's optimism: a venue whose statistics rest on
+    none of our own children looks this much cheaper to it (scaled down as
+    evidence builds, ``VenueStats.evidence``), so a venue never tried, or
+    just forgotten after a change, is tried first. The greedy choice and
+    the budget use the model's costs unchanged."""
+    change_detect: bool = False
+    """Page-Hinkley tests on each pool's 250 ms markouts and fill fractions
+    (``router.learning.changes``); an alarm makes the venue statistics keep
+    only ``change_keep`` of that pool's past and raises exploration. Off by
+    default: on the shipped scenarios it measured no better (README,
+    "Online learners")."""
+    change_delta_sd: Annotated[float, msgspec.Meta(ge=0.0)] = 0.5
+    """The drift each test tolerates, in the stream's standard deviations."""
+    change_threshold_sd: Annotated[float, msgspec.Meta(gt=0.0)] = 8.0
+    """The evidence an alarm needs, in standard deviations (higher: fewer
+    false alarms, later detection)."""
+    change_keep: Annotated[float, msgspec.Meta(ge=0.0, lt=1.0)] = 0.1
+    change_explore_s: Annotated[float, msgspec.Meta(ge=0.0)] = 10.0
+    """For this long after a detected change, exploration's budget and
+    probability cap are multiplied by ``change_explore_factor`` (the cap
+    at most 0.5): what changed at one venue may have changed at others."""
+    change_explore_factor: Annotated[float, msgspec.Meta(ge=1.0)] = 4.0
+    dark_split: Literal["censored", "model"] = "model"
+    """How a dark-first wave splits across pools: ``censored``, by the
+    censored liquidity estimate of each pool (``router.learning.darkpool``,
+    the expected-fill maximising split); ``model`` (default; the censored
+    split measured no better on the shipped scenarios), by the model's fill
+    probabilities."""
+    dark_forget: Annotated[float, msgspec.Meta(gt=0.0, le=1.0)] = 0.98
+    """Per child, the weight the liquidity estimate keeps of a pool's past."""
+    dark_unit_shares: Annotated[int, msgspec.Meta(ge=1)] = 100
 
 
 class FixConfig(_Cfg, frozen=True, kw_only=True, forbid_unknown_fields=True):

@@ -51,7 +51,7 @@ from router.domain.events import (
     VenueReport,
     VenueSessionChanged,
 )
-from router.domain.types import ExecType, OrdStatus, OrdType, Side, TimeInForce, VenueKind
+from router.domain.types import ExecType, OrdStatus, OrdType, Side, TimeInForce, Urgency, VenueKind
 from router.engine import Engine, Step
 from router.features.engine import market_state
 from router.metrics.registry import Metrics
@@ -81,6 +81,7 @@ class ParentSpec:
     side: Side
     qty: int
     tif: TimeInForce
+    urgency: Urgency = Urgency.NORMAL
 
 
 def parent_stream(cfg: SimClusterConfig, n: int | None = None) -> list[ParentSpec]:
@@ -90,6 +91,9 @@ def parent_stream(cfg: SimClusterConfig, n: int | None = None) -> list[ParentSpe
     fl = cfg.scenario.flow
     count = fl.parents if n is None else n
     rng = np.random.default_rng([fl.seed, 977])
+    # Urgency from a stream of its own, drawn only when the flow mixes it.
+    mixed = fl.low_prob > 0.0 or fl.high_prob > 0.0
+    urng = np.random.default_rng([fl.seed, 978]) if mixed else None
     symbols = [s.symbol for s in cfg.symbols]
     out: list[ParentSpec] = []
     t = 0.0
@@ -100,7 +104,12 @@ def parent_stream(cfg: SimClusterConfig, n: int | None = None) -> list[ParentSpe
         lots = int(rng.integers(max(1, fl.qty_min // lot), max(1, fl.qty_max // lot) + 1))
         side = Side.BUY if rng.random() < fl.buy_prob else Side.SELL
         tif = TimeInForce.IOC if fl.tif == "ioc" else TimeInForce.DAY
-        out.append(ParentSpec(int(t * 1e6), f"P{i + 1}", sym, side, lots * lot, tif))
+        urgency = Urgency.NORMAL
+        if urng is not None:
+            u = urng.random()
+            urgency = (Urgency.LOW if u < fl.low_prob else
+                       Urgency.HIGH if u < fl.low_prob + fl.high_prob else Urgency.NORMAL)
+        out.append(ParentSpec(int(t * 1e6), f"P{i + 1}", sym, side, lots * lot, tif, urgency))
     return out
 
 
@@ -301,7 +310,7 @@ class Backtest:
         self.results[spec.cl_ord_id] = res
         ev = NewOrderReceived(session="OMS", cl_ord_id=spec.cl_ord_id, symbol=spec.symbol, side=spec.side,
                               qty=spec.qty, ord_type=OrdType.LIMIT, price_ticks=limit_ticks(self.cfg, fair, spec.side),
-                              tif=spec.tif, recv_ns=self.now)
+                              tif=spec.tif, recv_ns=self.now, urgency=spec.urgency)
         step = self.engine.handle(ev)
         d = step.decision
         if d is not None and self.record and d.order_id in self.engine.parents:

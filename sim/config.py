@@ -125,6 +125,13 @@ class FlowConfig(_Cfg, frozen=True, kw_only=True, forbid_unknown_fields=True):
     may walk."""
     buy_prob: Probability = 0.5
     tif: Literal["ioc", "day"] = "ioc"
+    low_prob: Probability = 0.0
+    high_prob: Probability = 0.0
+    """Shares of the parents that ask for low and high urgency (tag
+    SorUrgency(7003) from the sim OMS; the event's ``urgency`` in the
+    backtest); the others ask for normal whatever their ``tif`` (the
+    router's IOC hint is for an OMS that sends no tag). Drawn from a stream
+    of their own: the parents' other draws do not move."""
     seed: int = 11
 
 
@@ -169,6 +176,8 @@ def validate_sim(cfg: SimClusterConfig) -> SimClusterConfig:
         fl = cfg.scenario.flow
         if fl.qty_min > fl.qty_max:
             raise ConfigError(f"scenario.flow.qty_min: {fl.qty_min} is larger than qty_max ({fl.qty_max})")
+        if fl.low_prob + fl.high_prob > 1.0:
+            raise ConfigError(f"scenario.flow.high_prob: low_prob + high_prob is {fl.low_prob + fl.high_prob}, above 1")
         for i, rg in enumerate(cfg.scenario.regimes):
             if rg.venue not in names:
                 raise ConfigError(f"scenario.regimes[{i}].venue: unknown venue {rg.venue!r}")

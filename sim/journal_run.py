@@ -65,6 +65,8 @@ class Logged:
     result: ParentResult
     venues_up: frozenset[str]
     """The venues that could have led (``lead_probs`` > 0, or the ranking)."""
+    urgency: str = "normal"
+    """The parent's urgency (``ParentOrder.urgency``, its wire value)."""
 
 
 @dataclass
@@ -174,7 +176,7 @@ def _read_chain(store: JournalStore, chain: list[SessionInfo], run: JournalRun,
                                        arrival_mid=parent.arrival_mid2 / 2, plan=dec.plan.name)
                     up = frozenset(v for v, p in zip(dec.venues, dec.lead_probs) if p > 0.0) \
                         if dec.lead_probs is not None else frozenset(dec.ranking)
-                    run.logged[dec.order_id] = Logged(dec, res, up)
+                    run.logged[dec.order_id] = Logged(dec, res, up, parent.urgency.value)
             for c in step.commands:
                 if isinstance(c, SendChildOrder):
                     child = engine.children.get(c.child_id)

@@ -30,6 +30,7 @@ from fix.codec import (
     SIDE,
     SYMBOL,
     TIME_IN_FORCE,
+    URGENCY_TAG,
     raw_fields,
 )
 from fix.gateway import Gateway
@@ -134,13 +135,18 @@ class SimOms:
         return send(m, self._sid)
 
     def send_order(self, symbol: str, side: str, qty: int | str, price: str | None = None, ord_type: str | None = None,
-                   tif: str = "0", cl_ord_id: str | None = None, extra: list[tuple[int, str]] | None = None) -> str:
+                   tif: str = "0", cl_ord_id: str | None = None, extra: list[tuple[int, str]] | None = None,
+                   urgency: str | None = None) -> str:
+        """A NewOrderSingle; ``urgency``: SorUrgency(7003) (None: not sent,
+        and the router reads TimeInForce as the hint)."""
         cl = cl_ord_id or self.new_id()
         ot = ord_type or ("2" if price is not None else "1")
         fields = [(CL_ORD_ID, cl), (SYMBOL, symbol), (SIDE, side), (ORDER_QTY, str(qty)), (ORD_TYPE, ot),
                   (TIME_IN_FORCE, tif)]
         if price is not None:
             fields.append((PRICE, price))
+        if urgency is not None:
+            fields.append((URGENCY_TAG, urgency))
         fields += extra or []
         with self._cond:
             self.sent_ns[cl] = monotonic_ns()

@@ -9,6 +9,7 @@ from typing import Any
 
 import msgspec
 
+from sim.adaptation import per_parent
 from sim.backtest import POLICIES, Backtest, summarize
 from sim.config import SimClusterConfig, load_sim_config
 
@@ -76,7 +77,7 @@ def run_backtests(scenarios: list[str], policies: list[str], parents: int, seed:
             run = bt.run()
             if jr is not None:
                 jr.close()
-            rows.append(summarize(run))
+            rows.append({**summarize(run), "per_parent": per_parent(run)})
     return rows
 
 

@@ -54,7 +54,7 @@ def run_live(cfg: SimClusterConfig, policy: str, parents: int, workdir: Path, mo
             fair = market.fair_mid_at(spec.symbol, now)
             px = limit_ticks(local, fair, spec.side) * tick[spec.symbol]
             oms.send_order(spec.symbol, spec.side.value, spec.qty, price=format(px, "f"),
-                           tif=spec.tif.value, cl_ord_id=spec.cl_ord_id)
+                           tif=spec.tif.value, cl_ord_id=spec.cl_ord_id, urgency=spec.urgency.value)
             results[spec.cl_ord_id] = ParentResult(cl_ord_id=spec.cl_ord_id, symbol=spec.symbol,
                                                    side=spec.side.sign, qty=spec.qty, arrival_ns=now,
                                                    arrival_mid=fair)

@@ -4,12 +4,15 @@ analysis of what a router did, from its journal.
 The journal is read back as outcomes (``sim.journal_run``: the engine's own
 arrival mid, its children, the venues' fills, the OMS reports), so the
 figures use the definitions of the backtest (``sim.backtest.ParentResult``)
-and of the training labels (``models.labels``). Grouped three ways:
+and of the training labels (``models.labels``). Grouped four ways:
 
-* **by strategy** and **by model version** (per parent): implementation
+* **by strategy**, **by urgency** (SorUrgency(7003), or the TimeInForce
+  hint) and **by model version** (per parent): implementation
   shortfall against the arrival mid in bps, fees included, unfilled shares
   charged at the mid when the parent ended plus one tick; fill rate; time
-  from arrival to the parent's end; the quantity-weighted 1 s and 5 s
+  from arrival to the parent's end (its final report: its last child is
+  done) beside the time its plan expected (``Decision.expected_completion_ms``,
+  decisions that carry one); the quantity-weighted 1 s and 5 s
   markouts of its fills (negative: the price ran against the fill);
   reversion, the 5 s markout less the 1 s one (positive: the price came
   back after the first second, a sign of temporary impact);
@@ -71,6 +74,8 @@ def _parent_row(group: list[Logged]) -> dict[str, Any]:
         "shortfall_bps": _ci([r.shortfall_bps() for r in res]),
         "fill_rate": _ci([r.fill_rate for r in res]),
         "time_to_end_ms": _ci([(r.done_ns - r.arrival_ns) / 1e6 for r in res if r.done_ns is not None]),
+        "expected_completion_ms": _ci([lg.decision.expected_completion_ms for lg in group
+                                       if lg.decision.expected_completion_ms is not None]),
         "markout_1s_bps": _ci(m1), "markout_5s_bps": _ci(m5),
         "reversion_bps": _ci([b - a for a, b in zip(m1, m5)]),
     }
@@ -123,6 +128,7 @@ def analyse(journal: str, since: str | None = None, until: str | None = None) ->
         "parents": len(done), "unfinished": len(run.logged) - len(done),
         "all": _parent_row(done) if done else None,
         "by_strategy": {k: _parent_row(v) for k, v in _by(done, lambda lg: lg.decision.strategy or "-").items()},
+        "by_urgency": {k: _parent_row(v) for k, v in _by(done, lambda lg: lg.urgency).items()},
         "by_model": {k: _parent_row(v) for k, v in
                      _by(done, lambda lg: (lg.decision.model_version or "static")
                          + (" (canary)" if lg.decision.role == "challenger" else "")).items()},
@@ -140,7 +146,8 @@ def _f(t: CI, d: int = 2) -> str:
 
 
 PARENT_COLS = (("shortfall_bps", "shortfall bps", 2), ("fill_rate", "fill rate", 3),
-               ("time_to_end_ms", "time to end ms", 1), ("markout_1s_bps", "markout 1s bps", 2),
+               ("time_to_end_ms", "time to end ms", 1), ("expected_completion_ms", "expected end ms", 1),
+               ("markout_1s_bps", "markout 1s bps", 2),
                ("markout_5s_bps", "markout 5s bps", 2), ("reversion_bps", "reversion bps", 2))
 VENUE_COLS = (("cost_bps", "fill cost bps", 2), ("fill_rate", "fill rate", 3),
               ("time_to_first_fill_ms", "to first fill ms", 2), ("markout_1s_bps", "markout 1s bps", 2),
@@ -162,6 +169,7 @@ def format_text(rep: dict[str, Any]) -> str:
                                                    if rep["unfinished"] else ""),
            "means with 95% intervals; shortfall and costs in bps against the arrival mid, fees included", ""]
     out += [_table("strategy", rep["by_strategy"], PARENT_COLS, "parents"), ""]
+    out += [_table("urgency", rep["by_urgency"], PARENT_COLS, "parents"), ""]
     out += [_table("model", rep["by_model"], PARENT_COLS, "parents"), ""]
     out += [_table("venue", rep["by_venue"], VENUE_COLS, "children")]
     return "\n".join(out)
@@ -239,8 +247,10 @@ figure {{ display: inline-block; margin: 0 1em 1em 0; }}
 {rep['parents']} finished parents{f", {rep['unfinished']} unfinished left out" if rep['unfinished'] else ""}.
 Means with 95% intervals. Shortfall and costs in bps against the arrival mid, fees included; unfilled shares
 at the mid when the parent ended plus one tick. Markouts: negative means the price ran against the fill;
-reversion is the 5 s markout less the 1 s one.</p>
+reversion is the 5 s markout less the 1 s one. Time to end: arrival to the parent's final report; expected end:
+what its plan expected.</p>
 {_html_table("strategy", rep["by_strategy"], PARENT_COLS, "parents")}
+{_html_table("urgency", rep["by_urgency"], PARENT_COLS, "parents")}
 {_html_table("model", rep["by_model"], PARENT_COLS, "parents")}
 {_html_table("venue", rep["by_venue"], VENUE_COLS, "children")}
 <h2>Plots</h2>{plots}

@@ -58,3 +58,7 @@ class Decision(Msg, frozen=True, kw_only=True):
     stages_ns: tuple[tuple[str, int], ...] = ()
     """Time spent in "features", "scoring" and "planning", when the planner
     has a clock (the daemon's does; a backtest's does not)."""
+    expected_completion_ms: float | None = None
+    """How long after arrival the plan expects its parent to be done
+    (``router.routing.policy.expected_completion_ms``); None for a plan
+    with no wave, and in journals written before the field existed."""

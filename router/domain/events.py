@@ -11,7 +11,17 @@ from __future__ import annotations
 
 from typing import Literal
 
-from router.domain.types import CxlRejReason, ExecType, Msg, OrdRejReason, OrdStatus, OrdType, Side, TimeInForce
+from router.domain.types import (
+    CxlRejReason,
+    ExecType,
+    Msg,
+    OrdRejReason,
+    OrdStatus,
+    OrdType,
+    Side,
+    TimeInForce,
+    Urgency,
+)
 
 
 class Event(Msg, frozen=True, kw_only=True, tag=True):
@@ -41,6 +51,10 @@ class NewOrderReceived(Event, frozen=True, kw_only=True):
     trace_ns: int | None = None
     """Tag 7002 from the OMS (a CLOCK_MONOTONIC stamp): copied onto the
     children so a benchmark can time OMS-to-venue on one clock."""
+    urgency: Urgency = Urgency.NORMAL
+    """The parent's urgency as the FIX edge read it: tag SorUrgency(7003),
+    or, absent, the TimeInForce hint (IOC is HIGH). Journals written before
+    the field existed decode as NORMAL, which is how they were routed."""
 
     @property
     def ts_ns(self) -> int:

@@ -12,7 +12,7 @@ import enum
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from router.domain.types import TERMINAL_STATUSES, OrdStatus, OrdType, Side, TimeInForce
+from router.domain.types import TERMINAL_STATUSES, OrdStatus, OrdType, Side, TimeInForce, Urgency
 
 S = OrdStatus
 
@@ -194,6 +194,9 @@ class ParentOrder(_Lifecycle):
     arrival_ns: int
     strategy: str | None = None
     trace_ns: int | None = None
+    urgency: Urgency = Urgency.NORMAL
+    """What the planner reads (``NewOrderReceived.urgency``); a replace
+    keeps it (its plan is not asked for again)."""
     state: OrdStatus = S.PENDING_NEW
     cum_qty: int = 0
     notional_ticks: int = 0

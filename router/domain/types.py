@@ -34,6 +34,19 @@ class TimeInForce(enum.Enum):
     IOC = "3"
 
 
+class Urgency(enum.Enum):
+    """How soon the OMS wants a parent done: custom tag SorUrgency(7003),
+    whose wire values these are (the codec reads them case-insensitively).
+    Absent, a parent sent with TimeInForce(59) = 3 (IOC) is HIGH, any other
+    NORMAL. HIGH never rests in the dark (its pools get IOC slices only);
+    LOW lets dark-first's pools rest twice as long; NORMAL is the planners'
+    default behaviour."""
+
+    LOW = "low"
+    NORMAL = "normal"
+    HIGH = "high"
+
+
 class OrdStatus(enum.Enum):
     """FIX OrdStatus(39) values; also the states of both order machines."""
 

@@ -413,7 +413,7 @@ class Engine:
         parent = ParentOrder(
             order_id=order_id, session=ev.session, cl_ord_id=ev.cl_ord_id, symbol=ev.symbol,
             side=ev.side, qty=ev.qty, ord_type=ev.ord_type, price_ticks=ev.price_ticks,
-            tif=ev.tif, arrival_ns=ev.recv_ns, strategy=ev.strategy, trace_ns=ev.trace_ns,
+            tif=ev.tif, arrival_ns=ev.recv_ns, strategy=ev.strategy, trace_ns=ev.trace_ns, urgency=ev.urgency,
         )
         decision = self._planner.decide(parent, self._venues_up_view)
         if decision.fallback is not None:

@@ -72,6 +72,8 @@ from router.features.catalogue import (
     STALE_CAP_MS,
     VOL_WINDOWS_NS,
 )
+from router.learning.changes import PageHinkley
+from router.learning.darkpool import CensoredLiquidity
 from router.learning.venuestats import VenueStats
 from router.market.rings import MarketData
 
@@ -865,7 +867,12 @@ def market_state(cfg: Config) -> tuple[MarketData, VenueStats, FeatureEngine]:
     symbols = [s.symbol for s in cfg.symbols]
     md = MarketData(venues, [v.kind is VenueKind.LIT for v in cfg.venues], symbols, depth=m.depth,
                     book_capacity=m.book_capacity, trade_capacity=m.trade_capacity)
-    stats = VenueStats(venues, symbols, half_life_s=m.stats_half_life_s)
+    lc = cfg.learning
+    dark = [v.kind is VenueKind.DARK for v in cfg.venues]
+    detector = PageHinkley(len(venues), lc.change_delta_sd, lc.change_threshold_sd) if lc.change_detect else None
+    liquidity = CensoredLiquidity(len(venues), unit=lc.dark_unit_shares, forget=lc.dark_forget)
+    stats = VenueStats(venues, symbols, half_life_s=m.stats_half_life_s, detector=detector, liquidity=liquidity,
+                       dark=dark, change_keep=lc.change_keep)
     return md, stats, feature_engine(cfg, md, stats)
 
 

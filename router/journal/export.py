@@ -3,8 +3,9 @@
 what the OMS was told, one row per thing, with the keys that join them
 (``order_id``, ``child_id``, ``session_id``).
 
-- ``decisions.parquet``: one row per routing decision: the parent, the
-  strategy, plan, model version, fallback, propensity, whether the lead
+- ``decisions.parquet``: one row per routing decision: the parent (its
+  urgency too), the strategy, plan, its expected completion time, model
+  version, fallback, propensity, whether the lead
   venue was explored and every venue's probability of leading, the per-venue
   model outputs and expected costs as lists aligned with ``venues``, one
   ``f_<name>`` column per feature of ``router.features.catalogue`` (a
@@ -122,7 +123,9 @@ class _Tables:
             "ord_type": o.ord_type.name if o is not None else None, "tif": o.tif.name if o is not None else None,
             "price_ticks": o.price_ticks if o is not None else None,
             "price": p.px(sid, sym, o.price_ticks) if o is not None else None,
+            "urgency": o.urgency.value if o is not None else None,
             "strategy": d.strategy, "plan": d.plan.name, "waves": len(d.plan.waves),
+            "expected_completion_ms": d.expected_completion_ms,
             "model_version": d.model_version, "fallback": d.fallback, "propensity": d.propensity,
             "explored": d.explored,
             "lead_probs": None if d.lead_probs is None else [float(x) for x in d.lead_probs],
@@ -194,7 +197,8 @@ def _schemas(t: _Tables) -> dict[str, Any]:
     decisions = [
         ("session_id", i64), ("seq", i64), ("ts_ns", i64), ("order_id", s), ("cl_ord_id", s), ("oms_session", s),
         ("symbol", s), ("side", s), ("qty", i64), ("ord_type", s), ("tif", s), ("price_ticks", i64),
-        ("price", f64), ("strategy", s), ("plan", s), ("waves", i64), ("model_version", s), ("fallback", s),
+        ("price", f64), ("urgency", s), ("strategy", s), ("plan", s), ("waves", i64),
+        ("expected_completion_ms", f64), ("model_version", s), ("fallback", s),
         ("propensity", f64), ("explored", pa.bool_()), ("lead_probs", lf64),
         ("venues", ls), ("ranking", ls), *((c, lf64) for c in SCORE_COLUMNS),
         ("expected_cost", lf64), ("children", i64), ("filled_qty", i64), ("avg_px", f64), ("ord_status", s),

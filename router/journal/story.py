@@ -46,7 +46,7 @@ from router.domain.events import (
     VenueEnableChanged,
     VenueReport,
 )
-from router.domain.types import CxlRejReason, ExecType, OrdStatus, OrdType
+from router.domain.types import CxlRejReason, ExecType, OrdStatus, OrdType, Urgency
 from router.features.catalogue import FEATURES
 from router.journal import records
 from router.journal.store import JournalError, Row, SessionInfo
@@ -514,14 +514,16 @@ def _order_text(o: NewOrderReceived | InvalidOrderReceived, tick: str) -> str:
         return f"{o.side.name} {o.qty_raw} {o.symbol} (invalid: {o.text})"
     price = px(o.price_ticks, tick) if o.ord_type is OrdType.LIMIT else "MARKET"
     strat = f", strategy {o.strategy}" if o.strategy else ""
-    return f"{o.side.name} {o.qty} {o.symbol} {o.ord_type.name} {price} {o.tif.name}{strat}"
+    urgency = f", urgency {o.urgency.value}" if o.urgency is not Urgency.NORMAL else ""
+    return f"{o.side.name} {o.qty} {o.symbol} {o.ord_type.name} {price} {o.tif.name}{strat}{urgency}"
 
 
 def _decision_lines(d: Decision, tick: str) -> list[str]:
     out = [f"decision: strategy {d.strategy or '-'}, plan {d.plan.name} ({len(d.plan.waves)} waves, then "
            f"{d.plan.final}), model {d.model_version or '-'}, fallback {d.fallback or 'none'}, "
            f"propensity {d.propensity:.4g}"
-           + (" (explored: the lead is not the model's cheapest)" if d.explored else "")]
+           + (" (explored: the lead is not the model's cheapest)" if d.explored else "")
+           + (f", expected done in {d.expected_completion_ms:.1f} ms" if d.expected_completion_ms is not None else "")]
     if d.ranking:
         out.append(("  ranking (explored lead first): " if d.explored else "  ranking (cheapest first): ")
                    + " < ".join(d.ranking))

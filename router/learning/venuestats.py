@@ -53,8 +53,15 @@ from itertools import pairwise
 
 import numpy as np
 
-MARKOUT_HORIZONS_NS: tuple[int, ...] = (1_000_000_000, 5_000_000_000)
-"""Markout horizons: index 0 is 1 s after the fill, index 1 is 5 s."""
+from router.learning.changes import STREAM_FILL, STREAM_MARKOUT, PageHinkley
+from router.learning.darkpool import CensoredLiquidity
+
+MARKOUT_HORIZONS_NS: tuple[int, ...] = (1_000_000_000, 5_000_000_000, 250_000_000)
+"""Markout horizons: index 0 is 1 s after the fill, index 1 is 5 s (the
+features' two), index 2 is 250 ms, which the change detector watches: a
+pool that starts leaking moves the mid at once, and by 1 s the move is
+diluted by the market's own noise and the impact's decay."""
+DETECT_HORIZON = 2
 
 N_HORIZONS = len(MARKOUT_HORIZONS_NS)
 
@@ -105,6 +112,10 @@ class VenueStats:
         prior_partial_freq: float = 0.0,
         prior_markout_bps: float = 0.0,
         markout_capacity: int = 4096,
+        detector: PageHinkley | None = None,
+        liquidity: CensoredLiquidity | None = None,
+        dark: Sequence[bool] = (),
+        change_keep: float = 0.1,
     ) -> None:
         if not (half_life_s > 0 and math.isfinite(half_life_s)):
             raise ValueError(f"half_life_s must be positive, got {half_life_s}")
@@ -191,6 +202,24 @@ class VenueStats:
         self._scratch = np.zeros(nv * N_STATS)
         self._sc = _flat_f(self._scratch)
 
+        # The online learners (router.learning.changes, .darkpool): fed by
+        # the same outcomes, so replaying the journal rebuilds them too.
+        if not 0.0 <= change_keep < 1.0:
+            raise ValueError(f"change_keep must be in [0, 1), got {change_keep}")
+        self.detector = detector
+        self.liquidity = liquidity
+        self.change_keep = float(change_keep)
+        self.dark: tuple[bool, ...] = tuple(dark) if dark else (False,) * nv
+        # Only the pools are watched: a lit venue's changes show in its
+        # book, and its markouts (taking the spread, several fills per
+        # sweep) raised false alarms that cost more than they caught.
+        self._watch = [detector is not None and d for d in self.dark]
+        self.changed_ns = [0] * nv
+        """When each venue's last change was detected (0: never)."""
+        self.last_change_ns = 0
+        """The latest of ``changed_ns``."""
+        self.changes = 0
+
     # ------------------------------------------------------------- helpers
 
     def bucket_of(self, qty: float) -> int:
@@ -224,9 +253,13 @@ class VenueStats:
         """
         if qty <= 0:
             return
+        frac = filled_qty / qty
+        if self.liquidity is not None and self.dark[v]:
+            self.liquidity.observe(v, qty, filled_qty)
+        if self.detector is not None and self._watch[v] and self.detector.observe(v, STREAM_FILL, frac):
+            self.forget(v, now_ns)
         w = self._weight(now_ns)
         i = v * self.n_buckets + bisect_right(self.size_edges, qty)
-        frac = filled_qty / qty
         self._cw[i] += w
         self._fw[i] += w * (0.0 if frac < 0.0 else (1.0 if frac > 1.0 else frac))
         if partial:
@@ -238,7 +271,8 @@ class VenueStats:
                 self._ts[i] += w * (ttf / 1e6)
 
     def record_fill(self, v: int, s: int, side_sign: int, px_ticks: int, qty: int, ts_ns: int) -> None:
-        """Queue the markouts of one fill, due at ``ts + 1 s`` and ``ts + 5 s``.
+        """Queue the markouts of one fill, due at ``ts + 1 s`` and ``ts + 5 s``
+        (and ``ts + 250 ms`` at a venue the change detector watches).
 
         ``qty`` is accepted for the journal's sake but markouts are weighted
         per fill, not per share, to stay in the same units as the prior. When
@@ -248,7 +282,9 @@ class VenueStats:
             return
         cap = self.markout_capacity
         sign = 1 if side_sign > 0 else -1
-        for h in range(N_HORIZONS):
+        # The detector's horizon only for the venues it watches: no timer
+        # 250 ms after every fill where nothing reads the markout.
+        for h in range(N_HORIZONS if self._watch[v] else DETECT_HORIZON):
             count = self._pend_count[h]
             head = self._pend_head[h]
             if count == cap:
@@ -292,7 +328,10 @@ class VenueStats:
                 mk = self._psg[j] * (mid2 - 2 * px) * 1e4 / (2 * px)
                 if w < 0.0:
                     w = self._weight(now_ns)
-                k = self._pv[j] * nh + h
+                v = self._pv[j]
+                if h == DETECT_HORIZON and self.detector is not None and self.detector.observe(v, STREAM_MARKOUT, mk):
+                    self.forget(v, now_ns)
+                k = v * nh + h
                 self._mw[k] += w
                 self._ms[k] += w * mk
                 booked += 1
@@ -300,6 +339,31 @@ class VenueStats:
             self._pend_count[h] = count
         self.markouts_resolved += booked
         return booked
+
+    def forget(self, v: int, now_ns: int) -> None:
+        """A change was detected at venue ``v``: keep only ``change_keep`` of
+        its evidence, so its figures move to the prior and what follows
+        instead of decaying at the half-life. Its pending markouts stay:
+        they belong to fills already made."""
+        keep = self.change_keep
+        for a in self._sums:
+            a[v] *= keep
+        if self.liquidity is not None:
+            self.liquidity.shrink(v, keep)
+        self.changed_ns[v] = now_ns
+        if now_ns > self.last_change_ns:
+            self.last_change_ns = now_ns
+        self.changes += 1
+
+    def evidence(self, bucket: int, now_ns: int) -> list[float]:
+        """How much each venue's figures rest on its own children rather
+        than the prior, 0..1: ``w / (w + prior_weight)`` with ``w`` the
+        decayed child weight at ``now_ns`` (0 for a venue never tried or
+        just forgotten, near 1 for one traded all along)."""
+        x = -self._k * (now_ns - self.t0_ns)
+        g = math.exp(x if x > -700.0 else -700.0)
+        pw, nb, cw = self.prior_weight, self.n_buckets, self._cw
+        return [cw[v * nb + bucket] * g / (cw[v * nb + bucket] * g + pw) for v in range(len(self.venues))]
 
     def pending_markouts(self, horizon_index: int) -> int:
         return self._pend_count[horizon_index]

@@ -42,19 +42,32 @@ def uniform(seed: int, session: str, cl_ord_id: str) -> float:
 
 
 def lead_probabilities(costs: Sequence[float], candidates: Sequence[int], greedy: int,
-                       cfg: LearningConfig) -> list[float]:
+                       cfg: LearningConfig, bonus: Sequence[float] | None = None,
+                       boost: float = 1.0) -> list[float]:
     """Probability of each venue (aligned with ``costs``) being the lead;
     zero outside ``candidates`` (the venues up and allowed), which must
     contain ``greedy``. All mass on ``greedy`` when exploration is off or
-    there is nothing else to try."""
+    there is nothing else to try.
+
+    ``bonus`` (bps per venue, aligned with ``costs``) is the bandit's
+    optimism under uncertainty: the softmax weighs venue j by its gap less
+    ``bonus[j] - bonus[greedy]``, so of two venues the model rates alike the
+    one with less evidence is tried more. ``boost`` multiplies the budget
+    and the probability cap (at most 0.5) for a while after a detected
+    change. The budget is still spent in the model's own costs: the
+    expected extra cost uses the gaps without the bonus."""
     probs = [0.0] * len(costs)
     others = [j for j in candidates if j != greedy]
-    budget, cap = cfg.explore_budget_bps, cfg.explore_max_prob
+    budget, cap = cfg.explore_budget_bps * boost, min(cfg.explore_max_prob * boost, 0.5)
     if not others or budget <= 0.0 or cap <= 0.0:
         probs[greedy] = 1.0
         return probs
     e_g, t = costs[greedy], cfg.explore_temperature_bps
-    weights = [math.exp(-max(costs[j] - e_g, 0.0) / t) for j in others]
+    if bonus is None:
+        weights = [math.exp(-max(costs[j] - e_g, 0.0) / t) for j in others]
+    else:
+        b_g = bonus[greedy]
+        weights = [math.exp(-max(costs[j] - e_g - bonus[j] + b_g, 0.0) / t) for j in others]
     total = sum(weights)
     gap = sum(w * max(costs[j] - e_g, 0.0) for w, j in zip(weights, others)) / total
     eps = cap if gap <= budget / cap else budget / gap

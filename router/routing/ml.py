@@ -15,7 +15,7 @@ from router.domain.decision import Decision
 from router.domain.orders import ParentOrder
 from router.domain.plan import Plan, Slice, Wave
 from router.domain.types import TimeInForce, VenueKind
-from router.features.catalogue import C_MARK1, C_TOP3, C_TOUCH
+from router.features.catalogue import C_MARK1, C_TOP3, C_TOUCH, C_TTF
 from router.routing.baselines import StaticWaterfall
 from router.routing.explore import lead_probabilities, pick, uniform
 from router.routing.policy import (
@@ -27,6 +27,8 @@ from router.routing.policy import (
     OrderFeatures,
     VenueScorer,
     allowed_venues,
+    dark_rest_ms_for,
+    expected_completion_ms,
     ioc_wave,
     limit_of,
     weights_or_equal,
@@ -158,6 +160,13 @@ class MLPlanner:
         self._static = StaticWaterfall(cfg)
         self._learning = cfg.learning
         self._explore = cfg.learning.explore_budget_bps > 0.0 and cfg.learning.explore_max_prob > 0.0
+        # The online learners ride on the feature engine's venue statistics
+        # (router.learning): the bandit's evidence and detected changes, and
+        # the pools' censored liquidity.
+        self._stats = getattr(features, "stats", None)
+        self._bonus_bps = cfg.learning.explore_uncertainty_bps
+        self._boost_ns = int(cfg.learning.change_explore_s * 1e9)
+        self._dark_split = cfg.learning.dark_split
         # The books the lit sweep reads (router.routing.sweep): the feature
         # engine's market data, when the planner has one.
         self._md = getattr(features, "md", None)
@@ -228,7 +237,7 @@ class MLPlanner:
         costs = _expected_costs(rows, self._leak_weight, self._unfilled, self._dark, self._fees)
         ranked = rank(costs, self._names, usable)
         greedy = ranked[0]
-        probs = lead_probabilities(costs, ranked, greedy, self._learning) if self._explore else None
+        probs = self._lead_probs(order, costs, ranked, greedy) if self._explore else None
         lead = greedy
         if probs is not None:
             lead = pick(probs, uniform(self._learning.explore_seed, order.session, order.cl_ord_id), greedy)
@@ -277,8 +286,11 @@ class MLPlanner:
 
     def _decision(self, order: ParentOrder, plan: Plan, stages: list[tuple[str, int]], **found: Any) -> Decision:
         # Built once per order, at the end: the order path allocates one.
+        feats = found.get("features")
+        ttf = dict(zip(self._names, feats[:, C_TTF].tolist())) if feats is not None else None
         return Decision(order_id=order.order_id, ts_ns=order.arrival_ns, plan=plan, venues=self._names,
-                        model_version=self.model_version, stages_ns=tuple(stages), **found)
+                        model_version=self.model_version, stages_ns=tuple(stages),
+                        expected_completion_ms=expected_completion_ms(plan, ttf), **found)
 
     def _fallback(self, order: ParentOrder, venues_up: frozenset[str], reason: str,
                   stages: list[tuple[str, int]], t0: int | None = None,
@@ -289,6 +301,39 @@ class MLPlanner:
         if t0 is not None and self._clock is not None:
             stages.append(("planning", self._clock() - t0))
         return self._decision(order, plan, stages, features=features, strategy=STATIC, fallback=reason)
+
+    def _lead_probs(self, order: ParentOrder, costs: list[float], ranked: list[int], greedy: int) -> list[float]:
+        """Exploration's distribution over lead venues: the model's costs,
+        the bandit's optimism for venues with little evidence of our own, and
+        the boost that follows a detected change."""
+        st, lc = self._stats, self._learning
+        if st is None:
+            return lead_probabilities(costs, ranked, greedy, lc)
+        bonus = None
+        if self._bonus_bps > 0.0:
+            b = self._bonus_bps
+            bonus = [b * (1.0 - e) for e in st.evidence(st.bucket_of(order.qty), order.arrival_ns)]
+        last = st.last_change_ns
+        boost = lc.change_explore_factor if last and order.arrival_ns - last < self._boost_ns else 1.0
+        return lead_probabilities(costs, ranked, greedy, lc, bonus, boost)
+
+    def _dark_weights(self, order: ParentOrder, pools: list[int], p: list[float],
+                      lead: int) -> tuple[list[int], list[float]]:
+        """The pools a dark-first wave rests in and their shares: the
+        censored liquidity estimate's expected-fill maximising split
+        (``learning.dark_split = "censored"``), a pool it gives nothing left
+        out (but an explored lead keeps a unit: the log must see it), or the
+        model's fill probabilities."""
+        liq = self._stats.liquidity if self._stats is not None else None
+        if self._dark_split == "censored" and liq is not None and len(pools) > 1:
+            units = liq.allocate(pools, order.qty)
+            if lead in pools and units[pools.index(lead)] == 0:
+                units[pools.index(lead)] = 1
+            kept = [(i, u) for i, u in zip(pools, units) if u > 0]
+            if kept:
+                total = sum(u for _, u in kept)
+                return [i for i, _ in kept], [u / total for _, u in kept]
+        return pools, weights_or_equal([p[i] for i in pools])
 
     def _seq(self, rows: Sequence[int], limit: int | None) -> list[Wave]:
         return [ioc_wave(self._names[i], limit) for i in rows]
@@ -366,10 +411,11 @@ class MLPlanner:
             best_lit_cost = costs[lit_ranked[0]] if lit_ranked else math.inf
             pools = [i for i in ranked if dark[i] and (costs[i] < best_lit_cost or i == lead)]
             if pools:
-                weights = weights_or_equal([p[i] for i in pools])
+                pools, weights = self._dark_weights(order, pools, p, lead)
                 # dark_rest_ms = 0 would make a DAY slice rest with no end:
-                # then the pools get an IOC sweep instead.
-                rest_ms = self._dark_rest_ms
+                # then the pools get an IOC sweep instead, as they do for a
+                # high-urgency parent (policy.dark_rest_ms_for).
+                rest_ms = dark_rest_ms_for(order.urgency, self._dark_rest_ms)
                 tif = TimeInForce.DAY if rest_ms > 0 else TimeInForce.IOC
                 waves = [Wave(slices=tuple(
                     Slice(venue=names[i], weight=w, tif=tif, limit_ticks=limit, timeout_ms=rest_ms or None)

@@ -17,12 +17,17 @@ Policy limits hold for every planner: a plan only names venues in
 ``waterfall.allowed_venues`` (every configured venue when empty), and the
 engine passes each wave's sizes through ``apply_limits`` (``max_child_qty``,
 ``min_child_qty``), one place for all planners.
+
+A parent's urgency (``ParentOrder.urgency``, tag SorUrgency(7003)) holds
+for every planner too: a high-urgency parent never rests in the dark
+(``dark_rest_ms_for``, ``Ending``), and every ``Decision`` carries the
+plan's ``expected_completion_ms``, one formula for all planners.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Final, Protocol
 
 import numpy as np
@@ -32,7 +37,7 @@ from router.config import Config
 from router.domain.decision import Decision
 from router.domain.orders import ParentOrder
 from router.domain.plan import Plan, Slice, Wave
-from router.domain.types import OrdType, TimeInForce
+from router.domain.types import OrdType, TimeInForce, Urgency, VenueKind
 
 STRATEGIES: Final[tuple[str, ...]] = ("sequential", "spray", "dark-first", "sweep")
 """What the ML planner can do with a ranking; an OMS may request one by name
@@ -41,6 +46,10 @@ STRATEGIES: Final[tuple[str, ...]] = ("sequential", "spray", "dark-first", "swee
 STATIC: Final = "static"
 SCORE_COST, SCORE_FILL, SCORE_MARKOUT = 0, 1, 2
 """Columns of a scorer's ``[V, 3]`` output."""
+UNMEASURED_TIME_TO_FILL_MS: Final = 100.0
+"""A venue's time to fill when the planner has no measure of it (a rule
+planner reads no market): VenueStats' prior, what a venue with no fills
+of ours reads (``prior_time_to_fill_ms``)."""
 
 
 class Planner(Protocol):
@@ -59,8 +68,9 @@ class RulePlanner:
         raise NotImplementedError
 
     def decide(self, order: ParentOrder, venues_up: frozenset[str]) -> Decision:
-        return Decision(order_id=order.order_id, ts_ns=order.arrival_ns, plan=self.plan(order, venues_up),
-                        venues=(), strategy=self.name)
+        plan = self.plan(order, venues_up)
+        return Decision(order_id=order.order_id, ts_ns=order.arrival_ns, plan=plan, venues=(), strategy=self.name,
+                        expected_completion_ms=expected_completion_ms(plan))
 
 
 class VenueScorer(Protocol):
@@ -121,20 +131,74 @@ class Ending:
     """How every planner ends, like the static waterfall: a DAY limit parent
     with final_action 'rest' rests its remainder on ``rest_venue`` when it
     is up and allowed (else on ``fallback``, when the planner offers one);
-    anything else is canceled back to the OMS."""
+    anything else is canceled back to the OMS. A high-urgency parent never
+    rests in the dark: a dark ``rest_venue`` gives way to ``fallback`` (the
+    ML plan's best lit venue), and with none (the rule planners) its
+    remainder is canceled."""
 
     def __init__(self, cfg: Config) -> None:
         self.rest = cfg.waterfall.final_action == "rest"
         self.rest_venue = cfg.waterfall.rest_venue
+        self._dark = frozenset(v.name for v in cfg.venues if v.kind is VenueKind.DARK)
 
     def finish(self, waves: list[Wave], name: str, order: ParentOrder, usable: frozenset[str],
                fallback: str | None = None) -> Plan:
         if self.rest and order.ord_type is OrdType.LIMIT and order.tif is TimeInForce.DAY:
             venue = self.rest_venue if self.rest_venue is not None and self.rest_venue in usable else fallback
+            if order.urgency is Urgency.HIGH and venue in self._dark:
+                venue = fallback if fallback not in self._dark else None
             if venue is not None:
                 waves.append(Wave(slices=(Slice(venue=venue, tif=TimeInForce.DAY, limit_ticks=order.price_ticks),)))
                 return Plan(waves=tuple(waves), name=name, final="rest")
         return Plan(waves=tuple(waves), name=name, final="cancel")
+
+
+def dark_rest_ms_for(urgency: Urgency, dark_rest_ms: int) -> int:
+    """How long dark-first's pools rest for a parent of ``urgency``
+    (``waterfall.dark_rest_ms`` is normal's): twice as long for low; 0 for
+    high, which never rests in the dark. 0 makes the pools' slices IOC
+    rather than leaving them out: a midpoint IOC still takes whatever
+    contra rests in a pool, at the mid, for one round trip, where skipping
+    the pools would give that price improvement up for nothing."""
+    if urgency is Urgency.HIGH:
+        return 0
+    return 2 * dark_rest_ms if urgency is Urgency.LOW else dark_rest_ms
+
+
+def expected_completion_ms(plan: Plan, time_to_fill_ms: Mapping[str, float] | None = None) -> float | None:
+    """How long after arrival ``plan`` expects its parent to be done: its
+    first wave, and when that wave rests (dark-first's pools: DAY slices
+    with a timeout) the wave after it too, which takes what the pools
+    leave::
+
+        T = wave(0) + (wave(1) if wave 0 rests else 0)
+        wave(w) = max over its slices of: the slice's timeout_ms when it
+                  rests with one, else its venue's time to fill
+
+    A wave ends when its slowest slice does; a resting slice ends at its
+    timeout unless filled whole, which a pool seldom does. A venue's time
+    to fill is ``time_to_fill_ms[venue]`` (the ML planner reads VenueStats'
+    decayed sent-to-first-fill time of the order's size bucket, feature
+    ``venue_time_to_fill_ms``), else ``UNMEASURED_TIME_TO_FILL_MS``. It is
+    the plan's expected path: a later wave, for what the first ones leave,
+    adds its own time when it runs. None for a plan with no wave. Every
+    planner's ``Decision`` gets its figure here."""
+    waves = plan.waves
+    if not waves:
+        return None
+    ttf = time_to_fill_ms or {}
+
+    def slice_ms(s: Slice) -> float:
+        if s.tif is TimeInForce.DAY and s.timeout_ms:
+            return float(s.timeout_ms)
+        t = ttf.get(s.venue, UNMEASURED_TIME_TO_FILL_MS)
+        return t if t >= 0.0 and math.isfinite(t) else UNMEASURED_TIME_TO_FILL_MS
+
+    first = waves[0].slices
+    total = max(map(slice_ms, first))
+    if len(waves) > 1 and any(s.tif is TimeInForce.DAY and s.timeout_ms for s in first):
+        total += max(map(slice_ms, waves[1].slices))
+    return total
 
 
 # ---------------------------------------------------------------- sizing

@@ -101,7 +101,7 @@ class ScenarioFlow:
             fair = self.market.fair_mid_at(spec.symbol, time.time_ns())
             px = limit_ticks(self.cfg, fair, spec.side) * self.tick[spec.symbol]
             self.oms.send_order(spec.symbol, spec.side.value, spec.qty, price=format(px, "f"), tif=spec.tif.value,
-                                cl_ord_id=spec.cl_ord_id)
+                                cl_ord_id=spec.cl_ord_id, urgency=spec.urgency.value)
             self.sent.append(spec.cl_ord_id)
             out.append(spec.cl_ord_id)
         return out

@@ -63,6 +63,16 @@ def test_unsupported_ord_type(oms: SimOms) -> None:
     _valid_order_still_fills(oms)
 
 
+def test_unknown_urgency(oms: SimOms) -> None:
+    cl = oms.send_order("S6", "1", 100, price="190.00", urgency="urgent")
+    reason, text, _ = _order_reject(oms, cl)
+    assert (reason, text) == ("11", "unsupported SorUrgency(7003) 'urgent': only low, normal or high")
+    # A known one, in any case, is taken (the dictionary knows the tag).
+    cl = oms.send_order("S6", "1", 10, price="190.05", tif="3", urgency="HIGH")
+    assert oms.wait_done(cl, T)
+    assert oms.reports(cl)[-1].get(ORD_STATUS) == "2"
+
+
 def test_duplicate_cl_ord_id_leaves_the_original_alone(oms: SimOms) -> None:
     cl = oms.send_order("S6", "2", 100, price="191.00", tif="0")  # rests far from the market
     assert oms.wait_for(lambda: any(r.get(EXEC_TYPE) == "0" for r in oms.reports(cl)), T)

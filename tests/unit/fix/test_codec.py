@@ -17,6 +17,7 @@ from fix.codec import (
     AVG_PX_QUANTUM,
     INCORRECT_DATA_FORMAT,
     REQUIRED_TAG_MISSING,
+    URGENCY_TAG,
     VALUE_INCORRECT,
     Malformed,
     OmsCodec,
@@ -24,6 +25,7 @@ from fix.codec import (
     Unsupported,
     VenueCodec,
 )
+from fix.settings import DICTIONARY
 from router.domain.commands import CancelChild, RejectCancel, RejectOrder, ReportToOms, SendChildOrder
 from router.domain.events import (
     CancelRequested,
@@ -33,7 +35,17 @@ from router.domain.events import (
     VenueCancelRejected,
     VenueReport,
 )
-from router.domain.types import CxlRejReason, ExecType, Instrument, OrdRejReason, OrdStatus, OrdType, Side, TimeInForce
+from router.domain.types import (
+    CxlRejReason,
+    ExecType,
+    Instrument,
+    OrdRejReason,
+    OrdStatus,
+    OrdType,
+    Side,
+    TimeInForce,
+    Urgency,
+)
 
 SOH = "\x01"
 SESSION = "FIX.4.4:SOR->OMS"
@@ -260,6 +272,55 @@ def test_business_checks_run_in_order(oms: OmsCodec) -> None:
 def test_market_order_needs_no_price_even_when_off_tick(oms: OmsCodec) -> None:
     ev = oms.decode(_nos(t40="1", t44="190.005"), SESSION)
     assert isinstance(ev, NewOrderReceived) and ev.price_ticks is None
+
+
+# ------------------------------------------------- NewOrderSingle: SorUrgency(7003)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "urgency"),
+    [
+        ({"t7003": "high"}, Urgency.HIGH),
+        ({"t7003": "LOW"}, Urgency.LOW),
+        ({"t7003": " Normal "}, Urgency.NORMAL),
+        ({"t7003": "low", "t59": "3"}, Urgency.LOW),
+        ({"t7003": "normal", "t59": "3"}, Urgency.NORMAL),
+        ({}, Urgency.NORMAL),
+        ({"t59": "0"}, Urgency.NORMAL),
+        ({"t59": "3"}, Urgency.HIGH),
+        ({"t7003": "", "t59": "3"}, Urgency.HIGH),
+        ({"t40": "1", "t44": None}, Urgency.NORMAL),
+        ({"t40": "1", "t44": None, "t59": "3"}, Urgency.HIGH),
+    ],
+    ids=["high", "low-upper", "normal-spaces", "tag-wins-over-ioc-low", "tag-wins-over-ioc-normal", "absent",
+         "absent-day", "absent-ioc-hint", "empty-ioc-hint", "market-day", "market-ioc"],
+)
+def test_urgency_tag_and_the_time_in_force_hint(oms: OmsCodec, overrides: dict[str, str | None],
+                                                urgency: Urgency) -> None:
+    ev = oms.decode(_nos(**overrides), SESSION)
+    assert isinstance(ev, NewOrderReceived), ev
+    assert ev.urgency is urgency
+    if overrides.get("t40") == "1":
+        assert ev.tif is TimeInForce.IOC, "a market order routes IOC whatever its urgency"
+
+
+@pytest.mark.parametrize("value", ["urgent", "HIGHEST", "1"])
+def test_unknown_urgency_is_a_business_reject_naming_the_tag(oms: OmsCodec, value: str) -> None:
+    ev = _decode_invalid(oms, _nos(t7003=value, t38="100.0"))
+    assert ev.reason is OrdRejReason.UNSUPPORTED_ORDER_CHARACTERISTIC
+    assert "SorUrgency(7003)" in ev.text and repr(value) in ev.text and "low, normal or high" in ev.text
+    assert (ev.session, ev.cl_ord_id, ev.symbol, ev.side, ev.recv_ns) == (SESSION, "c1", "AAPL", Side.BUY, NOW)
+    assert (ev.qty_raw, ev.ord_type_raw) == ("100.0", "2"), "the wire values, echoed"
+
+
+def test_other_business_rejects_win_over_a_bad_urgency(oms: OmsCodec) -> None:
+    assert _decode_invalid(oms, _nos(t55="MSFT", t7003="urgent")).reason is OrdRejReason.UNKNOWN_SYMBOL
+
+
+def test_the_dictionary_knows_the_urgency_tag() -> None:
+    dd = fix.DataDictionary(str(DICTIONARY))
+    assert dd.isField(URGENCY_TAG)
+    assert all(dd.isMsgField(mt, URGENCY_TAG) for mt in ("D", "F", "G"))
 
 
 # -------------------------------------------------- cancel and cancel/replace

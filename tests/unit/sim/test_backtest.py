@@ -10,8 +10,8 @@ from collections.abc import Callable
 import msgspec
 import pytest
 
-from router.domain.types import OrdStatus, Side, TimeInForce
-from sim.backtest import EPOCH_NS, Backtest, ParentResult, RunResult, mean_ci, parent_stream
+from router.domain.types import OrdStatus, Side, TimeInForce, Urgency
+from sim.backtest import EPOCH_NS, Backtest, ParentResult, ParentSpec, RunResult, mean_ci, parent_stream
 from sim.config import SimClusterConfig
 from sim.report import make_scorer, scenario_config
 
@@ -65,6 +65,22 @@ def test_parent_stream_depends_on_flow_seed(calm: SimClusterConfig) -> None:
     # The venues' seed does not move the flow.
     other_sim = msgspec.structs.replace(calm, sim=msgspec.structs.replace(calm.sim, seed=calm.sim.seed + 1))
     assert parent_stream(other_sim, 100) == a
+
+
+def test_parent_stream_urgency_mix_moves_no_other_draw(calm: SimClusterConfig) -> None:
+    assert calm.scenario is not None
+    plain = parent_stream(calm, 400)
+    assert {s.urgency for s in plain} == {Urgency.NORMAL}, "no mix: every parent asks for normal, IOC or not"
+    flow = msgspec.structs.replace(calm.scenario.flow, low_prob=0.2, high_prob=0.3)
+    mixed_cfg = msgspec.structs.replace(calm, scenario=msgspec.structs.replace(calm.scenario, flow=flow))
+    mixed = parent_stream(mixed_cfg, 400)
+    assert mixed == parent_stream(mixed_cfg, 400) and parent_stream(mixed_cfg, 50) == mixed[:50]
+    def terms(specs: list[ParentSpec]) -> list[tuple[object, ...]]:
+        return [(s.at_ns, s.cl_ord_id, s.symbol, s.side, s.qty, s.tif) for s in specs]
+
+    assert terms(mixed) == terms(plain), "the urgency draws come from a stream of their own"
+    share = {u: sum(s.urgency is u for s in mixed) / len(mixed) for u in Urgency}
+    assert share[Urgency.LOW] == pytest.approx(0.2, abs=0.06) and share[Urgency.HIGH] == pytest.approx(0.3, abs=0.06)
 
 
 # ------------------------------------------------------------- the run

@@ -151,6 +151,8 @@ BAD = {
                            ["scenario.flow.interval_ms", "> 0", "got 0.0"]),
     "flow buy_prob above 1": (_edit("qty_min = 500", "qty_min = 500\nbuy_prob = 2.0", REGIME_TEXT),
                               ["scenario.flow.buy_prob", "<= 1", "got 2.0"]),
+    "flow urgency shares above 1": (_edit("qty_min = 500", "qty_min = 500\nlow_prob = 0.6\nhigh_prob = 0.5",
+                                          REGIME_TEXT), ["scenario.flow.high_prob", "low_prob + high_prob", "above 1"]),
     "regime unknown venue": (_edit('venue = "LIT2"', 'venue = "LIT9"', REGIME_TEXT),
                              ["scenario.regimes[1].venue", "LIT9"]),
     "regime negative time": (_edit("at_s = 50.0", "at_s = -1.0", REGIME_TEXT), ["scenario.regimes[0].at_s", "-1.0"]),

@@ -7,12 +7,19 @@ from __future__ import annotations
 import json
 import math
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import msgspec
 import pytest
 
-from sim.backtest import mean_ci
-from sim.journal_run import read_journal
+from router.domain.commands import SendChildOrder
+from router.domain.events import EngineEvent
+from router.domain.types import TimeInForce, Urgency, VenueKind
+from router.engine import Step
+from sim.backtest import Backtest, mean_ci
+from sim.journal_run import BacktestJournal, read_journal
+from sim.report import make_scorer, scenario_config
 from sim.tca import analyse, format_html, format_text, parse_time, run_tca
 from tests.unit.router.journal.conftest import Journaled, make_journal
 
@@ -69,3 +76,71 @@ def test_parse_time() -> None:
     assert parse_time("1970-01-01T00:00:01") == 1_000_000_000, "UTC when no zone is given"
     assert parse_time("1970-01-01T01:00:01+01:00") == 1_000_000_000
     assert parse_time(None) is None
+
+
+# ------------------------------------------------------------------ urgency
+
+
+@dataclass
+class _Mixed:
+    path: Path
+    sent: list[tuple[Urgency, str, TimeInForce]] = field(default_factory=list)
+    """(the parent's urgency, venue, time in force) of every child sent."""
+
+
+class _Children(BacktestJournal):
+    def __init__(self, bt: Backtest, path: Path, out: _Mixed) -> None:
+        self.bt, self.out = bt, out
+        super().__init__(bt, path)
+
+    def on_step(self, ev: EngineEvent, step: Step) -> None:
+        eng = self.bt.engine
+        for c in step.commands:
+            if isinstance(c, SendChildOrder):
+                self.out.sent.append((eng.parents[eng.children[c.child_id].parent_id].urgency, c.venue, c.tif))
+
+
+@pytest.fixture(scope="module")
+def mixed(tmp_path_factory: pytest.TempPathFactory) -> _Mixed:
+    """The calm scenario's ML router with a flow that asks for every urgency."""
+    cfg = scenario_config("calm")
+    assert cfg.scenario is not None
+    flow = msgspec.structs.replace(cfg.scenario.flow, low_prob=0.25, high_prob=0.35)
+    cfg = msgspec.structs.replace(cfg, scenario=msgspec.structs.replace(cfg.scenario, flow=flow))
+    out = _Mixed(tmp_path_factory.mktemp("tca-urgency") / "sor.sqlite")
+    bt = Backtest(cfg, "ml", make_scorer(cfg, None), parents=60)
+    jr = _Children(bt, out.path, out)
+    bt.run(settle_s=2.0)
+    jr.close()
+    return out
+
+
+def test_by_urgency_with_the_expected_completion_beside_the_realised(mixed: _Mixed) -> None:
+    rep = analyse(str(mixed.path))
+    run = read_journal(mixed.path)
+    done = list(run.finished())
+    assert set(rep["by_urgency"]) == {"low", "normal", "high"}
+    assert sum(r["parents"] for r in rep["by_urgency"].values()) == rep["parents"] == len(done)
+    for section in ("all", "by_strategy", "by_urgency", "by_model"):
+        rows = [rep["all"]] if section == "all" else list(rep[section].values())
+        for row in rows:
+            m, lo, hi = row["expected_completion_ms"]
+            assert math.isfinite(m) and lo <= m <= hi and math.isfinite(row["time_to_end_ms"][0])
+    for u, row in rep["by_urgency"].items():
+        group = [lg for lg in done if lg.urgency == u]
+        want = mean_ci([lg.decision.expected_completion_ms or 0.0 for lg in group])
+        assert all(math.isclose(a, b) for a, b in zip(row["expected_completion_ms"], want))
+        realised = mean_ci([((lg.result.done_ns or 0) - lg.result.arrival_ns) / 1e6 for lg in group])
+        assert all(math.isclose(a, b) for a, b in zip(row["time_to_end_ms"], realised))
+    text = format_text(rep)
+    assert "urgency" in text and "expected end ms" in text and "time to end ms" in text
+    assert "By urgency" in format_html(rep)
+
+
+def test_high_urgency_children_never_rest_in_the_dark(mixed: _Mixed) -> None:
+    cfg = scenario_config("calm")
+    dark = {v.name for v in cfg.venues if v.kind is VenueKind.DARK}
+    rested = {u for u, venue, tif in mixed.sent if venue in dark and tif is TimeInForce.DAY}
+    assert Urgency.HIGH not in rested
+    assert rested, "the other urgencies did rest in the pool: the check means something"
+    assert any(u is Urgency.HIGH and venue in dark for u, venue, _ in mixed.sent), "high still took the pool, IOC"

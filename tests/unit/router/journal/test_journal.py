@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import msgspec
 import numpy as np
 import pytest
 
@@ -17,7 +18,7 @@ from router.domain.commands import CancelChild, ReportToOms, SendChildOrder, Sub
 from router.domain.decision import Decision
 from router.domain.events import MarketDataReceived, MdEntry, NewOrderReceived, TimerFired, TradingHalted
 from router.domain.plan import Plan, Slice, Wave
-from router.domain.types import ExecType, OrdStatus, OrdType, Side, TimeInForce
+from router.domain.types import ExecType, OrdStatus, OrdType, Side, TimeInForce, Urgency
 from router.journal import records
 from router.journal.schema import SCHEMA_VERSION
 from router.journal.store import JournalError, SqliteStore, migrate
@@ -54,6 +55,23 @@ def test_every_kind_round_trips_exactly() -> None:
     assert np.array_equal(back.costs, d.costs)  # type: ignore[arg-type]
     bare = Decision(order_id="P-P2", ts_ns=6, plan=Plan(waves=(), name="static"), venues=())
     assert records.decode_decision(records.encode(bare)) == bare
+
+
+def test_urgency_and_expected_completion_round_trip_and_old_records_still_decode() -> None:
+    ev = msgspec.structs.replace(EV, urgency=Urgency.HIGH)
+    assert records.decode_event(records.encode(ev)) == ev
+    d = Decision(order_id="P-P1", ts_ns=5, venues=(), strategy="static", expected_completion_ms=207.5,
+                 plan=Plan(name="static", waves=(Wave(slices=(Slice(venue="LIT1", tif=TimeInForce.IOC,
+                                                                    limit_ticks=19000),)),)))
+    assert records.decode_decision(records.encode(d)) == d
+    # What a build before the fields wrote: the same maps without them.
+    old_ev = msgspec.to_builtins(ev)
+    del old_ev["urgency"]
+    assert records.decode_event(msgspec.msgpack.encode(old_ev)) == msgspec.structs.replace(ev, urgency=Urgency.NORMAL)
+    old_d = msgspec.to_builtins(d)
+    del old_d["expected_completion_ms"]
+    assert records.decode_decision(msgspec.msgpack.encode(old_d)) == msgspec.structs.replace(
+        d, expected_completion_ms=None)
 
 
 def test_store_is_wal_versioned_and_reopens(tmp_path: Path) -> None:

@@ -192,7 +192,7 @@ def test_markouts_due_in_order_stop_at_first_not_due() -> None:
     assert st.update_markouts(T0 + 2 * S + S // 2, lambda s: 20000) == 2
     assert st.pending_markouts(0) == 2
     assert st.pending_markouts(1) == 4
-    assert MARKOUT_HORIZONS_NS == (S, 5 * S)
+    assert MARKOUT_HORIZONS_NS == (S, 5 * S, S // 4)
 
 
 def test_read_all_layout_matches_scalar_readers() -> None:

@@ -7,6 +7,7 @@ import math
 
 import msgspec
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -156,3 +157,102 @@ def test_the_default_config_explores_a_little() -> None:
     cfg = make_cfg()
     default = msgspec.structs.replace(cfg, learning=LearningConfig())
     assert 0 < default.learning.explore_budget_bps <= 0.5 and default.learning.explore_max_prob <= 0.2
+
+
+# ------------------------------------- the uncertainty bonus and the change boost
+
+
+def test_a_venue_with_a_bonus_is_explored_more_than_an_equal_cost_one_without() -> None:
+    cfg = learning(budget=1.0, cap=0.3, temp=1.0)
+    costs, cand = [1.0, 2.0, 2.0], [0, 1, 2]
+    plain = lead_probabilities(costs, cand, 0, cfg)
+    assert math.isclose(plain[1], plain[2])
+    probs = lead_probabilities(costs, cand, 0, cfg, bonus=[0.0, 1.0, 0.0])
+    # Softmax weights exp(-0) = 1 against exp(-1): venue 1 gets e times venue 2's share.
+    assert probs[1] > probs[2] > 0.0
+    assert math.isclose(probs[1] / probs[2], math.e)
+    # Only bonus differences to the greedy venue count: one common to every
+    # venue changes nothing.
+    same = lead_probabilities(costs, cand, 0, cfg, bonus=[0.7, 0.7, 0.7])
+    assert all(math.isclose(a, b) for a, b in zip(same, plain))
+
+
+def test_a_bonus_is_capped_at_a_zero_gap() -> None:
+    # A bonus larger than the gap makes the venue look as cheap as the
+    # greedy one, not cheaper: weight exp(0) = 1 either way.
+    cfg = learning(budget=5.0, cap=0.3)
+    a = lead_probabilities([1.0, 2.0, 9.0], [0, 1, 2], 0, cfg, bonus=[0.0, 1.0, 0.0])
+    b = lead_probabilities([1.0, 2.0, 9.0], [0, 1, 2], 0, cfg, bonus=[0.0, 50.0, 0.0])
+    assert all(math.isclose(x, y) for x, y in zip(a, b))
+
+
+def test_the_budget_is_spent_on_the_unadjusted_gaps() -> None:
+    # One alternative 4 bps dearer with a 3 bps bonus: it looks 1 bp dearer
+    # to the softmax, but the budget (0.2 bps) buys 0.2 / 4 = 5% of parents,
+    # as without the bonus, not 0.2 / 1 = 20%.
+    cfg = learning(budget=0.2, cap=0.5)
+    probs = lead_probabilities([1.0, 5.0], [0, 1], 0, cfg, bonus=[0.0, 3.0])
+    assert math.isclose(probs[1], 0.05) and math.isclose(probs[0], 0.95)
+
+
+def test_boost_multiplies_budget_and_cap_with_the_cap_at_most_one_half() -> None:
+    # Budget-bound: gap 4, budget 0.2 -> eps 0.05, x2 -> 0.1, x4: budget 0.8
+    # buys 0.2 and the cap 0.2 * 4 = 0.8 is held at 0.5 (not binding).
+    eps = [lead_probabilities([1.0, 5.0], [0, 1], 0, learning(budget=0.2, cap=0.2), boost=b)[1]
+           for b in (1.0, 2.0, 4.0)]
+    assert eps == pytest.approx([0.05, 0.1, 0.2])
+    # Cap-bound: gap 0.1 -> eps is the cap: 0.2, x2 0.4, x4 and x10 held at 0.5.
+    capped = [lead_probabilities([1.0, 1.1], [0, 1], 0, learning(budget=1.0, cap=0.2), boost=b)[1]
+              for b in (1.0, 2.0, 4.0, 10.0)]
+    assert capped == pytest.approx([0.2, 0.4, 0.5, 0.5])
+    # Exploration off stays off, whatever the boost.
+    assert lead_probabilities([1.0, 2.0], [0, 1], 0, learning(budget=0.0), boost=4.0) == [1.0, 0.0]
+    assert lead_probabilities([1.0, 2.0], [0, 1], 0, learning(cap=0.0), boost=4.0) == [1.0, 0.0]
+
+
+@PROPS
+@given(costs=st.lists(st.floats(-20, 20, allow_nan=False), min_size=1, max_size=8),
+       budget=st.floats(0, 5), cap=st.floats(0, 0.5), temp=st.floats(0.05, 10),
+       boost=st.floats(1.0, 10.0), data=st.data())
+def test_with_bonus_and_boost_still_a_distribution_within_the_boosted_budget(
+        costs: list[float], budget: float, cap: float, temp: float, boost: float, data: st.DataObject) -> None:
+    n = len(costs)
+    bonus = data.draw(st.lists(st.floats(0, 10, allow_nan=False), min_size=n, max_size=n))
+    cand = sorted(data.draw(st.sets(st.integers(0, n - 1), min_size=1)), key=costs.__getitem__)
+    greedy = cand[0]
+    probs = lead_probabilities(costs, cand, greedy, learning(budget, cap, temp), bonus, boost)
+    assert math.isclose(sum(probs), 1.0, abs_tol=1e-9)
+    assert all(p == 0.0 for j, p in enumerate(probs) if j not in cand)
+    assert all(p >= 0.0 for p in probs)
+    assert probs[greedy] >= 1.0 - min(cap * boost, 0.5) - 1e-12
+    # The expected extra cost, in the model's costs (no bonus).
+    extra = sum(p * (costs[j] - costs[greedy]) for j, p in enumerate(probs))
+    assert extra <= budget * boost + 1e-9
+    # Of two venues at the same cost, the one with the larger bonus is tried
+    # at least as often.
+    for i in cand:
+        for j in cand:
+            if i != greedy and j != greedy and costs[i] == costs[j] and bonus[i] > bonus[j]:
+                assert probs[i] >= probs[j] - 1e-12
+
+
+@PROPS
+@given(costs=st.lists(st.floats(-20, 20, allow_nan=False), min_size=1, max_size=8),
+       budget=st.floats(0, 5), cap=st.floats(0, 0.5), temp=st.floats(0.05, 10), data=st.data())
+def test_no_bonus_and_no_boost_is_the_old_result(costs: list[float], budget: float, cap: float, temp: float,
+                                                 data: st.DataObject) -> None:
+    cand = sorted(data.draw(st.sets(st.integers(0, len(costs) - 1), min_size=1)), key=costs.__getitem__)
+    cfg = learning(budget, cap, temp)
+    old = lead_probabilities(costs, cand, cand[0], cfg)
+    assert lead_probabilities(costs, cand, cand[0], cfg, None, 1.0) == old
+    assert lead_probabilities(costs, cand, cand[0], cfg, [0.0] * len(costs), 1.0) == old
+    # The closed form of the old distribution, written out.
+    others = [j for j in cand if j != cand[0]]
+    if not others or budget <= 0.0 or cap <= 0.0:
+        assert old[cand[0]] == 1.0
+        return
+    w = {j: math.exp(-max(costs[j] - costs[cand[0]], 0.0) / temp) for j in others}
+    gap = sum(w[j] * max(costs[j] - costs[cand[0]], 0.0) for j in others) / sum(w.values())
+    eps = cap if gap * cap <= budget else budget / gap
+    for j in others:
+        assert math.isclose(old[j], eps * w[j] / sum(w.values()), rel_tol=1e-9, abs_tol=1e-15)
