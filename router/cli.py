@@ -158,7 +158,9 @@ def main(argv: list[str] | None = None) -> int:
 
     bt = sub.add_parser("backtest", help="scenarios x policies on a simulated clock: table with 95%% CIs, JSON, PNG")
     bt.add_argument("--scenarios", nargs="+", help="scenario names or TOML files (default: all shipped)")
-    bt.add_argument("--policies", nargs="+", choices=["static", "equal", "displayed", "ml"])
+    bt.add_argument("--policies", nargs="+", choices=["static", "equal", "displayed", "ml", "oracle"],
+                    help="default: static equal displayed ml; oracle: the ML planner scored by the scenario's "
+                         "hidden parameters (sim/oracle.py), to read results as a share of it")
     bt.add_argument("--parents", type=int, default=500, help="parents per scenario (default 500)")
     bt.add_argument("--seed", type=int, default=1, help="evaluation seed (training uses 101..)")
     bt.add_argument("--model", help="ONNX model (default: the shipped models/default/model.onnx)")
@@ -172,7 +174,8 @@ def main(argv: list[str] | None = None) -> int:
     bt.add_argument("--seeds", type=int, nargs="+",
                     help="--explore-cost, --adaptation, --ganchev: evaluation seeds (default 1 2 3; ganchev 1..5)")
     bt.add_argument("--adaptation", action="store_true",
-                    help="instead: each policy around every regime change (default scenarios swap_pools, regime): "
+                    help="instead: each policy around every regime change and over its first 50 parents "
+                         "(default scenarios swap_pools, regime, cold_start): "
                          "shortfall per 25-parent bin, parents to recover, worst 50-parent window against the best "
                          "baseline, per-parent results (JSON), the adaptation plot (PNG)")
     bt.add_argument("--ganchev", action="store_true",

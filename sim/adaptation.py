@@ -1,5 +1,8 @@
 """``sor backtest --adaptation``: how fast each policy adapts after a
-scenario's regime changes.
+scenario's regime changes, and how it starts with no venue history.
+
+Every scenario's first ``COLD_START`` parents are read as a cold start
+(each policy's mean shortfall there against the displayed baseline's).
 
 Per change (a time at which any venue's sim parameters change), each
 policy's parents are lined up by their index after the change, shortfalls
@@ -29,13 +32,15 @@ import numpy as np
 
 from sim.backtest import EPOCH_NS, POLICIES, Backtest, RunResult, mean_ci
 from sim.config import SimClusterConfig
+from sim.oracle import ORACLE
 
 BIN = 25
 BINS_BEFORE = 4
 WINDOW = 50
 RECOVERY_TOL = 0.10
+COLD_START = 50
 BASELINES = ("static", "equal", "displayed")
-DEFAULT_SCENARIOS = ("swap_pools", "regime")
+DEFAULT_SCENARIOS = ("swap_pools", "regime", "cold_start")
 
 
 def change_times_ns(cfg: SimClusterConfig) -> list[int]:
@@ -112,6 +117,20 @@ def analyse(cfg: SimClusterConfig, runs: dict[str, list[RunResult]],
     return out
 
 
+def cold_start(runs: dict[str, list[RunResult]], first: int = COLD_START) -> dict[str, Any]:
+    """Each policy's mean shortfall over the first ``first`` parents (every
+    backtest starts with no venue history), seeds pooled, with its interval,
+    and against the displayed baseline's over the same parents."""
+    out: dict[str, Any] = {"parents": first}
+    for pol, rs in runs.items():
+        out[pol] = mean_ci([p.shortfall_bps() for r in rs for p in r.parents[:first]])
+    if "displayed" in out:
+        d = out["displayed"][0]
+        out["vs_displayed_pct"] = {pol: round((out[pol][0] - d) / abs(d) * 100, 2) if d else 0.0
+                                   for pol in runs if pol != "displayed"}
+    return out
+
+
 def run(scenarios: list[str], policies: list[str], seeds: list[int], parents: int | None,
         model_path: str | None) -> list[dict[str, Any]]:
     from sim.report import AFTER, make_scorer, scenario_config
@@ -119,17 +138,18 @@ def run(scenarios: list[str], policies: list[str], seeds: list[int], parents: in
     report = []
     for name in scenarios:
         cfg = scenario_config(name)
-        if not change_times_ns(cfg):
-            raise SystemExit(f"scenario {name!r} has no regime change after its start")
+        markets = [(cfg, False)] + ([(scenario_config(name + AFTER), True)] if change_times_ns(cfg) else [])
         runs: dict[str, list[RunResult]] = {}
         steady: dict[str, list[RunResult]] = {}
         for pol in policies:
-            for key, c in ((runs, cfg), (steady, scenario_config(name + AFTER))):
-                key[pol] = [Backtest(c, pol, make_scorer(c, model_path) if pol == "ml" else None,
-                                     parents=parents, seed=s).run() for s in seeds]
-        changes = analyse(cfg, runs, steady)
+            for c, after in markets:
+                (steady if after else runs)[pol] = [
+                    Backtest(c, pol, make_scorer(c, model_path) if pol == "ml" else None, parents=parents,
+                             seed=s).run() for s in seeds]
+        changes = analyse(cfg, runs, steady) if steady else []
         summary = {pol: mean_ci([float(v) for v in _seed_mean(rs)]) for pol, rs in runs.items()}
         report.append({"scenario": name, "seeds": seeds, "changes": changes, "shortfall_bps": summary,
+                       "cold_start": cold_start(runs),
                        "per_parent": {pol: [per_parent(r) for r in rs] for pol, rs in runs.items()}})
     return report
 
@@ -137,6 +157,11 @@ def run(scenarios: list[str], policies: list[str], seeds: list[int], parents: in
 def format_report(report: list[dict[str, Any]]) -> str:
     lines = []
     for sc in report:
+        cs = sc["cold_start"]
+        pct = cs.get("vs_displayed_pct", {})
+        lines.append(f"{sc['scenario']}: first {cs['parents']} parents (no venue history), seeds {sc['seeds']}: "
+                     + ", ".join(f"{pol} {cs[pol][0]:.2f}" + (f" ({pct[pol]:+.1f}% vs displayed)" if pol in pct else "")
+                                 for pol in sc["shortfall_bps"]))
         for ch in sc["changes"]:
             lines.append(f"{sc['scenario']}: change at {ch['change_s']:.1f} s (parent {ch['first_parent']}), "
                          f"seeds {sc['seeds']}, best baseline after it: {ch['best_baseline']}")
@@ -158,6 +183,8 @@ def plot(report: list[dict[str, Any]], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     panels = [(sc, ch) for sc in report for ch in sc["changes"]]
+    if not panels:
+        return
     fig, axes = plt.subplots(len(panels), 1, figsize=(9, 3.4 * len(panels)), squeeze=False)
     for ax, (sc, ch) in zip(axes[:, 0], panels):
         for pol, r in ch["policies"].items():
@@ -175,7 +202,7 @@ def plot(report: list[dict[str, Any]], path: Path) -> None:
 
 def main(scenarios: list[str] | None, policies: list[str] | None, seeds: list[int] | None, parents: int | None,
          model_path: str | None, json_path: str, png_path: str) -> int:
-    report = run(scenarios or list(DEFAULT_SCENARIOS), policies or list(POLICIES), seeds or [1, 2, 3],
+    report = run(scenarios or list(DEFAULT_SCENARIOS), policies or [*POLICIES, ORACLE], seeds or [1, 2, 3],
                  parents, model_path)
     print(format_report(report))
     Path(json_path).write_text(json.dumps(report) + "\n")

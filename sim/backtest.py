@@ -60,6 +60,7 @@ from router.routing.policy import Planner
 from sim.config import SimClusterConfig
 from sim.exchange import Ack, Canceled, CancelRefused, Filled, Out, Rejected, SharedMarket, Trade, VenueCore
 from sim.mdupdates import Levels, level_changes, levels_of, snapshot_entries, trade_entry
+from sim.oracle import ORACLE, OraclePlanner
 
 NET_ONE_WAY_NS = 40_000
 """Loopback one-way latency per hop (router <-> venue), on top of the venue's
@@ -221,7 +222,8 @@ class Backtest:
                 cfg, sim=msgspec.structs.replace(cfg.sim, seed=seed),
                 scenario=msgspec.structs.replace(cfg.scenario, flow=msgspec.structs.replace(
                     cfg.scenario.flow, seed=seed * 7919 + cfg.scenario.flow.seed)))
-        wf = msgspec.structs.replace(cfg.waterfall, planner=policy if policy in POLICIES else "static")
+        wf = msgspec.structs.replace(cfg.waterfall, planner=policy if policy in POLICIES else
+                                     "ml" if policy == ORACLE else "static")
         self.cfg = cfg = msgspec.structs.replace(cfg, waterfall=wf)
         self.policy = policy
         self.now = EPOCH_NS
@@ -230,6 +232,8 @@ class Backtest:
         self.market.on_leak(self._on_leak)
         self.md, self.stats, self.fe = market_state(cfg)
         self.scorer = scorer
+        if planner is None and policy == ORACLE:
+            planner = OraclePlanner(cfg, self.fe, self.market)
         self.planner = planner or make_planner(cfg, self.fe, scorer, "missing")
         self.record = record
         self.rows: dict[str, FeatureRow] = {}

@@ -4,6 +4,7 @@ intervals, the ML router against the best fixed baseline, JSON and a PNG."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -12,11 +13,12 @@ import msgspec
 from sim.adaptation import per_parent
 from sim.backtest import POLICIES, Backtest, summarize
 from sim.config import SimClusterConfig, load_sim_config
+from sim.oracle import ORACLE
 
 SCENARIO_DIR = Path(__file__).resolve().parent / "scenarios"
 SCENARIOS = ("calm", "regime", "toxic_dark", "thin")
 """The scenarios training, the validation gate and a bare ``sor backtest`` use."""
-MORE_SCENARIOS = ("lit_fees", "swap_pools", "fading_lit", "many_venues")
+MORE_SCENARIOS = ("lit_fees", "swap_pools", "fading_lit", "many_venues", "cold_start")
 """Shipped for adaptive routing (issue 15), not yet in the training set: by name, ``sor backtest --scenarios``."""
 BASELINES = ("static", "equal", "displayed")
 
@@ -91,11 +93,19 @@ def compare(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             continue
         best = min(base, key=lambda r: r["shortfall_bps"][0])
         m, b = ml["shortfall_bps"], best["shortfall_bps"]
-        out.append({
+        row = {
             "scenario": sc, "best_baseline": best["policy"], "baseline_bps": b[0], "ml_bps": m[0],
             "improvement_pct": (b[0] - m[0]) / abs(b[0]) * 100 if b[0] else 0.0,
             "intervals_overlap": not (m[2] < b[1] or b[2] < m[1]),
-        })
+        }
+        oracle = next((r for r in rows if r["scenario"] == sc and r["policy"] == ORACLE), None)
+        if oracle is not None:
+            o = oracle["shortfall_bps"][0]
+            # The share of what the oracle gains over the best baseline that
+            # the ML router gets (above 100%: it beat the oracle).
+            row["oracle_bps"] = o
+            row["share_of_oracle_gain_pct"] = (b[0] - m[0]) / (b[0] - o) * 100 if b[0] != o else math.nan
+        out.append(row)
     return out
 
 
@@ -113,8 +123,10 @@ def print_table(rows: list[dict[str, Any]], comparison: list[dict[str, Any]]) ->
         print("ML router against the best fixed baseline (mean shortfall; lower is better):")
         for c in comparison:
             verdict = "intervals overlap" if c["intervals_overlap"] else "intervals do not overlap"
+            share = (f"; oracle {c['oracle_bps']:.2f} bps, ml gets {c['share_of_oracle_gain_pct']:.0f}% of its gain"
+                     if "oracle_bps" in c else "")
             print(f"  {c['scenario']:<11} best baseline {c['best_baseline']:<9} {c['baseline_bps']:7.2f} bps, "
-                  f"ml {c['ml_bps']:7.2f} bps: {c['improvement_pct']:+6.1f}% ({verdict})")
+                  f"ml {c['ml_bps']:7.2f} bps: {c['improvement_pct']:+6.1f}% ({verdict}){share}")
 
 
 def plot(rows: list[dict[str, Any]], path: Path) -> None:

@@ -42,3 +42,12 @@ def test_per_parent_rows() -> None:
     assert [r["shortfall_bps"] for r in rows] == [1.0, 2.0]
     assert rows[1]["t_s"] == 0.2 and rows[0]["completion_ms"] is None
     assert msgspec.json.decode(msgspec.json.encode(rows)) == rows
+
+
+def test_cold_start_reads_the_first_parents_against_displayed() -> None:
+    runs = {"displayed": [_run("displayed", [4.0] * 60 + [9.0] * 40)],
+            "ml": [_run("ml", [5.0] * 50 + [0.0] * 50)]}
+    cs = adaptation.cold_start(runs)
+    assert cs["parents"] == 50
+    assert cs["displayed"][0] == 4.0 and cs["ml"][0] == 5.0
+    assert cs["vs_displayed_pct"] == {"ml": 25.0}
