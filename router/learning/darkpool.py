@@ -55,17 +55,49 @@ class CensoredLiquidity:
         self.prior_hazard = float(prior_hazard)
         self.prior_weight = float(prior_weight)
         nb = max_units + 1  # levels 0..max_units
-        self.exact = np.zeros((n_venues, nb))
-        """d_j: decayed count of children that filled exactly j units (j < sent)."""
-        self.at_risk = np.zeros((n_venues, nb))
-        """r_j: decayed count of children whose liquidity is known to be >= j."""
-        self.observations = np.zeros(n_venues)
-        """Decayed count of children behind each pool's estimate."""
+        # Forward decay, as in VenueStats: each pool's counts are kept
+        # multiplied by the weight its next observation gets (``_w``), which
+        # grows by 1 / forget per observation, so an observation adds its
+        # weight to a slice instead of multiplying whole rows first (one
+        # numpy call instead of four: the report path measured 10 -> ~3 us).
+        self._exact = np.zeros((n_venues, nb))
+        self._at_risk = np.zeros((n_venues, nb))
+        self._obs = [0.0] * n_venues
+        self._w = [1.0] * n_venues
         self._tail = np.ones((n_venues, nb))
-        self._dirty = np.ones(n_venues, dtype=bool)
+        self._tails: list[list[float]] = [self._tail[v].tolist() for v in range(n_venues)]
+        self._dirty = [True] * n_venues
+
+    @property
+    def exact(self) -> np.ndarray:
+        """d_j: decayed count of children that filled exactly j units (j < sent), per pool."""
+        return self._exact / np.array(self._w)[:, None]
+
+    @property
+    def at_risk(self) -> np.ndarray:
+        """r_j: decayed count of children whose liquidity is known to be >= j and
+        whose outcome at j is known, per pool."""
+        return self._at_risk / np.array(self._w)[:, None]
+
+    @property
+    def observations(self) -> np.ndarray:
+        """Decayed count of children behind each pool's estimate."""
+        return np.array(self._obs) / np.array(self._w)
 
     def units(self, qty: int) -> int:
         return min(qty // self.unit, self.max_units)
+
+    def _reweigh(self, v: int, factor: float) -> float:
+        """The weight of pool ``v``'s next observation, after its past is
+        worth ``factor`` less; rescaled before it overflows."""
+        w = self._w[v] / factor
+        if w > 1e100:
+            self._exact[v] /= w
+            self._at_risk[v] /= w
+            self._obs[v] /= w
+            w = 1.0
+        self._w[v] = w
+        return w
 
     def observe(self, v: int, sent_qty: int, filled_qty: int) -> None:
         """One finished dark child: ``filled < sent`` is an exact
@@ -74,39 +106,44 @@ class CensoredLiquidity:
         if s <= 0:
             return
         f = min(self.units(filled_qty), s)
-        g = self.forget
-        if g < 1.0:
-            self.exact[v] *= g
-            self.at_risk[v] *= g
-            self.observations[v] *= g
+        w = self._reweigh(v, self.forget) if self.forget < 1.0 else self._w[v]
         if filled_qty < sent_qty:
-            self.exact[v, f] += 1.0
-            self.at_risk[v, : f + 1] += 1.0
+            self._exact[v, f] += w
+            self._at_risk[v, : f + 1] += w
         else:
             # L >= s: no event at any level below s; whether L = s is
             # unknown, so level s is not at risk, unless the child was
             # larger than the last level (then L is past it too).
-            self.at_risk[v, : s + 1 if sent_qty // self.unit > s else s] += 1.0
-        self.observations[v] += 1.0
+            self._at_risk[v, : s + 1 if sent_qty // self.unit > s else s] += w
+        self._obs[v] += w
         self._dirty[v] = True
 
     def shrink(self, v: int, keep: float) -> None:
         """Keep only ``keep`` of the pool's evidence (a detected change)."""
-        self.exact[v] *= keep
-        self.at_risk[v] *= keep
-        self.observations[v] *= keep
+        if keep <= 0.0:
+            self._exact[v] = 0.0
+            self._at_risk[v] = 0.0
+            self._obs[v] = 0.0
+            self._w[v] = 1.0
+        else:
+            self._reweigh(v, keep)
         self._dirty[v] = True
+
+    def _refresh(self, v: int) -> list[float]:
+        if self._dirty[v]:
+            aw = self.prior_weight * self._w[v]
+            h = (self._exact[v] + aw * self.prior_hazard) / (self._at_risk[v] + aw)
+            t = self._tail[v]
+            t[0] = 1.0
+            np.cumprod(1.0 - h[:-1], out=t[1:])
+            self._tails[v] = t.tolist()
+            self._dirty[v] = False
+        return self._tails[v]
 
     def tail(self, v: int) -> np.ndarray:
         """``T(k) = P(L >= k)`` for k = 0..max_units (a view: do not keep it
         past the next observation)."""
-        if self._dirty[v]:
-            a = self.prior_weight
-            h = (self.exact[v] + a * self.prior_hazard) / (self.at_risk[v] + a)
-            t = self._tail[v]
-            t[0] = 1.0
-            np.cumprod(1.0 - h[:-1], out=t[1:])
-            self._dirty[v] = False
+        self._refresh(v)
         return self._tail[v]
 
     def expected_fill(self, v: int, qty: int) -> float:
@@ -117,19 +154,27 @@ class CensoredLiquidity:
     def allocate(self, pools: Sequence[int], qty: int) -> list[int]:
         """Units for each of ``pools`` (same order) out of ``qty`` shares:
         the greedy, expected-fill maximising split. Ties go to the pool
-        listed first (the planner lists them by rank)."""
+        listed first (the planner lists them by rank).
+
+        A merge over the pools' tails in plain Python: with a few pools and
+        tens of units it is several times faster than stacking and sorting
+        the levels with numpy (measured 13.5 -> ~4 us for 2 pools and 15
+        units, tests/perf/test_online_bench.py)."""
         # Each pool's levels stop at max_units; the order does not.
-        q = qty // self.unit
-        if q <= 0 or not pools:
-            return [0] * len(pools)
         m = self.max_units
-        # Level k of each pool (k = 1..m) is its k-th unit's fill
-        # probability; the q largest across pools is the greedy split.
-        marg = np.stack([self.tail(v)[1:] for v in pools])
-        flat = marg.ravel()
-        if q >= flat.size:
-            return [m] * len(pools)
-        # A stable sort on the negated values keeps the earlier pool (and
-        # lower level) first among equals.
-        top = np.argsort(-flat, kind="stable")[:q]
-        return np.bincount(top // m, minlength=len(pools)).tolist()  # type: ignore[no-any-return]
+        k = len(pools)
+        q = min(qty // self.unit, m * k)
+        n = [0] * k
+        if q <= 0:
+            return n
+        tails = [self._refresh(v) for v in pools]
+        for _ in range(q):
+            best, val = 0, -1.0
+            for j in range(k):
+                c = n[j]
+                if c < m:
+                    t = tails[j][c + 1]
+                    if t > val:
+                        best, val = j, t
+            n[best] += 1
+        return n
