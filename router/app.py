@@ -115,7 +115,7 @@ def load_model(cfg: Config, metrics: Metrics) -> tuple[Any, str]:
     build's raises ``FeatureMismatchError``: serving it would mean wrong
     numbers, so the daemon refuses to start.
     """
-    if cfg.waterfall.planner != "ml":
+    if cfg.waterfall.planner not in ("ml", "rl"):
         return None, "disabled"
     from router.scoring.manifest import ModelLoadError
     from router.scoring.onnx import load_scorer
@@ -171,6 +171,9 @@ def build_core(cfg: Config, metrics: Metrics, id_prefix: str, clock_ns: Callable
     md, stats, features = market_state(cfg)
     scorer, status = load_model(cfg, metrics)
     seen = wrap_scorer(scorer) if wrap_scorer is not None and scorer is not None else scorer
+    if cfg.waterfall.planner == "rl":
+        cfg = msgspec.structs.replace(cfg, model=msgspec.structs.replace(
+            cfg.model, rl_path=str(resolve_model_path(cfg.model.rl_path))))
     planner = make_planner(cfg, features, seen, status, clock_ns=clock_ns)
     engine = Engine(cfg, planner, metrics, id_prefix, market=md, stats=stats)
     return Core(md=md, stats=stats, features=features, scorer=scorer, model_status=status, planner=planner,
@@ -425,7 +428,7 @@ def run_daemon(cfg: Config) -> int:
     from router.features.catalogue import FeatureMismatchError
     from router.scoring.manifest import check_features, manifest_path, read_manifest
 
-    if cfg.waterfall.planner == "ml":
+    if cfg.waterfall.planner in ("ml", "rl"):
         mpath = manifest_path(resolve_model_path(cfg.model.path))
         if mpath.exists():
             try:

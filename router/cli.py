@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
 
     bt = sub.add_parser("backtest", help="scenarios x policies on a simulated clock: table with 95%% CIs, JSON, PNG")
     bt.add_argument("--scenarios", nargs="+", help="scenario names or TOML files (default: all shipped)")
-    bt.add_argument("--policies", nargs="+", choices=["static", "equal", "displayed", "ml", "oracle"],
+    bt.add_argument("--policies", nargs="+", choices=["static", "equal", "displayed", "ml", "rl", "oracle"],
                     help="default: static equal displayed ml; oracle: the ML planner scored by the scenario's "
                          "hidden parameters (sim/oracle.py), to read results as a share of it")
     bt.add_argument("--parents", type=int, default=500, help="parents per scenario (default 500)")
@@ -181,6 +181,15 @@ def main(argv: list[str] | None = None) -> int:
     bt.add_argument("--ganchev", action="store_true",
                     help="instead: the Ganchev et al. dark-pool allocation replica (four pools permuted at episode "
                          "1000), the router's censored learner with and without forgetting and change detection")
+
+    trl = sub.add_parser("train-rl", help="the RL planner's Q-function: random-action backtests, one-step "
+                                          "fitted-Q (LightGBM), ONNX (waterfall.planner = \"rl\")")
+    trl.add_argument("--out", default="models/rl/q.onnx")
+    trl.add_argument("--scenarios", nargs="+", help="default: calm regime toxic_dark thin")
+    trl.add_argument("--seeds", type=int, nargs="+", help="default: 101 102 103 104")
+    trl.add_argument("--parents", type=int, default=None, help="parents per run (default: the scenario's)")
+    trl.add_argument("--model", help="the venue model whose ranking it builds on (default: the shipped one)")
+    trl.add_argument("--quiet", action="store_true")
 
     tr = sub.add_parser("train", help="simulate with an exploring policy, train the venue model, export ONNX")
     tr.add_argument("--scenarios", nargs="+", help="scenario names or TOML files (default: all shipped)")
@@ -265,6 +274,10 @@ def main(argv: list[str] | None = None) -> int:
 
         return int(report.main(args.scenarios, args.policies, args.parents, args.seed, args.model, args.json,
                                args.png, args.journal))
+    if args.cmd == "train-rl":
+        from models import rl
+
+        return rl.run_train_rl(Path(args.out), args.scenarios, args.seeds, args.parents, args.model, args.quiet)
     if args.cmd == "train":
         from models import pipeline
 

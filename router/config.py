@@ -108,7 +108,7 @@ class WaterfallConfig(_Cfg, frozen=True, kw_only=True, forbid_unknown_fields=Tru
     rest_venue: str | None = None
     child_ack_timeout_ms: Positive = 2_000
     """A child with no answer from its venue after this long is canceled."""
-    planner: Literal["ml", "static", "equal", "displayed"] = "static"
+    planner: Literal["ml", "static", "equal", "displayed", "rl"] = "static"
     """ml: the venue model's expected-cost waterfall (static when the model
     cannot score); static: ``venues`` in order; equal: one wave split equally
     over the venues up; displayed: one wave split over the lit venues in
@@ -157,6 +157,9 @@ class CanaryConfig(_Cfg, frozen=True, kw_only=True, forbid_unknown_fields=True):
 class ModelConfig(_Cfg, frozen=True, kw_only=True, forbid_unknown_fields=True):
     path: str = "models/default/model.onnx"
     """The ONNX venue model; its manifest is the same path with .json."""
+    rl_path: str = "models/rl/q.onnx"
+    """The RL planner's Q-model (``waterfall.planner = "rl"``,
+    ``router.routing.rl``; ``sor train-rl`` writes it), manifest beside it."""
     provider: Literal["cpu", "cuda", "auto"] = "cpu"
     """onnxruntime execution provider: auto takes CUDA when it is there."""
     budget_us: NonNegative = 2_000

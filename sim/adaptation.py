@@ -144,7 +144,7 @@ def run(scenarios: list[str], policies: list[str], seeds: list[int], parents: in
         for pol in policies:
             for c, after in markets:
                 (steady if after else runs)[pol] = [
-                    Backtest(c, pol, make_scorer(c, model_path) if pol == "ml" else None, parents=parents,
+                    Backtest(c, pol, make_scorer(c, model_path) if pol in ("ml", "rl") else None, parents=parents,
                              seed=s).run() for s in seeds]
         changes = analyse(cfg, runs, steady) if steady else []
         summary = {pol: mean_ci([float(v) for v in _seed_mean(rs)]) for pol, rs in runs.items()}

@@ -34,6 +34,7 @@ import heapq
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -69,6 +70,8 @@ EPOCH_NS = 1_000_000_000_000
 """The simulated clock's start (any fixed instant: the seeded mid is a
 function of time since the epoch)."""
 POLICIES = ("static", "equal", "displayed", "ml")
+RL = "rl"
+"""The RL planner (``router.routing.rl``): a policy of its own, asked for by name."""
 DONE = frozenset({OrdStatus.FILLED, OrdStatus.CANCELED, OrdStatus.REJECTED, OrdStatus.EXPIRED})
 """A parent's statuses after which nothing more fills."""
 
@@ -213,7 +216,10 @@ class Backtest:
     """One scenario, one policy, one seed: ``run()`` returns per-parent results."""
 
     def __init__(self, cfg: SimClusterConfig, policy: str, scorer: Any = None, *, parents: int | None = None,
-                 planner: Planner | None = None, record: bool = False, seed: int | None = None) -> None:
+                 planner: Planner | None = None, record: bool = False, seed: int | None = None,
+                 planner_factory: Callable[[SimClusterConfig, Any], Planner] | None = None) -> None:
+        """``planner_factory(cfg, feature_engine)``: a planner built on this
+        run's own feature engine (``planner`` must not need one)."""
         if cfg.scenario is None:
             raise ValueError("config has no [scenario]")
         if seed is not None:
@@ -222,8 +228,12 @@ class Backtest:
                 cfg, sim=msgspec.structs.replace(cfg.sim, seed=seed),
                 scenario=msgspec.structs.replace(cfg.scenario, flow=msgspec.structs.replace(
                     cfg.scenario.flow, seed=seed * 7919 + cfg.scenario.flow.seed)))
-        wf = msgspec.structs.replace(cfg.waterfall, planner=policy if policy in POLICIES else
+        wf = msgspec.structs.replace(cfg.waterfall, planner=policy if policy in (*POLICIES, RL) else
                                      "ml" if policy == ORACLE else "static")
+        if policy == RL and not Path(cfg.model.rl_path).exists():
+            # The shipped Q-model, wherever the backtest runs from.
+            cfg = msgspec.structs.replace(cfg, model=msgspec.structs.replace(
+                cfg.model, rl_path=str(Path(__file__).resolve().parent.parent / cfg.model.rl_path)))
         self.cfg = cfg = msgspec.structs.replace(cfg, waterfall=wf)
         self.policy = policy
         self.now = EPOCH_NS
@@ -234,6 +244,8 @@ class Backtest:
         self.scorer = scorer
         if planner is None and policy == ORACLE:
             planner = OraclePlanner(cfg, self.fe, self.market)
+        if planner is None and planner_factory is not None:
+            planner = planner_factory(cfg, self.fe)
         self.planner = planner or make_planner(cfg, self.fe, scorer, "missing")
         self.record = record
         self.rows: dict[str, FeatureRow] = {}

@@ -113,6 +113,11 @@ def variants(md_per_s: float, drivers: tuple[str, ...] = ("threaded", "poll")) -
     out.append(Variant(f"{d}+ml-journal", d, "ml", journal=False))
     out.append(Variant(f"{d}+ml+journal-pg", d, "ml", journal_store="postgres"))
     out.append(Variant(f"{d}+ml+journal-every", d, "ml", sync="every"))
+    # The RL planner beside ML (named with --only). The bench's market has
+    # one lit venue and no pool, where the RL policy leaves the choice to the
+    # ML planner's rules: this row is its state's cost on top of ML's, the
+    # Q-model's run is measured in tests/perf/test_rl_bench.py.
+    out.append(Variant(f"{d}+rl", d, "rl"))
     return out
 
 
@@ -806,7 +811,8 @@ def run_bench(base: SimClusterConfig, parents: int, quick: bool, json_path: str,
         print(f"floor: {parents} orders OMS -> venue ...", file=sys.stderr, flush=True)
         res["floor"] = measure_floor(base, root / "floor", parents, warmup, latency_rate)
         chosen = [v for v in variants(md_rate, drivers)
-                  if (v.key in only if only else v.journal and v.journal_store == "sqlite" and v.sync == "batch")]
+                  if (v.key in only if only else v.journal and v.journal_store == "sqlite" and v.sync == "batch"
+                      and v.planner != "rl")]
         # The journal's comparison runs are asked for by name (--only).
         if only:
             chosen.sort(key=lambda v: only.index(v.key))

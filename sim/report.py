@@ -69,7 +69,7 @@ def run_backtests(scenarios: list[str], policies: list[str], parents: int, seed:
     for name in scenarios:
         cfg = scenario_config(name)
         for pol in policies:
-            scorer = make_scorer(cfg, model_path) if pol == "ml" else None
+            scorer = make_scorer(cfg, model_path) if pol in ("ml", "rl") else None
             bt = Backtest(cfg, pol, scorer, parents=parents, seed=seed)
             jr = None
             if journal is not None:

@@ -49,6 +49,10 @@ class Decision(Msg, frozen=True, kw_only=True):
     off-policy evaluation. None when the planner did not rank."""
     explored: bool = False
     """The lead is not the venue the model ranks cheapest."""
+    action_values: npt.NDArray[np.float64] | None = None
+    """The RL planner's value of each of its actions (``router.routing.rl.
+    ACTIONS``, expected shortfall bps: lower is better) for this parent;
+    None for the other planners."""
     role: str = "champion"
     """Which model decided: "champion", or "challenger" for a canary parent."""
     shadow: Decision | None = None

@@ -25,6 +25,7 @@ from router.routing.policy import (
     STRATEGIES,
     Ending,
     OrderFeatures,
+    StrategyPolicy,
     VenueScorer,
     allowed_venues,
     dark_rest_ms_for,
@@ -140,9 +141,13 @@ class MLPlanner:
     """
 
     def __init__(self, cfg: Config, features: OrderFeatures, scorer: VenueScorer | None,
-                 fallback_reason: str = "missing", *, clock_ns: Callable[[], int] | None = None) -> None:
+                 fallback_reason: str = "missing", *, clock_ns: Callable[[], int] | None = None,
+                 policy: StrategyPolicy | None = None) -> None:
         wf = cfg.waterfall
         self._features = features
+        self._policy = policy
+        """Chooses the strategy and the pools' rest time from the model's
+        view (``router.routing.rl``); None: the rules below."""
         self._scorer = scorer
         self._fallback_reason = fallback_reason
         self._clock = clock_ns
@@ -247,8 +252,15 @@ class MLPlanner:
                 ranked.remove(lead)
                 ranked.insert(0, lead)
 
+        rest_ms: int | None = None
+        values: npt.NDArray[np.float64] | None = None
+        chosen = None
+        if requested not in STRATEGIES and self._policy is not None:
+            chosen = self._policy.choose(feats, rows, costs, self._dark, order.qty)
         if requested in STRATEGIES:
             strategy = requested
+        elif chosen is not None:
+            strategy, rest_ms, values = chosen
         elif self._dark[ranked[0]]:
             strategy = "dark-first"
         elif float(feats[0, C_TOP3]) > 1.0 or order.qty > float(feats[ranked[0], C_TOUCH]):
@@ -261,7 +273,7 @@ class MLPlanner:
             strategy = "sequential"
         p = [min(max(r[SCORE_FILL], 0.0), 1.0) for r in rows]
         explored = lead != greedy
-        plan, strategy = self._build(strategy, order, ranked, p, costs, feats, usable, explored, rows)
+        plan, strategy = self._build(strategy, order, ranked, p, costs, feats, usable, explored, rows, rest_ms)
         if clock is not None:
             stages.append(("planning", clock() - t0))
         return self._decision(order, plan, stages, features=feats, scores=scores,
@@ -269,7 +281,7 @@ class MLPlanner:
                               ranking=tuple(self._names[i] for i in ranked), strategy=strategy,
                               propensity=probs[lead] if probs is not None else 1.0,
                               lead_probs=np.array(probs, dtype=np.float64) if probs is not None else None,
-                              explored=explored)
+                              explored=explored, action_values=values)
 
     # ---------------------------------------------------------- internals
 
@@ -397,9 +409,11 @@ class MLPlanner:
 
     def _build(self, strategy: str, order: ParentOrder, ranked: list[int], p: list[float], costs: list[float],
                feats: npt.NDArray[np.float32], usable: frozenset[str], explored: bool = False,
-               rows: Sequence[Sequence[float]] = ()) -> tuple[Plan, str]:
+               rows: Sequence[Sequence[float]] = (), rest_ms: int | None = None) -> tuple[Plan, str]:
         """``explored``: ``ranked[0]`` is exploration's pick, and gets a
-        slice even where the model's costs would leave it out."""
+        slice even where the model's costs would leave it out. ``rest_ms``:
+        dark-first's rest for a normal parent, when a policy chose it
+        (else ``waterfall.dark_rest_ms``)."""
         limit = limit_of(order)
         names, dark = self._names, self._dark
         lit_ranked = [i for i in ranked if not dark[i]]
@@ -415,7 +429,7 @@ class MLPlanner:
                 # dark_rest_ms = 0 would make a DAY slice rest with no end:
                 # then the pools get an IOC sweep instead, as they do for a
                 # high-urgency parent (policy.dark_rest_ms_for).
-                rest_ms = dark_rest_ms_for(order.urgency, self._dark_rest_ms)
+                rest_ms = dark_rest_ms_for(order.urgency, self._dark_rest_ms if rest_ms is None else rest_ms)
                 tif = TimeInForce.DAY if rest_ms > 0 else TimeInForce.IOC
                 waves = [Wave(slices=tuple(
                     Slice(venue=names[i], weight=w, tif=tif, limit_ticks=limit, timeout_ms=rest_ms or None)

@@ -95,6 +95,20 @@ class VenueScorer(Protocol):
         ...
 
 
+class StrategyPolicy(Protocol):
+    """Chooses what the ML planner builds from its model's view of a
+    parent (``router.routing.rl``): the strategy and dark-first's rest."""
+
+    @property
+    def version(self) -> str: ...
+
+    def choose(self, feats: npt.NDArray[np.float32], rows: Sequence[Sequence[float]], costs: Sequence[float],
+               dark: Sequence[bool], qty: int) -> tuple[str, int | None, npt.NDArray[np.float64]] | None:
+        """(strategy, rest_ms or None for the configured one, each action's
+        value), or None to leave the choice to the planner's rules."""
+        ...
+
+
 class OrderFeatures(Protocol):
     """What the planners need from ``router.features.FeatureEngine``."""
 
