@@ -33,7 +33,7 @@ expected-cost formula ranks the venues as it ranks the model's:
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -98,7 +98,29 @@ class OracleScorer:
         return out
 
 
-class OraclePlanner(MLPlanner):
+class OrderAware(Protocol):
+    order: ParentOrder | None
+
+
+class OrderAwarePlanner(MLPlanner):
+    """The ML planner whose scorer or policy (``reader``) reads the parent
+    being decided: the model's contract passes only its features, and the
+    simulator's readers (the oracle, the RL experience's recorder) need the
+    parent's size, time or ClOrdID."""
+
+    def __init__(self, *args: Any, reader: OrderAware, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self._reader = reader
+
+    def decide(self, order: ParentOrder, venues_up: frozenset[str]) -> Decision:
+        self._reader.order = order
+        try:
+            return super().decide(order, venues_up)
+        finally:
+            self._reader.order = None
+
+
+class OraclePlanner(OrderAwarePlanner):
     """The ML planner with the oracle's scores and no exploration."""
 
     def __init__(self, cfg: SimClusterConfig, features: Any, market: SharedMarket) -> None:
@@ -107,13 +129,4 @@ class OraclePlanner(MLPlanner):
         sc = cfg.scenario
         self.oracle = OracleScorer(cfg, market, sc.impact_half_life_ms if sc is not None else 0.0)
         quiet = msgspec.structs.replace(cfg, learning=msgspec.structs.replace(cfg.learning, explore_budget_bps=0.0))
-        super().__init__(quiet, features, self.oracle)
-
-    def decide(self, order: ParentOrder, venues_up: frozenset[str]) -> Decision:
-        # The scorer reads the parent's size and time: the model's contract
-        # passes only its features.
-        self.oracle.order = order
-        try:
-            return super().decide(order, venues_up)
-        finally:
-            self.oracle.order = None
+        super().__init__(quiet, features, self.oracle, reader=self.oracle)

@@ -13,11 +13,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from router.domain.decision import Decision
 from router.domain.orders import ParentOrder
-from router.routing.ml import MLPlanner
 from router.routing.rl import ACTIONS, N_ACTIONS, state
 from sim.backtest import Backtest
+from sim.oracle import OrderAwarePlanner
 from sim.report import make_scorer, scenario_config
 
 
@@ -50,21 +49,8 @@ class _RandomPolicy:
         return strategy, rest, np.full(N_ACTIONS, np.nan)
 
 
-class _Recording(MLPlanner):
-    def __init__(self, *args: Any, policy: _RandomPolicy, **kw: Any) -> None:
-        super().__init__(*args, policy=policy, **kw)
-        self.rand = policy
-
-    def decide(self, order: ParentOrder, venues_up: frozenset[str]) -> Decision:
-        self.rand.order = order
-        try:
-            return super().decide(order, venues_up)
-        finally:
-            self.rand.order = None
-
-
-def _recording(cfg: Any, features: Any, *, scorer: Any, policy: _RandomPolicy) -> _Recording:
-    return _Recording(cfg, features, scorer, policy=policy)
+def _recording(cfg: Any, features: Any, *, scorer: Any, policy: _RandomPolicy) -> OrderAwarePlanner:
+    return OrderAwarePlanner(cfg, features, scorer, policy=policy, reader=policy)
 
 
 def collect(scenarios: Sequence[str], seeds: Sequence[int], parents: int | None = None,

@@ -36,3 +36,16 @@ def test_the_shipped_rl_planner_chooses_journals_and_replays(tmp_path: Path) -> 
     assert all(d.strategy in strategies | {"spray"} and len(d.action_values) == len(ACTIONS) for d in chosen)
     rep = replay(tmp_path / "j.db")
     assert rep.decisions == len(decisions) and rep.decisions_differ == 0, rep.strategy_moves
+
+
+def test_experience_has_every_parent_with_a_random_action() -> None:
+    from router.routing.rl import N_ACTIONS, STATE_DIM
+    from sim.rl_collect import collect
+
+    logging.getLogger("sor.risk").setLevel(logging.ERROR)
+    exp = collect(["calm"], [101], parents=40)
+    assert len(exp.actions) == len(exp.states) == len(exp.shortfalls) == 40
+    assert set(exp.groups) == {"calm:101"} and all(s.shape == (STATE_DIM,) for s in exp.states)
+    assert all(0 <= a < N_ACTIONS for a in exp.actions) and len(set(exp.actions)) >= 4, "uniform draws"
+    again = collect(["calm"], [101], parents=40)
+    assert again.actions == exp.actions and again.shortfalls == exp.shortfalls, "reproducible for a seed"
