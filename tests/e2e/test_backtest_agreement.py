@@ -33,9 +33,13 @@ def test_daemon_agrees_with_backtest(tmp_path: Path, policy: str) -> None:
           f"fill {bt['fill_rate']} vs {live['fill_rate']}")
     m_b, lo_b, hi_b = bt["shortfall_bps"]
     m_l, lo_l, hi_l = live["shortfall_bps"]
-    # Each mean lies within the other's interval, widened by the other's
-    # half-width: the difference of the means is within the combined 95%
-    # interval (the two runs see different random markets).
-    half = ((hi_b - lo_b) ** 2 + (hi_l - lo_l) ** 2) ** 0.5 / 2
+    # The difference of the means is within the combined interval (the two
+    # runs see different random markets), at 99.9% rather than 95%: a 95%
+    # test fails one run in twenty when both agree, and did in CI (static:
+    # 9.14 backtest against 10.65 daemon, where three quiet runs read 9.02,
+    # 9.08 and 9.43). A router that disagreed with its backtest would be off
+    # by far more than the wider bound (the policies differ by 6 bps here).
+    z_ratio = 3.29 / 1.96
+    half = z_ratio * ((hi_b - lo_b) ** 2 + (hi_l - lo_l) ** 2) ** 0.5 / 2
     assert abs(m_b - m_l) <= half, (bt["shortfall_bps"], live["shortfall_bps"])
     assert abs(bt["fill_rate"][0] - live["fill_rate"][0]) <= 0.05
