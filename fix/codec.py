@@ -145,6 +145,9 @@ class _Terms(NamedTuple):
     ord_type: OrdType
     price_ticks: int | None
     tif: TimeInForce
+    tif_sent: TimeInForce
+    """The TimeInForce the OMS sent (``tif`` routes a market DAY as IOC):
+    urgency's hint reads it."""
 
 
 class _Invalid(NamedTuple):
@@ -279,7 +282,7 @@ class OmsCodec:
         if not urgency_raw:
             # The TimeInForce the OMS sent is the hint (a market order's
             # IOC is the router's, not the OMS's wish).
-            urgency = Urgency.HIGH if field(msg, TIME_IN_FORCE) == TimeInForce.IOC.value else Urgency.NORMAL
+            urgency = Urgency.HIGH if t.tif_sent is TimeInForce.IOC else Urgency.NORMAL
         else:
             try:
                 urgency = Urgency(urgency_raw.lower())
@@ -364,10 +367,11 @@ class OmsCodec:
             if price_ticks is None:
                 return invalid(OrdRejReason.INVALID_PRICE_INCREMENT,
                                f"Price {px_raw} is not a multiple of the tick size {inst.tick_size}")
-        elif tif is TimeInForce.DAY:
+        sent = tif
+        if ord_type is OrdType.MARKET and tif is TimeInForce.DAY:
             # A market order cannot rest; route it as immediate-or-cancel.
             tif = TimeInForce.IOC
-        return _Terms(cl, symbol, side, qty, ord_type, price_ticks, tif)
+        return _Terms(cl, symbol, side, qty, ord_type, price_ticks, tif, sent)
 
     def _decode_cancel(self, msg: fix.Message, session: str, replace: bool) -> OmsInbound:
         now = self._clock_ns()

@@ -64,10 +64,14 @@ def lead_probabilities(costs: Sequence[float], candidates: Sequence[int], greedy
         return probs
     e_g, t = costs[greedy], cfg.explore_temperature_bps
     if bonus is None:
-        weights = [math.exp(-max(costs[j] - e_g, 0.0) / t) for j in others]
+        gaps = [max(costs[j] - e_g, 0.0) for j in others]
     else:
         b_g = bonus[greedy]
-        weights = [math.exp(-max(costs[j] - e_g - bonus[j] + b_g, 0.0) / t) for j in others]
+        gaps = [max(costs[j] - e_g - bonus[j] + b_g, 0.0) for j in others]
+    # Shifted by the smallest gap (the softmax is unchanged): unshifted, a
+    # low temperature and gaps of tens of bps underflow every weight to 0.
+    low = min(gaps)
+    weights = [math.exp(-(g - low) / t) for g in gaps]
     total = sum(weights)
     gap = sum(w * max(costs[j] - e_g, 0.0) for w, j in zip(weights, others)) / total
     eps = cap if gap <= budget / cap else budget / gap

@@ -251,7 +251,10 @@ def test_no_bonus_and_no_boost_is_the_old_result(costs: list[float], budget: flo
     if not others or budget <= 0.0 or cap <= 0.0:
         assert old[cand[0]] == 1.0
         return
-    w = {j: math.exp(-max(costs[j] - costs[cand[0]], 0.0) / temp) for j in others}
+    # Shifted by the smallest gap, which leaves the softmax as it is and
+    # keeps a low temperature from underflowing every weight to 0.
+    low = min(max(costs[j] - costs[cand[0]], 0.0) for j in others)
+    w = {j: math.exp(-(max(costs[j] - costs[cand[0]], 0.0) - low) / temp) for j in others}
     gap = sum(w[j] * max(costs[j] - costs[cand[0]], 0.0) for j in others) / sum(w.values())
     eps = cap if gap * cap <= budget else budget / gap
     for j in others:
